@@ -1,0 +1,83 @@
+//! Dense matrices as CSV/TSV/space-separated text. Missing entries are empty
+//! cells or `NaN`/`nan`/`NA`; an optional first line of column names is
+//! skipped.
+
+use faer::Mat;
+
+use super::source::Source;
+use super::triplets::{Separator, clip};
+use super::ReadOptions;
+use crate::error::{Error, Result};
+
+fn cell(f: &[u8]) -> std::result::Result<f64, String> {
+    let f = f.trim_ascii();
+    let f = if f.len() >= 2 && f[0] == b'"' && f[f.len() - 1] == b'"' { &f[1..f.len() - 1] } else { f };
+    if f.is_empty() {
+        return Ok(f64::NAN);
+    }
+    let s = std::str::from_utf8(f).map_err(|_| "a cell is not valid text".to_string())?;
+    match s {
+        "NA" | "na" | "N/A" | "?" => return Ok(f64::NAN),
+        _ => {}
+    }
+    let v: f64 = s.parse().map_err(|_| format!("the cell '{}' is not a number", clip(s)))?;
+    if v.is_infinite() {
+        return Err(format!("the cell '{}' is infinite", clip(s)));
+    }
+    Ok(v)
+}
+
+/// Read a dense text matrix (NaN = missing).
+pub fn read(src: &mut Source, opts: &ReadOptions) -> Result<Mat<f64>> {
+    let path = src.path.clone();
+    let mut lines = src.lines(opts.max_line_bytes.max(64 << 20));
+    let mut sep: Option<Separator> = None;
+    let mut width: Option<usize> = None;
+    let mut data: Vec<f64> = Vec::new();
+    let mut nrows = 0usize;
+    let mut first = true;
+    while let Some((no, line)) = lines.next_line()? {
+        if line.trim_ascii().is_empty() || line.first() == Some(&b'#') {
+            continue;
+        }
+        let s = *sep.get_or_insert_with(|| {
+            let d = Separator::detect(line);
+            if d == Separator::DoubleColon { Separator::Whitespace } else { d }
+        });
+        let fields: Vec<&[u8]> = match s {
+            Separator::Tab => line.split(|&c| c == b'\t').collect(),
+            Separator::Comma => line.split(|&c| c == b',').collect(),
+            _ => line.split(|&c| c == b' ' || c == b'\t').filter(|f| !f.is_empty()).collect(),
+        };
+        let parsed: std::result::Result<Vec<f64>, String> = fields.iter().map(|f| cell(f)).collect();
+        let row = match parsed {
+            Ok(r) => r,
+            Err(e) => {
+                if first && opts.header != Some(false) {
+                    // a header of column names
+                    first = false;
+                    width = Some(fields.len());
+                    continue;
+                }
+                return Err(Error::parse(&path, no, e));
+            }
+        };
+        first = false;
+        match width {
+            None => width = Some(row.len()),
+            Some(w) if w != row.len() => {
+                return Err(Error::parse(&path, no, format!("ragged rows: {} cells, but the first row has {w}", row.len())));
+            }
+            _ => {}
+        }
+        data.extend_from_slice(&row);
+        nrows += 1;
+    }
+    let Some(w) = width.filter(|_| nrows > 0) else {
+        return Err(Error::parse(&path, 0, "the file has no data rows"));
+    };
+    if !data.iter().any(|v| !v.is_nan()) {
+        return Err(Error::parse(&path, 0, format!("the {nrows}x{w} matrix has no observed (non-missing) entry")));
+    }
+    Ok(Mat::from_fn(nrows, w, |i, j| data[i * w + j]))
+}

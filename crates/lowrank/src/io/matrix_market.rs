@@ -1,0 +1,187 @@
+//! Matrix Market: `coordinate` (real / integer / double, general or
+//! symmetric) into [`Ratings`] with 1-based ids, and `array` into a dense
+//! matrix. Writer for the coordinate format.
+
+use std::path::Path;
+
+use faer::Mat;
+
+use super::source::Source;
+use super::triplets::{LineBook, clip};
+use super::{ReadOptions, atomic_write};
+use crate::data::{IdMap, Ratings};
+use crate::error::{Error, Result};
+
+/// Contents of a Matrix Market file.
+pub enum MatrixMarket {
+    /// A `coordinate` file.
+    Coordinate(Ratings),
+    /// An `array` (dense, column-major) file.
+    Array(Mat<f64>),
+}
+
+fn num<T: std::str::FromStr>(f: &str) -> Option<T> {
+    f.parse().ok()
+}
+
+/// Read a Matrix Market file.
+pub fn read(src: &mut Source, opts: &ReadOptions) -> Result<MatrixMarket> {
+    let path = src.path.clone();
+    let perr = |line: u64, r: String| Error::parse(&path, line, r);
+    let mut lines = src.lines(opts.max_line_bytes.max(1 << 16));
+    let Some((no, banner)) = lines.next_line()? else {
+        return Err(perr(0, "the file is empty".into()));
+    };
+    let banner = String::from_utf8_lossy(banner).to_ascii_lowercase();
+    let words: Vec<&str> = banner.split_whitespace().collect();
+    if words.first() != Some(&"%%matrixmarket") {
+        return Err(perr(no, "missing the '%%MatrixMarket matrix coordinate real general' banner".into()));
+    }
+    if words.len() != 5 || words[1] != "matrix" {
+        return Err(perr(no, format!("malformed banner '{}'", clip(&banner))));
+    }
+    let (layout, field, symmetry) = (words[2], words[3], words[4]);
+    match field {
+        "real" | "double" | "integer" => {}
+        "complex" => return Err(perr(no, "complex matrices are not supported (real or integer only)".into())),
+        "pattern" => {
+            return Err(perr(no, "pattern matrices have no values; a rating matrix needs real or integer values".into()));
+        }
+        other => return Err(perr(no, format!("unknown field '{other}'"))),
+    }
+    let symmetric = match symmetry {
+        "general" => false,
+        "symmetric" => true,
+        other => return Err(perr(no, format!("'{other}' matrices are not supported (general or symmetric only)"))),
+    };
+    let mut book = LineBook::default();
+    book.skip(no);
+    // size line
+    let (m, n, nnz, size_line) = loop {
+        let Some((no, line)) = lines.next_line()? else {
+            return Err(perr(no, "missing the size line".into()));
+        };
+        let t = String::from_utf8_lossy(line);
+        let t = t.trim();
+        if t.is_empty() || t.starts_with('%') {
+            book.skip(no);
+            continue;
+        }
+        book.skip(no);
+        let f: Vec<&str> = t.split_whitespace().collect();
+        match (layout, f.len()) {
+            ("coordinate", 3) => match (num::<usize>(f[0]), num::<usize>(f[1]), num::<usize>(f[2])) {
+                (Some(a), Some(b), Some(c)) => break (a, b, c, no),
+                _ => return Err(perr(no, format!("bad size line '{}'", clip(t)))),
+            },
+            ("array", 2) => match (num::<usize>(f[0]), num::<usize>(f[1])) {
+                (Some(a), Some(b)) => break (a, b, a * b, no),
+                _ => return Err(perr(no, format!("bad size line '{}'", clip(t)))),
+            },
+            ("coordinate" | "array", _) => return Err(perr(no, format!("bad size line '{}'", clip(t)))),
+            (other, _) => return Err(perr(no, format!("unknown layout '{other}' (coordinate or array)"))),
+        }
+    };
+    if m == 0 || n == 0 {
+        return Err(perr(size_line, format!("the declared shape {m}x{n} is empty")));
+    }
+    if m > u32::MAX as usize || n > u32::MAX as usize {
+        return Err(perr(size_line, "the declared shape is too large".into()));
+    }
+    if layout == "array" {
+        let mut a = Mat::<f64>::zeros(m, n);
+        let mut k = 0usize;
+        let mut last = size_line;
+        while let Some((no, line)) = lines.next_line()? {
+            last = no;
+            let t = String::from_utf8_lossy(line);
+            let t = t.trim();
+            if t.is_empty() || t.starts_with('%') {
+                continue;
+            }
+            if k >= m * n {
+                return Err(perr(no, format!("more values than the declared {m}x{n}")));
+            }
+            let v: f64 = num(t).ok_or_else(|| perr(no, format!("'{}' is not a number", clip(t))))?;
+            a[(k % m, k / m)] = v;
+            k += 1;
+        }
+        if k < m * n {
+            return Err(perr(last, format!("{k} values but the declared {m}x{n} needs {}", m * n)));
+        }
+        return Ok(MatrixMarket::Array(a));
+    }
+    let cap = nnz.min(1 << 26);
+    let (mut rows, mut cols, mut vals) = (Vec::with_capacity(cap), Vec::with_capacity(cap), Vec::with_capacity(cap));
+    let mut count = 0usize;
+    let mut last = size_line;
+    while let Some((no, line)) = lines.next_line()? {
+        last = no;
+        let t = std::str::from_utf8(line).map_err(|_| perr(no, "the line is not valid text".into()))?;
+        let t = t.trim();
+        if t.is_empty() || t.starts_with('%') {
+            book.skip(no);
+            continue;
+        }
+        let mut it = t.split_ascii_whitespace();
+        let (fi, fj, fv) = (it.next(), it.next(), it.next());
+        let extra = it.next().is_some();
+        let (Some(fi), Some(fj), Some(fv)) = (fi, fj, fv) else {
+            return Err(perr(no, "expected 'row col value'".into()));
+        };
+        if extra {
+            return Err(perr(no, "expected 'row col value', found more fields".into()));
+        }
+        let i: u64 = num(fi).ok_or_else(|| perr(no, format!("row index '{}' is not an integer", clip(fi))))?;
+        let j: u64 = num(fj).ok_or_else(|| perr(no, format!("column index '{}' is not an integer", clip(fj))))?;
+        if i == 0 || j == 0 {
+            return Err(perr(no, "index 0: Matrix Market indices are 1-based".into()));
+        }
+        if i as usize > m || j as usize > n {
+            return Err(perr(no, format!("entry ({i}, {j}) is outside the declared {m}x{n} shape")));
+        }
+        let v = super::triplets::parse_value(fv.as_bytes()).map_err(|r| perr(no, r))?;
+        count += 1;
+        if count > nnz {
+            return Err(perr(no, format!("more entries than the {nnz} declared")));
+        }
+        rows.push((i - 1) as u32);
+        cols.push((j - 1) as u32);
+        vals.push(v);
+        if symmetric && i != j {
+            rows.push((j - 1) as u32);
+            cols.push((i - 1) as u32);
+            vals.push(v);
+        }
+    }
+    if count < nnz {
+        return Err(perr(last, format!("only {count} entries but {nnz} were declared (truncated file?)")));
+    }
+    if count == 0 {
+        return Err(perr(size_line, "the matrix has no entries".into()));
+    }
+    let r = Ratings::with_ids(rows, cols, vals, IdMap::offset(m, 1), IdMap::offset(n, 1))
+        .map_err(|e| perr(0, e.to_string()))?;
+    if let Some((a, b)) = r.find_duplicate() {
+        let line = |k: usize| if symmetric { 0 } else { book.line_of(k) };
+        return Err(perr(
+            line(b),
+            format!("duplicate entry ({}, {}): also on line {}", r.rows()[a] + 1, r.cols()[a] + 1, line(a)),
+        ));
+    }
+    Ok(MatrixMarket::Coordinate(r))
+}
+
+/// Write `r` as a Matrix Market coordinate real general file (1-based indices
+/// of the dense index space), atomically.
+pub fn write(path: &Path, r: &Ratings) -> Result<()> {
+    atomic_write(path, |w| {
+        writeln!(w, "%%MatrixMarket matrix coordinate real general")?;
+        writeln!(w, "% written by lowrank")?;
+        writeln!(w, "{} {} {}", r.nrows(), r.ncols(), r.len())?;
+        for (i, j, v) in r.iter() {
+            writeln!(w, "{} {} {}", i + 1, j + 1, v)?;
+        }
+        Ok(())
+    })
+}

@@ -1,0 +1,355 @@
+//! Readers and writers, with format detection.
+//!
+//! [`load`] opens any supported file (gzip-compressed or not) and returns a
+//! [`Dataset`]; [`read_ratings`] is the common case of a partially observed
+//! matrix. Formats are detected from the (inner) file name and the content, or
+//! forced with [`ReadOptions::format`]. Every error names the file and line.
+
+mod dense_text;
+pub mod matrix_market;
+pub mod npy;
+mod source;
+pub mod triplets;
+
+use std::io::{BufWriter, Write};
+use std::path::Path;
+use std::sync::Arc;
+
+use faer::Mat;
+use serde::{Deserialize, Serialize};
+
+pub use source::{Source, looks_binary, open};
+pub use triplets::Separator;
+
+use crate::data::{Ratings, Tensor3, dense};
+use crate::error::{Error, Result};
+
+/// A file format lowrank reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Format {
+    /// Detect from the name and the content.
+    Auto,
+    /// MovieLens 100k `u.data`: `user<TAB>item<TAB>rating<TAB>timestamp`.
+    Movielens,
+    /// MovieLens 1M/10M `ratings.dat`: `user::item::rating::timestamp`.
+    MovielensDat,
+    /// MovieLens `ratings.csv`: `userId,movieId,rating,timestamp` with header.
+    MovielensCsv,
+    /// Generic `user item rating [ignored]`, tab/space/comma, optional header.
+    Triplets,
+    /// Matrix Market coordinate or array.
+    MatrixMarket,
+    /// Dense CSV/TSV with empty or NaN cells for missing.
+    Dense,
+    /// NumPy `.npy` (2-D matrix, 3-D tensor).
+    Npy,
+}
+
+impl Format {
+    /// Parse a format name as given on the command line.
+    pub fn parse(s: &str) -> Result<Format> {
+        Ok(match s.to_ascii_lowercase().as_str() {
+            "auto" => Format::Auto,
+            "movielens" | "u.data" | "udata" | "ml-100k" => Format::Movielens,
+            "movielens-dat" | "ratings.dat" | "dat" => Format::MovielensDat,
+            "movielens-csv" | "ratings.csv" => Format::MovielensCsv,
+            "triplets" | "tsv" | "csv" | "delimited" | "coo" => Format::Triplets,
+            "matrix-market" | "mtx" | "mm" => Format::MatrixMarket,
+            "dense" | "dense-csv" | "dense-tsv" => Format::Dense,
+            "npy" => Format::Npy,
+            other => {
+                return Err(Error::invalid(format!(
+                    "unknown format '{other}' (auto, movielens, movielens-dat, movielens-csv, triplets, matrix-market, dense, npy)"
+                )));
+            }
+        })
+    }
+
+    /// Canonical name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Auto => "auto",
+            Format::Movielens => "movielens",
+            Format::MovielensDat => "movielens-dat",
+            Format::MovielensCsv => "movielens-csv",
+            Format::Triplets => "triplets",
+            Format::MatrixMarket => "matrix-market",
+            Format::Dense => "dense",
+            Format::Npy => "npy",
+        }
+    }
+}
+
+/// How integer ids in triplet files become indices.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum IdMode {
+    /// Map arbitrary ids to dense indices (integers sorted numerically).
+    #[default]
+    Map,
+    /// Ids are 0-based indices (shape = largest index + 1, or [`ReadOptions::shape`]).
+    ZeroBased,
+    /// Ids are 1-based indices.
+    OneBased,
+}
+
+/// Options for reading.
+#[derive(Clone)]
+pub struct ReadOptions {
+    /// The format, or [`Format::Auto`].
+    pub format: Format,
+    /// Separator of a triplet file (detected when `None`).
+    pub separator: Option<Separator>,
+    /// `Some(true)`: the first line is a header; `Some(false)`: never;
+    /// `None`: detect (a first line whose rating is not a number).
+    pub header: Option<bool>,
+    /// How ids become indices.
+    pub ids: IdMode,
+    /// Declared shape for index-mode ids.
+    pub shape: Option<(usize, usize)>,
+    /// Longest accepted line of a triplet file, in bytes.
+    pub max_line_bytes: usize,
+    /// Called with the number of entries read so far, about every million.
+    pub progress: Option<Arc<dyn Fn(u64) + Send + Sync>>,
+}
+
+impl Default for ReadOptions {
+    fn default() -> Self {
+        ReadOptions {
+            format: Format::Auto,
+            separator: None,
+            header: None,
+            ids: IdMode::Map,
+            shape: None,
+            max_line_bytes: 1 << 20,
+            progress: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for ReadOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReadOptions")
+            .field("format", &self.format)
+            .field("separator", &self.separator)
+            .field("header", &self.header)
+            .field("ids", &self.ids)
+            .field("shape", &self.shape)
+            .finish()
+    }
+}
+
+/// What a file holds.
+#[derive(Clone, Debug)]
+pub enum Dataset {
+    /// Observed entries of a sparse matrix.
+    Ratings(Ratings),
+    /// A dense matrix; NaN marks a missing entry.
+    Dense(Mat<f64>),
+    /// A 3-way tensor.
+    Tensor(Tensor3),
+}
+
+impl Dataset {
+    /// The observed entries as [`Ratings`] (a dense matrix converts, NaN =
+    /// missing); a tensor is an error.
+    pub fn into_ratings(self) -> Result<Ratings> {
+        match self {
+            Dataset::Ratings(r) => Ok(r),
+            Dataset::Dense(a) => dense::ratings_from_masked(&a),
+            Dataset::Tensor(_) => Err(Error::invalid("expected a matrix, found a 3-way tensor")),
+        }
+    }
+
+    /// Short description (`ratings 943x1682, 100000 entries`).
+    pub fn describe(&self) -> String {
+        match self {
+            Dataset::Ratings(r) => format!("ratings {}x{}, {} entries", r.nrows(), r.ncols(), r.len()),
+            Dataset::Dense(a) => format!("dense {}x{}", a.nrows(), a.ncols()),
+            Dataset::Tensor(t) => {
+                let d = t.dims();
+                format!("tensor {}x{}x{}", d[0], d[1], d[2])
+            }
+        }
+    }
+}
+
+/// Guess the format from the file name and the first bytes.
+pub fn detect(name: &str, head: &[u8]) -> Format {
+    let lower = name.to_ascii_lowercase();
+    if npy::is_npy(head) || lower.ends_with(".npy") {
+        return Format::Npy;
+    }
+    if head.starts_with(b"%%MatrixMarket") || head.starts_with(b"%%matrixmarket") || lower.ends_with(".mtx") {
+        return Format::MatrixMarket;
+    }
+    if lower == "u.data" || lower.ends_with(".base") || lower.ends_with(".test") {
+        return Format::Movielens;
+    }
+    if lower.ends_with(".dat") {
+        return Format::MovielensDat;
+    }
+    // look at the first data line
+    let text = String::from_utf8_lossy(&head[..head.len().min(64 * 1024)]);
+    let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#'));
+    let Some(first) = lines.next() else { return Format::Triplets };
+    if first.contains("::") {
+        return Format::MovielensDat;
+    }
+    let sep = Separator::detect(first.as_bytes());
+    let split = |l: &str| -> Vec<String> {
+        match sep {
+            Separator::Tab => l.split('\t').map(|s| s.trim().to_string()).collect(),
+            Separator::Comma => l.split(',').map(|s| s.trim().to_string()).collect(),
+            _ => l.split_whitespace().map(str::to_string).collect(),
+        }
+    };
+    let f = split(first);
+    let is_num = |s: &str| s.parse::<f64>().is_ok();
+    let is_missing = |s: &str| s.is_empty() || s.eq_ignore_ascii_case("nan") || s == "NA";
+    let data_line = if f.iter().all(|s| is_num(s) || is_missing(s)) {
+        f.clone()
+    } else {
+        // a header: decide from the next line
+        match lines.next() {
+            Some(l) => split(l),
+            None => return Format::Triplets,
+        }
+    };
+    if data_line.len() > 4 || data_line.iter().any(|s| is_missing(s)) {
+        return Format::Dense;
+    }
+    let id_like = |s: &str| !is_num(s) || s.parse::<u64>().is_ok();
+    if data_line.len() >= 3 && id_like(&data_line[0]) && id_like(&data_line[1]) {
+        if lower.ends_with(".csv") && !f.iter().all(|s| is_num(s)) && f[0].eq_ignore_ascii_case("userid") {
+            return Format::MovielensCsv;
+        }
+        return Format::Triplets;
+    }
+    Format::Dense
+}
+
+/// Load any supported file.
+pub fn load(path: &Path, opts: &ReadOptions) -> Result<Dataset> {
+    let mut src = open(path)?;
+    let head = src.peek()?.to_vec();
+    let format = match opts.format {
+        Format::Auto => {
+            if !npy::is_npy(&head) && looks_binary(&head) {
+                return Err(Error::parse(path, 1, "binary data, not a text data file (use --format to force one)"));
+            }
+            detect(&src.inner_name, &head)
+        }
+        f => f,
+    };
+    if format != Format::Npy && looks_binary(&head) {
+        return Err(Error::parse(path, 1, format!("binary data, not a {} file", format.name())));
+    }
+    match format {
+        Format::Npy => {
+            let a = npy::read(&mut src)?;
+            match a.shape.len() {
+                2 => Ok(Dataset::Dense(Mat::from_fn(a.shape[0], a.shape[1], |i, j| a.data[i * a.shape[1] + j]))),
+                3 => {
+                    let dims = [a.shape[0], a.shape[1], a.shape[2]];
+                    Tensor3::from_nan_masked(dims, a.data)
+                        .map(Dataset::Tensor)
+                        .map_err(|e| Error::parse(path, 0, e.to_string()))
+                }
+                _ => Ok(Dataset::Dense(Mat::from_fn(a.shape[0], 1, |i, _| a.data[i]))),
+            }
+        }
+        Format::MatrixMarket => match matrix_market::read(&mut src, opts)? {
+            matrix_market::MatrixMarket::Coordinate(r) => Ok(Dataset::Ratings(r)),
+            matrix_market::MatrixMarket::Array(a) => Ok(Dataset::Dense(a)),
+        },
+        Format::Dense => Ok(Dataset::Dense(dense_text::read(&mut src, opts)?)),
+        Format::Movielens => {
+            let o = ReadOptions { header: opts.header.or(Some(false)), ..opts.clone() };
+            triplets::read(&mut src, opts.separator.or(Some(Separator::Tab)), &o).map(Dataset::Ratings)
+        }
+        Format::MovielensDat => {
+            let o = ReadOptions { header: opts.header.or(Some(false)), ..opts.clone() };
+            triplets::read(&mut src, Some(Separator::DoubleColon), &o).map(Dataset::Ratings)
+        }
+        Format::MovielensCsv => {
+            let o = ReadOptions { header: opts.header.or(Some(true)), ..opts.clone() };
+            triplets::read(&mut src, Some(Separator::Comma), &o).map(Dataset::Ratings)
+        }
+        Format::Triplets | Format::Auto => triplets::read(&mut src, opts.separator, opts).map(Dataset::Ratings),
+    }
+}
+
+/// Load a file as [`Ratings`] (a dense file converts, NaN = missing).
+pub fn read_ratings(path: &Path, opts: &ReadOptions) -> Result<Ratings> {
+    match load(path, opts)? {
+        Dataset::Ratings(r) => Ok(r),
+        Dataset::Dense(a) => dense::ratings_from_masked(&a).map_err(|e| Error::parse(path, 0, e.to_string())),
+        Dataset::Tensor(_) => Err(Error::parse(path, 0, "expected a matrix, found a 3-D array")),
+    }
+}
+
+/// Load a file as a dense matrix (NaN = missing); ratings are densified with NaN.
+pub fn read_dense(path: &Path, opts: &ReadOptions) -> Result<Mat<f64>> {
+    match load(path, opts)? {
+        Dataset::Dense(a) => Ok(a),
+        Dataset::Ratings(r) => Ok(dense::masked_dense(&r)),
+        Dataset::Tensor(_) => Err(Error::parse(path, 0, "expected a matrix, found a 3-D array")),
+    }
+}
+
+/// Write to `path` atomically: the content goes to a temporary file in the same
+/// directory, which is renamed over `path` only once fully written and synced.
+/// A failure leaves any existing `path` untouched.
+pub fn atomic_write(path: &Path, body: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    let name = path.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "out".into());
+    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
+    let result = (|| -> std::io::Result<()> {
+        let f = std::fs::File::create(&tmp)?;
+        let mut w = BufWriter::with_capacity(1 << 20, f);
+        body(&mut w)?;
+        let f = w.into_inner().map_err(|e| e.into_error())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(Error::io(path, e));
+    }
+    Ok(())
+}
+
+/// Write ratings as `user<TAB>item<TAB>value` lines with the external ids, atomically.
+pub fn write_triplets(path: &Path, r: &Ratings) -> Result<()> {
+    let rid = r.row_ids.ids();
+    let cid = r.col_ids.ids();
+    atomic_write(path, |w| {
+        for (i, j, v) in r.iter() {
+            writeln!(w, "{}\t{}\t{}", rid[i], cid[j], v)?;
+        }
+        Ok(())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detection() {
+        assert_eq!(detect("u.data", b"196\t242\t3\t881250949\n"), Format::Movielens);
+        assert_eq!(detect("x.txt", b"1::2::3::4\n"), Format::MovielensDat);
+        assert_eq!(detect("ratings.csv", b"userId,movieId,rating,timestamp\n1,2,3.5,4\n"), Format::MovielensCsv);
+        assert_eq!(detect("a.tsv", b"1\t2\t3.5\n"), Format::Triplets);
+        assert_eq!(detect("a.csv", b"alice,bob,3\n"), Format::Triplets);
+        assert_eq!(detect("a.csv", b"0.3,0.6,0.1\n3.3,,1.8\n"), Format::Dense);
+        assert_eq!(detect("a.csv", b"1,2,3,4,5\n"), Format::Dense);
+        assert_eq!(detect("a.txt", b"%%MatrixMarket matrix coordinate real general\n"), Format::MatrixMarket);
+        assert_eq!(detect("a", b"\x93NUMPY"), Format::Npy);
+    }
+}

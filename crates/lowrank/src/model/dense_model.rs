@@ -1,0 +1,55 @@
+//! `DenseModel`: a full `m x n` matrix iterate.
+
+use faer::Mat;
+
+use super::ModelState;
+use crate::error::{Error, Result};
+use crate::metrics::Predict;
+
+/// A dense matrix model, for methods whose iterate is a full matrix (nuclear
+/// norm methods, deep products). Convert to a [`super::FactorModel`] with
+/// [`DenseModel::to_factors`] to serve recommendations.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DenseModel {
+    /// The matrix.
+    pub x: Mat<f64>,
+}
+
+impl DenseModel {
+    /// Rank-`k` factor model of the matrix by truncated SVD (`U S^1/2`, `V S^1/2`).
+    pub fn to_factors(&self, k: usize) -> Result<super::FactorModel> {
+        let svd = self.x.thin_svd().map_err(|e| Error::Numerical(format!("SVD failed: {e:?}")))?;
+        let k = k.min(self.x.nrows()).min(self.x.ncols());
+        let s = svd.S().column_vector();
+        let u = Mat::from_fn(self.x.nrows(), k, |i, t| svd.U()[(i, t)] * s[t].sqrt());
+        let v = Mat::from_fn(self.x.ncols(), k, |j, t| svd.V()[(j, t)] * s[t].sqrt());
+        Ok(super::FactorModel::from_dense(&u, &v))
+    }
+}
+
+impl Predict for DenseModel {
+    fn predict(&self, i: usize, j: usize) -> f64 {
+        self.x[(i, j)]
+    }
+    fn shape(&self) -> (usize, usize) {
+        (self.x.nrows(), self.x.ncols())
+    }
+    fn to_dense(&self) -> Mat<f64> {
+        self.x.clone()
+    }
+}
+
+impl ModelState for DenseModel {
+    fn is_finite(&self) -> bool {
+        (0..self.x.ncols()).all(|j| (0..self.x.nrows()).all(|i| self.x[(i, j)].is_finite()))
+    }
+    fn to_bytes(&self) -> Result<Vec<u8>> {
+        super::persist::dense_to_bytes(&self.x)
+    }
+    fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        match super::persist::from_bytes(bytes, "checkpoint")? {
+            super::ModelFile::Dense(x) => Ok(DenseModel { x }),
+            _ => Err(Error::invalid("checkpoint does not hold a dense model")),
+        }
+    }
+}

@@ -1,0 +1,225 @@
+//! Model files: safetensors with JSON metadata.
+//!
+//! A model file is a standard [safetensors] file, so Python reads it with
+//! `safetensors.numpy.load_file(path)` (the arrays) and
+//! `safetensors.safe_open(path, "np").metadata()` (a string map: `format`,
+//! `format_version`, `kind`, `solver`, `params` as JSON, `global_mean`,
+//! `row_ids` and `col_ids` as JSON arrays of strings).
+//!
+//! Arrays: `user_factors` (`m x k`, f32), `item_factors` (`n x k`, f32),
+//! optional `user_bias` (`m`), `item_bias` (`n`); a dense model has `x`
+//! (`m x n`, f64).
+//!
+//! [safetensors]: https://huggingface.co/docs/safetensors
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use faer::Mat;
+use safetensors::tensor::{Dtype, TensorView};
+
+use super::FactorModel;
+use crate::data::IdMap;
+use crate::error::{Error, Result};
+
+/// Version of the model file layout. Bumped on incompatible changes.
+pub const FORMAT_VERSION: u32 = 1;
+const FORMAT_NAME: &str = "lowrank-model";
+
+/// A model read from a file.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum ModelFile {
+    /// A factor model.
+    Factor(FactorModel),
+    /// A dense matrix model.
+    Dense(Mat<f64>),
+}
+
+fn f32_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+fn ids_json(m: &IdMap) -> String {
+    serde_json::to_string(&m.ids()).expect("strings serialize")
+}
+
+fn ids_from_json(s: &str, what: &str) -> Result<IdMap> {
+    let ids: Vec<String> = serde_json::from_str(s).map_err(|e| Error::invalid(format!("bad {what} in model file: {e}")))?;
+    let mut m = IdMap::new();
+    for id in &ids {
+        m.get_or_insert(id);
+    }
+    if m.len() != ids.len() {
+        return Err(Error::invalid(format!("duplicate {what} in model file")));
+    }
+    Ok(m)
+}
+
+fn serialize(tensors: Vec<(String, Dtype, Vec<usize>, Vec<u8>)>, meta: HashMap<String, String>) -> Result<Vec<u8>> {
+    let views: Vec<(String, TensorView<'_>)> = tensors
+        .iter()
+        .map(|(name, dt, shape, data)| {
+            TensorView::new(*dt, shape.clone(), data).map(|v| (name.clone(), v)).map_err(|e| Error::invalid(format!("tensor {name}: {e}")))
+        })
+        .collect::<Result<_>>()?;
+    safetensors::serialize(views, Some(meta)).map_err(|e| Error::invalid(format!("cannot serialize model: {e}")))
+}
+
+fn base_meta(kind: &str) -> HashMap<String, String> {
+    let mut meta = HashMap::new();
+    meta.insert("format".into(), FORMAT_NAME.into());
+    meta.insert("format_version".into(), FORMAT_VERSION.to_string());
+    meta.insert("kind".into(), kind.into());
+    meta
+}
+
+pub(crate) fn factor_to_bytes(m: &FactorModel) -> Result<Vec<u8>> {
+    let mut meta = base_meta("factor");
+    meta.insert("solver".into(), m.solver.clone());
+    meta.insert("params".into(), m.params.to_string());
+    meta.insert("global_mean".into(), format!("{:?}", m.global_mean));
+    meta.insert("rank".into(), m.rank.to_string());
+    meta.insert("row_ids".into(), ids_json(&m.row_ids));
+    meta.insert("col_ids".into(), ids_json(&m.col_ids));
+    let mut t = vec![
+        ("user_factors".to_string(), Dtype::F32, vec![m.nrows(), m.rank], f32_bytes(&m.u)),
+        ("item_factors".to_string(), Dtype::F32, vec![m.ncols(), m.rank], f32_bytes(&m.v)),
+    ];
+    if let Some(b) = &m.row_bias {
+        t.push(("user_bias".into(), Dtype::F32, vec![b.len()], f32_bytes(b)));
+    }
+    if let Some(b) = &m.col_bias {
+        t.push(("item_bias".into(), Dtype::F32, vec![b.len()], f32_bytes(b)));
+    }
+    serialize(t, meta)
+}
+
+pub(crate) fn dense_to_bytes(x: &Mat<f64>) -> Result<Vec<u8>> {
+    let (m, n) = (x.nrows(), x.ncols());
+    let mut data = Vec::with_capacity(m * n * 8);
+    for i in 0..m {
+        for j in 0..n {
+            data.extend_from_slice(&x[(i, j)].to_le_bytes());
+        }
+    }
+    serialize(vec![("x".into(), Dtype::F64, vec![m, n], data)], base_meta("dense"))
+}
+
+/// Parse model bytes; `origin` names the file in error messages.
+pub(crate) fn from_bytes(bytes: &[u8], origin: &str) -> Result<ModelFile> {
+    let bad = |r: String| Error::parse(origin, 0, r);
+    let (_, md) = safetensors::SafeTensors::read_metadata(bytes)
+        .map_err(|e| bad(format!("not a lowrank model file (not safetensors: {e})")))?;
+    let meta = md.metadata().clone().unwrap_or_default();
+    if meta.get("format").map(String::as_str) != Some(FORMAT_NAME) {
+        return Err(bad("a safetensors file, but not a lowrank model (no 'format: lowrank-model' metadata)".into()));
+    }
+    let version: u32 = meta.get("format_version").and_then(|v| v.parse().ok()).ok_or_else(|| bad("missing format_version".into()))?;
+    if version > FORMAT_VERSION {
+        return Err(bad(format!("model format version {version} is newer than this lowrank ({FORMAT_VERSION}); upgrade lowrank")));
+    }
+    let st = safetensors::SafeTensors::deserialize(bytes).map_err(|e| bad(format!("corrupt model file: {e}")))?;
+    let get = |name: &str, dt: Dtype| -> Result<Option<(Vec<usize>, Vec<u8>)>> {
+        match st.tensor(name) {
+            Ok(t) => {
+                if t.dtype() != dt {
+                    return Err(bad(format!("array '{name}' has dtype {:?}, expected {dt:?}", t.dtype())));
+                }
+                Ok(Some((t.shape().to_vec(), t.data().to_vec())))
+            }
+            Err(_) => Ok(None),
+        }
+    };
+    let f32s = |b: &[u8]| -> Vec<f32> { b.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect() };
+    match meta.get("kind").map(String::as_str) {
+        Some("factor") => {
+            let (us, ub) = get("user_factors", Dtype::F32)?.ok_or_else(|| bad("missing user_factors".into()))?;
+            let (vs, vb) = get("item_factors", Dtype::F32)?.ok_or_else(|| bad("missing item_factors".into()))?;
+            if us.len() != 2 || vs.len() != 2 || us[1] != vs[1] {
+                return Err(bad("factor arrays have inconsistent shapes".into()));
+            }
+            let rank = us[1];
+            let row_ids = ids_from_json(meta.get("row_ids").map_or("[]", |s| s), "row ids")?;
+            let col_ids = ids_from_json(meta.get("col_ids").map_or("[]", |s| s), "column ids")?;
+            if row_ids.len() != us[0] || col_ids.len() != vs[0] {
+                return Err(bad("id lists do not match the factor shapes".into()));
+            }
+            let row_bias = get("user_bias", Dtype::F32)?.map(|(_, b)| f32s(&b));
+            let col_bias = get("item_bias", Dtype::F32)?.map(|(_, b)| f32s(&b));
+            if row_bias.as_ref().is_some_and(|b| b.len() != us[0]) || col_bias.as_ref().is_some_and(|b| b.len() != vs[0]) {
+                return Err(bad("bias arrays do not match the factor shapes".into()));
+            }
+            let global_mean = meta.get("global_mean").and_then(|s| s.parse().ok()).unwrap_or(0.0);
+            let params = meta.get("params").and_then(|s| serde_json::from_str(s).ok()).unwrap_or(serde_json::Value::Null);
+            Ok(ModelFile::Factor(FactorModel {
+                rank,
+                u: f32s(&ub),
+                v: f32s(&vb),
+                row_bias,
+                col_bias,
+                global_mean,
+                row_ids,
+                col_ids,
+                solver: meta.get("solver").cloned().unwrap_or_default(),
+                params,
+            }))
+        }
+        Some("dense") => {
+            let (s, b) = get("x", Dtype::F64)?.ok_or_else(|| bad("missing x".into()))?;
+            if s.len() != 2 {
+                return Err(bad("x must be 2-D".into()));
+            }
+            let v: Vec<f64> = b.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap())).collect();
+            Ok(ModelFile::Dense(Mat::from_fn(s[0], s[1], |i, j| v[i * s[1] + j])))
+        }
+        other => Err(bad(format!("unknown model kind {other:?}"))),
+    }
+}
+
+/// Read any lowrank model file.
+pub fn load_any(path: &Path) -> Result<ModelFile> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    from_bytes(&bytes, &path.display().to_string())
+}
+
+impl FactorModel {
+    /// Save atomically (temp file + rename) in the safetensors layout above.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let bytes = factor_to_bytes(self)?;
+        crate::io::atomic_write(path, |w| w.write_all(&bytes))
+    }
+
+    /// Load a factor model; a dense model file is an error.
+    pub fn load(path: &Path) -> Result<FactorModel> {
+        match load_any(path)? {
+            ModelFile::Factor(m) => Ok(m),
+            _ => Err(Error::parse(path, 0, "this model file holds a dense matrix, not factors")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_corruption() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut m = FactorModel::from_dense(&faer::mat![[1.0, 2.0]], &faer::mat![[3.0, 4.0], [5.0, 6.0]]);
+        m.row_bias = Some(vec![0.5]);
+        m.col_bias = Some(vec![0.1, 0.2]);
+        m.global_mean = 3.5;
+        m.solver = "test".into();
+        let mut ids = IdMap::new();
+        ids.get_or_insert("alice");
+        m.row_ids = ids;
+        let p = dir.path().join("m.safetensors");
+        m.save(&p).unwrap();
+        let back = FactorModel::load(&p).unwrap();
+        assert_eq!(back, m);
+        std::fs::write(&p, b"garbage").unwrap();
+        assert!(FactorModel::load(&p).is_err());
+        assert!(FactorModel::load(&dir.path().join("missing")).is_err());
+    }
+}

@@ -1,0 +1,435 @@
+//! The solver contract and the executor that runs every solver.
+//!
+//! A [`Solver`] is a step function: [`Solver::init`] makes the first model,
+//! [`Solver::step`] improves it by one iteration (epoch). The [`Executor`]
+//! owns the loop: iteration limit, time budget, Ctrl-C, evaluation on a
+//! validation set, observers, early stopping, the divergence guard,
+//! checkpoints and resume (the shape of argmin's Solver/Executor).
+//!
+//! Conventions every solver follows:
+//! - randomness inside `step` derives from the seed and `state.iteration`
+//!   (e.g. [`crate::rng::stream`]), so a resumed run continues exactly;
+//! - parameters are validated before any work (`check()`), returning
+//!   [`crate::Error::InvalidInput`];
+//! - not converging is a [`Termination`], never an error; a non-finite
+//!   objective or model is [`crate::Error::Diverged`], raised by the executor.
+
+pub mod baseline;
+pub mod registry;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::model::ModelState;
+use crate::observe::{Control, Observer, Record};
+use crate::rng::Rng;
+
+/// Per-iteration scratch the solver fills in: its objective and any named
+/// values (`grad_norm`, `step`, ...) go into `record`.
+#[derive(Clone, Debug, Default)]
+pub struct IterState {
+    /// 0-based index of the iteration being run.
+    pub iteration: usize,
+    /// The record of this iteration; the executor adds timing and evaluations.
+    pub record: Record,
+    /// Set by the solver when its own convergence test passed.
+    pub converged: bool,
+    /// Set by the solver when it cannot make progress (e.g. a line search
+    /// found no decrease); the run ends with [`Termination::Stalled`].
+    pub stalled: Option<String>,
+}
+
+/// A step-function solver.
+pub trait Solver: Send {
+    /// What the solver fits: [`crate::Ratings`], a dense matrix, a tensor.
+    type Data: ?Sized + Sync;
+    /// What it produces.
+    type Model: ModelState;
+
+    /// Short name (`sgd`, `als`, ...).
+    fn name(&self) -> &'static str;
+
+    /// The initial model. Called on fresh runs and on resume (before the
+    /// checkpointed model replaces the returned one), so it may also build
+    /// caches derived from the data.
+    fn init(&mut self, data: &Self::Data, rng: &mut Rng) -> Result<Self::Model>;
+
+    /// One iteration.
+    fn step(&mut self, data: &Self::Data, model: &mut Self::Model, state: &mut IterState) -> Result<()>;
+
+    /// Advice printed when the run diverges.
+    fn divergence_hint(&self) -> String {
+        "lower the learning rate or raise the regularization".into()
+    }
+
+    /// Solver state beyond the model, for checkpoints (optimizer moments, ...).
+    fn save_state(&self) -> Result<Vec<u8>> {
+        Ok(Vec::new())
+    }
+
+    /// Restore [`Solver::save_state`].
+    fn load_state(&mut self, _bytes: &[u8]) -> Result<()> {
+        Ok(())
+    }
+
+    /// Last chance to adjust the model after the loop (e.g. to fold a
+    /// normalization back in). Called once, also after an early stop.
+    fn finalize(&mut self, _data: &Self::Data, _model: &mut Self::Model) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Why a run ended.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "reason", rename_all = "snake_case")]
+pub enum Termination {
+    /// The iteration limit was reached.
+    MaxIters,
+    /// The solver's convergence test passed.
+    Converged,
+    /// The time budget ran out.
+    Timeout,
+    /// Ctrl-C (or another interrupt flag).
+    Interrupted,
+    /// Validation did not improve for `patience` evaluations; the best model
+    /// (from `best_iteration`) is returned.
+    EarlyStopped {
+        /// Iteration of the returned model.
+        best_iteration: usize,
+    },
+    /// An observer stopped the run.
+    Stopped {
+        /// The observer's reason.
+        message: String,
+    },
+    /// The solver could not make progress.
+    Stalled {
+        /// The solver's reason.
+        message: String,
+    },
+}
+
+impl Termination {
+    /// Short name (`max_iters`, `converged`, ...).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Termination::MaxIters => "max_iters",
+            Termination::Converged => "converged",
+            Termination::Timeout => "timeout",
+            Termination::Interrupted => "interrupted",
+            Termination::EarlyStopped { .. } => "early_stopped",
+            Termination::Stopped { .. } => "stopped",
+            Termination::Stalled { .. } => "stalled",
+        }
+    }
+}
+
+/// The result of a run.
+#[derive(Clone, Debug)]
+pub struct Fit<M> {
+    /// The fitted model.
+    pub model: M,
+    /// Why the run ended.
+    pub termination: Termination,
+    /// Iterations completed (including those before a resume).
+    pub iterations: usize,
+    /// One record per iteration.
+    pub history: Vec<Record>,
+    /// Wall-clock seconds of this run's loop.
+    pub seconds: f64,
+}
+
+/// Early stopping on a validation value (lower is better).
+#[derive(Clone, Debug)]
+pub struct EarlyStopping {
+    /// Record value to watch, e.g. `test_rmse`.
+    pub key: String,
+    /// Evaluations without improvement before stopping.
+    pub patience: usize,
+    /// Smallest decrease that counts as an improvement.
+    pub min_delta: f64,
+}
+
+type Evaluator<'a, M> = Box<dyn Fn(&M) -> Vec<(String, f64)> + Send + Sync + 'a>;
+
+/// Runs a [`Solver`]; see the module docs.
+pub struct Executor<'a, S: Solver> {
+    solver: S,
+    data: &'a S::Data,
+    seed: u64,
+    max_iters: usize,
+    time_budget: Option<Duration>,
+    observers: Vec<Box<dyn Observer + 'a>>,
+    evaluator: Option<Evaluator<'a, S::Model>>,
+    eval_every: usize,
+    early: Option<EarlyStopping>,
+    checkpoint: Option<(PathBuf, usize)>,
+    resume: bool,
+    interrupt: Option<Arc<AtomicBool>>,
+    threads: Option<usize>,
+}
+
+const CKPT_MAGIC: &[u8; 8] = b"LRCKPT01";
+
+#[derive(Serialize, Deserialize)]
+struct CheckpointHeader {
+    solver: String,
+    iteration: usize,
+    seed: u64,
+    history: Vec<Record>,
+}
+
+impl<'a, S: Solver> Executor<'a, S> {
+    /// An executor for `solver` on `data`, 100 iterations, seed 0.
+    pub fn new(solver: S, data: &'a S::Data) -> Self {
+        Executor {
+            solver,
+            data,
+            seed: 0,
+            max_iters: 100,
+            time_budget: None,
+            observers: Vec::new(),
+            evaluator: None,
+            eval_every: 1,
+            early: None,
+            checkpoint: None,
+            resume: false,
+            interrupt: None,
+            threads: None,
+        }
+    }
+
+    /// Seed of the initial model's random generator.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+    /// Iteration limit.
+    pub fn max_iters(mut self, n: usize) -> Self {
+        self.max_iters = n;
+        self
+    }
+    /// Wall-clock budget for the loop.
+    pub fn time_budget(mut self, d: Duration) -> Self {
+        self.time_budget = Some(d);
+        self
+    }
+    /// Add an observer.
+    pub fn observer(mut self, o: impl Observer + 'a) -> Self {
+        self.observers.push(Box::new(o));
+        self
+    }
+    /// Add a boxed observer.
+    pub fn boxed_observer(mut self, o: Box<dyn Observer + 'a>) -> Self {
+        self.observers.push(o);
+        self
+    }
+    /// Evaluate the model every `every` iterations (and after the last one);
+    /// the returned values are added to the record (e.g. `test_rmse`).
+    pub fn evaluate(mut self, every: usize, f: impl Fn(&S::Model) -> Vec<(String, f64)> + Send + Sync + 'a) -> Self {
+        self.eval_every = every.max(1);
+        self.evaluator = Some(Box::new(f));
+        self
+    }
+    /// Stop when `key` has not improved for `patience` evaluations; the best
+    /// model is returned.
+    pub fn early_stopping(mut self, e: EarlyStopping) -> Self {
+        self.early = Some(e);
+        self
+    }
+    /// Write a checkpoint to `path` every `every` iterations (atomically).
+    pub fn checkpoint(mut self, path: impl Into<PathBuf>, every: usize) -> Self {
+        self.checkpoint = Some((path.into(), every.max(1)));
+        self
+    }
+    /// Resume from the checkpoint path when the file exists.
+    pub fn resume(mut self, yes: bool) -> Self {
+        self.resume = yes;
+        self
+    }
+    /// A flag that interrupts the run when set (Ctrl-C handlers set it).
+    pub fn interrupt(mut self, flag: Arc<AtomicBool>) -> Self {
+        self.interrupt = Some(flag);
+        self
+    }
+    /// Run on a dedicated pool of `n` threads (default: rayon's global pool).
+    pub fn threads(mut self, n: usize) -> Self {
+        self.threads = Some(n.max(1));
+        self
+    }
+
+    /// Run the loop.
+    pub fn run(self) -> Result<Fit<S::Model>> {
+        match self.threads {
+            Some(n) => {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(n)
+                    .build()
+                    .map_err(|e| Error::invalid(format!("cannot start {n} threads: {e}")))?;
+                pool.install(move || self.run_here())
+            }
+            None => self.run_here(),
+        }
+    }
+
+    fn run_here(mut self) -> Result<Fit<S::Model>> {
+        let mut rng = crate::rng::rng(self.seed);
+        let mut model = self.solver.init(self.data, &mut rng)?;
+        let mut history: Vec<Record> = Vec::new();
+        let mut start_iter = 0usize;
+        if let (true, Some((path, _))) = (self.resume, &self.checkpoint) {
+            if path.exists() {
+                let (hdr, state, m) = read_checkpoint::<S::Model>(path)?;
+                if hdr.solver != self.solver.name() {
+                    return Err(Error::invalid(format!(
+                        "checkpoint {} is from solver '{}', not '{}'",
+                        path.display(),
+                        hdr.solver,
+                        self.solver.name()
+                    )));
+                }
+                self.solver.load_state(&state)?;
+                model = m;
+                start_iter = hdr.iteration;
+                history = hdr.history;
+            }
+        }
+        if !model.is_finite() {
+            return Err(Error::Diverged { iteration: 0, what: "the initial model".into(), hint: self.solver.divergence_hint() });
+        }
+        let name = self.solver.name();
+        for o in self.observers.iter_mut() {
+            o.start(name, self.max_iters);
+        }
+        let offset = history.last().map_or(0.0, |r| r.elapsed);
+        let t0 = Instant::now();
+        let mut best: Option<(f64, usize, S::Model)> = None;
+        let mut since_best = 0usize;
+        let mut termination = Termination::MaxIters;
+        let mut it = start_iter;
+        while it < self.max_iters {
+            if self.interrupt.as_ref().is_some_and(|f| f.load(Ordering::Relaxed)) {
+                termination = Termination::Interrupted;
+                break;
+            }
+            if self.time_budget.is_some_and(|b| t0.elapsed() >= b) {
+                termination = Termination::Timeout;
+                break;
+            }
+            let mut state = IterState { iteration: it, ..Default::default() };
+            self.solver.step(self.data, &mut model, &mut state)?;
+            it += 1;
+            let mut rec = std::mem::take(&mut state.record);
+            rec.iteration = it;
+            let last = it == self.max_iters || state.converged || state.stalled.is_some();
+            if let Some(ev) = &self.evaluator {
+                if it % self.eval_every == 0 || last {
+                    for (k, v) in ev(&model) {
+                        rec.values.insert(k, v);
+                    }
+                }
+            }
+            rec.elapsed = offset + t0.elapsed().as_secs_f64();
+            // divergence guard
+            let bad = rec
+                .objective
+                .filter(|o| !o.is_finite())
+                .map(|_| "the objective".to_string())
+                .or_else(|| rec.values.iter().find(|(_, v)| !v.is_finite()).map(|(k, _)| k.clone()))
+                .or_else(|| (!model.is_finite()).then(|| "the model".to_string()));
+            if let Some(what) = bad {
+                return Err(Error::Diverged { iteration: it, what, hint: self.solver.divergence_hint() });
+            }
+            let mut stop: Option<Termination> = None;
+            for o in self.observers.iter_mut() {
+                if let Control::Stop(msg) = o.observe(&rec) {
+                    stop.get_or_insert(Termination::Stopped { message: msg });
+                }
+            }
+            if let Some(e) = &self.early {
+                if let Some(v) = rec.get(&e.key) {
+                    if best.as_ref().is_none_or(|b| v < b.0 - e.min_delta) {
+                        best = Some((v, it, model.clone()));
+                        since_best = 0;
+                    } else {
+                        since_best += 1;
+                        if since_best >= e.patience {
+                            stop.get_or_insert(Termination::EarlyStopped { best_iteration: best.as_ref().map_or(it, |b| b.1) });
+                        }
+                    }
+                }
+            }
+            history.push(rec);
+            if let Some((path, every)) = &self.checkpoint {
+                if it % every == 0 || last || stop.is_some() {
+                    write_checkpoint(path, &self.solver, &model, it, self.seed, &history)?;
+                }
+            }
+            if let Some(s) = stop {
+                termination = s;
+                break;
+            }
+            if let Some(msg) = state.stalled {
+                termination = Termination::Stalled { message: msg };
+                break;
+            }
+            if state.converged {
+                termination = Termination::Converged;
+                break;
+            }
+        }
+        if let Termination::EarlyStopped { .. } = termination {
+            if let Some((_, _, m)) = best {
+                model = m;
+            }
+        }
+        self.solver.finalize(self.data, &mut model)?;
+        if !model.is_finite() {
+            return Err(Error::Diverged { iteration: it, what: "the final model".into(), hint: self.solver.divergence_hint() });
+        }
+        for o in self.observers.iter_mut() {
+            o.finish(&termination);
+        }
+        Ok(Fit { model, termination, iterations: it, history, seconds: t0.elapsed().as_secs_f64() })
+    }
+}
+
+fn write_checkpoint<S: Solver>(path: &Path, solver: &S, model: &S::Model, iteration: usize, seed: u64, history: &[Record]) -> Result<()> {
+    let hdr = CheckpointHeader { solver: solver.name().to_string(), iteration, seed, history: history.to_vec() };
+    let hdr = serde_json::to_vec(&hdr).map_err(|e| Error::invalid(e.to_string()))?;
+    let state = solver.save_state()?;
+    let m = model.to_bytes()?;
+    crate::io::atomic_write(path, |w| {
+        w.write_all(CKPT_MAGIC)?;
+        for part in [&hdr, &state, &m] {
+            w.write_all(&(part.len() as u64).to_le_bytes())?;
+            w.write_all(part)?;
+        }
+        Ok(())
+    })
+}
+
+fn read_checkpoint<M: ModelState>(path: &Path) -> Result<(CheckpointHeader, Vec<u8>, M)> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let bad = || Error::parse(path, 0, "not a lowrank checkpoint, or a truncated one");
+    if bytes.len() < 8 || &bytes[..8] != CKPT_MAGIC {
+        return Err(bad());
+    }
+    let mut pos = 8;
+    let mut parts = Vec::new();
+    for _ in 0..3 {
+        let len = u64::from_le_bytes(bytes.get(pos..pos + 8).ok_or_else(bad)?.try_into().unwrap()) as usize;
+        pos += 8;
+        parts.push(bytes.get(pos..pos.checked_add(len).ok_or_else(bad)?).ok_or_else(bad)?.to_vec());
+        pos += len;
+    }
+    let hdr: CheckpointHeader = serde_json::from_slice(&parts[0]).map_err(|_| bad())?;
+    let model = M::from_bytes(&parts[2])?;
+    Ok((hdr, std::mem::take(&mut parts[1]), model))
+}
+

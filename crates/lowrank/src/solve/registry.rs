@@ -1,0 +1,370 @@
+//! Algorithms by name: what `lowrank fit --algo NAME` and experiment configs
+//! run.
+//!
+//! Every algorithm family registers one [`AlgoEntry`] in [`ALGOS`]. Its
+//! runner receives a [`FitRequest`] (data, settings as a JSON map, seed,
+//! threads, observers, checkpointing) and returns a [`FitOutcome`] (the model
+//! and a summary object). Settings are deserialized into the family's params
+//! struct with `deny_unknown_fields`, so a misspelled key is an error with a
+//! suggestion.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use faer::Mat;
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value, json};
+
+use super::{EarlyStopping, Executor, Fit, Solver, Termination};
+use crate::data::Ratings;
+use crate::error::{Error, Result};
+use crate::io::Dataset;
+use crate::metrics::{self, Clipped, Predict};
+use crate::model::{DenseModel, FactorModel, ModelState};
+use crate::observe::{Observer, Record};
+
+/// Everything a run needs besides the algorithm's own settings.
+pub struct FitRequest<'a> {
+    /// Algorithm name.
+    pub algo: String,
+    /// The algorithm's settings (`rank`, `lr`, `reg`, and its own keys).
+    pub params: Map<String, Value>,
+    /// Training data.
+    pub train: &'a Dataset,
+    /// Optional test data (ratings aligned to the training ids).
+    pub test: Option<&'a Dataset>,
+    /// Optional dense ground truth (relative error over all entries).
+    pub truth: Option<&'a Mat<f64>>,
+    /// Iterations (epochs); the algorithm's default when `None`.
+    pub epochs: Option<usize>,
+    /// Seed.
+    pub seed: u64,
+    /// Threads (0 = all cores).
+    pub threads: usize,
+    /// Observers of the run.
+    pub observers: Vec<Box<dyn Observer + 'a>>,
+    /// Checkpoint file and frequency.
+    pub checkpoint: Option<(PathBuf, usize)>,
+    /// Resume from the checkpoint if it exists.
+    pub resume: bool,
+    /// Interrupt flag (Ctrl-C).
+    pub interrupt: Option<Arc<AtomicBool>>,
+    /// Time budget.
+    pub time_budget: Option<Duration>,
+    /// Early stopping (needs a test set for `test_rmse`).
+    pub early_stopping: Option<EarlyStopping>,
+    /// Evaluate the test set every this many iterations (default 1).
+    pub eval_every: usize,
+}
+
+impl<'a> FitRequest<'a> {
+    /// A request with defaults: no test set, seed 0, all threads.
+    pub fn new(algo: &str, train: &'a Dataset) -> Self {
+        FitRequest {
+            algo: algo.to_string(),
+            params: Map::new(),
+            train,
+            test: None,
+            truth: None,
+            epochs: None,
+            seed: 0,
+            threads: 0,
+            observers: Vec::new(),
+            checkpoint: None,
+            resume: false,
+            interrupt: None,
+            time_budget: None,
+            early_stopping: None,
+            eval_every: 1,
+        }
+    }
+
+    /// Set one setting.
+    pub fn set(mut self, key: &str, value: impl Into<Value>) -> Self {
+        self.params.insert(key.to_string(), value.into());
+        self
+    }
+
+    /// Configure an executor with everything in this request.
+    pub fn executor<S: Solver>(&mut self, solver: S, data: &'a S::Data, default_epochs: usize) -> Executor<'a, S> {
+        let mut ex = Executor::new(solver, data).seed(self.seed).max_iters(self.epochs.unwrap_or(default_epochs));
+        if self.threads > 0 {
+            ex = ex.threads(self.threads);
+        }
+        for o in self.observers.drain(..) {
+            ex = ex.boxed_observer(o);
+        }
+        if let Some((p, every)) = self.checkpoint.clone() {
+            ex = ex.checkpoint(p, every).resume(self.resume);
+        }
+        if let Some(f) = self.interrupt.clone() {
+            ex = ex.interrupt(f);
+        }
+        if let Some(d) = self.time_budget {
+            ex = ex.time_budget(d);
+        }
+        if let Some(e) = self.early_stopping.clone() {
+            ex = ex.early_stopping(e);
+        }
+        ex
+    }
+
+    /// The training data as ratings (dense input converts, NaN = missing).
+    pub fn train_ratings(&self) -> Result<Ratings> {
+        self.train.clone().into_ratings()
+    }
+}
+
+/// A fitted model of any kind.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum FittedModel {
+    /// Factors (+ biases).
+    Factor(FactorModel),
+    /// A dense matrix.
+    Dense(DenseModel),
+}
+
+impl FittedModel {
+    /// Save to a file (atomically).
+    pub fn save(&self, path: &std::path::Path) -> Result<()> {
+        match self {
+            FittedModel::Factor(m) => m.save(path),
+            FittedModel::Dense(m) => {
+                let b = m.to_bytes()?;
+                crate::io::atomic_write(path, |w| w.write_all(&b))
+            }
+        }
+    }
+}
+
+/// What a run produced.
+#[derive(Clone, Debug)]
+pub struct FitOutcome {
+    /// The model.
+    pub model: FittedModel,
+    /// Summary object (the `fit --json` contract: `algo`, `rank`, `epochs`,
+    /// `train_rmse`, `test_rmse`, `test_mae`, `fit_seconds`, `threads`, `seed`,
+    /// `iterations`, `termination`, plus algorithm-specific keys).
+    pub summary: Map<String, Value>,
+    /// One record per iteration.
+    pub history: Vec<Record>,
+    /// Why the run ended.
+    pub termination: Termination,
+}
+
+/// One registered algorithm.
+pub struct AlgoEntry {
+    /// Name used by `--algo`.
+    pub name: &'static str,
+    /// One-line description.
+    pub about: &'static str,
+    /// Keys the runner understands (for `--help` and suggestions).
+    pub keys: &'static [&'static str],
+    /// Run it.
+    pub run: fn(FitRequest<'_>) -> Result<FitOutcome>,
+}
+
+/// Every algorithm lowrank knows.
+pub static ALGOS: &[AlgoEntry] = &[AlgoEntry {
+    name: "baseline",
+    about: "global mean + regularized user/item biases (Surprise BaselineOnly), fitted by ALS sweeps",
+    keys: &["reg_user", "reg_item"],
+    run: run_baseline,
+}];
+
+/// Look up an algorithm by name (with a suggestion when unknown).
+pub fn find(name: &str) -> Result<&'static AlgoEntry> {
+    ALGOS.iter().find(|a| a.name == name).ok_or_else(|| {
+        let names: Vec<&str> = ALGOS.iter().map(|a| a.name).collect();
+        Error::Config(format!("unknown algorithm '{name}'{}; known: {}", did_you_mean(name, &names), names.join(", ")))
+    })
+}
+
+/// Run a request.
+pub fn fit(req: FitRequest<'_>) -> Result<FitOutcome> {
+    (find(&req.algo)?.run)(req)
+}
+
+/// `" (did you mean 'x'?)"` when a candidate is close to `word`, else `""`.
+pub fn did_you_mean(word: &str, candidates: &[&str]) -> String {
+    let best = candidates.iter().map(|c| (levenshtein(word, c), *c)).min();
+    match best {
+        Some((d, c)) if d <= 2.max(word.len() / 3) => format!(" (did you mean '{c}'?)"),
+        _ => String::new(),
+    }
+}
+
+fn levenshtein(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, &cb) in b.iter().enumerate() {
+            cur[j + 1] = (prev[j] + (ca != cb) as usize).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+/// Deserialize an algorithm's settings, mapping serde's messages to a clear
+/// config error (unknown key with a suggestion, wrong type).
+pub fn parse_params<T: DeserializeOwned>(algo: &str, params: &Map<String, Value>, keys: &[&str]) -> Result<T> {
+    for k in params.keys() {
+        if !keys.contains(&k.as_str()) {
+            return Err(Error::Config(format!(
+                "'{algo}' has no setting '{k}'{}; its settings: {}",
+                did_you_mean(k, keys),
+                keys.join(", ")
+            )));
+        }
+    }
+    serde_json::from_value(Value::Object(params.clone())).map_err(|e| Error::Config(format!("'{algo}': {e}")))
+}
+
+/// Test ratings aligned to the training ids, with the squared and absolute
+/// errors of the entries whose user or item is unknown (predicted by the
+/// training mean), for evaluation in the peers' protocol.
+pub struct TestSet {
+    /// Aligned known entries.
+    pub known: Ratings,
+    /// Number of test entries with an unseen user or item.
+    pub unseen: usize,
+    /// Sum of squared errors of the unseen entries (predicted by the mean).
+    pub unseen_sq: f64,
+    /// Sum of absolute errors of the unseen entries.
+    pub unseen_abs: f64,
+    /// Total number of test entries.
+    pub total: usize,
+}
+
+impl TestSet {
+    /// Align `test` to `train`'s ids.
+    pub fn new(train: &Ratings, test: &Ratings) -> TestSet {
+        let (known, unseen) = train.align(test);
+        let mu = train.mean();
+        let mut known_keys = std::collections::HashSet::new();
+        let mut sq = 0.0;
+        let mut ab = 0.0;
+        if unseen > 0 {
+            let mut rmap = train.row_ids.clone();
+            let mut cmap = train.col_ids.clone();
+            for (i, j, v) in test.iter() {
+                let ok = rmap.lookup(&test.row_ids.id(i)).is_some() && cmap.lookup(&test.col_ids.id(j)).is_some();
+                if !ok {
+                    let e = v as f64 - mu;
+                    sq += e * e;
+                    ab += e.abs();
+                } else {
+                    known_keys.insert((i, j));
+                }
+            }
+        }
+        TestSet { total: known.len() + unseen, known, unseen, unseen_sq: sq, unseen_abs: ab }
+    }
+
+    /// RMSE and MAE of a model over all test entries (unseen ones predicted
+    /// by the training mean); predictions clipped to `clip` if given.
+    pub fn evaluate<P: Predict + ?Sized>(&self, model: &P, clip: Option<(f64, f64)>) -> (f64, f64) {
+        let (rmse_k, mae_k) = match clip {
+            Some((lo, hi)) => {
+                let c = Clipped { model, lo, hi };
+                (metrics::rmse(&c, &self.known), metrics::mae(&c, &self.known))
+            }
+            None => (metrics::rmse(model, &self.known), metrics::mae(model, &self.known)),
+        };
+        let n = self.known.len() as f64;
+        let (sq, ab) = if n > 0.0 { (rmse_k * rmse_k * n, mae_k * n) } else { (0.0, 0.0) };
+        let t = self.total as f64;
+        (((sq + self.unseen_sq) / t).sqrt(), (ab + self.unseen_abs) / t)
+    }
+}
+
+/// Run a solver on ratings that produces a [`FactorModel`], with the standard
+/// evaluation: `test_rmse` per iteration when a test set is given (clipped to
+/// the training range when `clip`), relative error to a ground truth, and the
+/// standard summary.
+pub fn run_factor_solver<'a, S>(mut req: FitRequest<'a>, solver: S, train: &'a Ratings, default_epochs: usize, clip: bool) -> Result<(FitOutcome, Fit<FactorModel>)>
+where
+    S: Solver<Data = Ratings, Model = FactorModel>,
+{
+    let test = match req.test {
+        Some(t) => Some(TestSet::new(train, &t.clone().into_ratings()?)),
+        None => None,
+    };
+    let range = if clip { train.value_range().map(|(a, b)| (a as f64, b as f64)) } else { None };
+    let test = Arc::new(test);
+    let truth = req.truth.cloned().map(Arc::new);
+    let eval_every = req.eval_every;
+    let seed = req.seed;
+    let threads = req.threads;
+    let algo = req.algo.clone();
+    let params = req.params.clone();
+    let mut ex = req.executor(solver, train, default_epochs);
+    if test.is_some() || truth.is_some() {
+        let (t2, tr2) = (test.clone(), truth.clone());
+        ex = ex.evaluate(eval_every, move |m: &FactorModel| {
+            let mut out = Vec::new();
+            if let Some(t) = t2.as_ref() {
+                let (r, a) = t.evaluate(m, range);
+                out.push(("test_rmse".to_string(), r));
+                out.push(("test_mae".to_string(), a));
+            }
+            if let Some(w) = tr2.as_ref() {
+                out.push(("rel_error".to_string(), metrics::relative_error(m, w)));
+            }
+            out
+        });
+    }
+    let fit = ex.run()?;
+    let mut model = fit.model.clone();
+    model.row_ids = train.row_ids.clone();
+    model.col_ids = train.col_ids.clone();
+    model.solver = algo.clone();
+    model.params = Value::Object(params.clone());
+    let mut summary = Map::new();
+    summary.insert("algo".into(), json!(algo));
+    summary.insert("rank".into(), json!(model.rank));
+    summary.insert("epochs".into(), json!(fit.iterations));
+    summary.insert("iterations".into(), json!(fit.iterations));
+    let train_rmse = match range {
+        Some((lo, hi)) => metrics::rmse(&Clipped { model: &model, lo, hi }, train),
+        None => metrics::rmse(&model, train),
+    };
+    summary.insert("train_rmse".into(), json!(train_rmse));
+    match test.as_ref() {
+        Some(t) => {
+            let (r, a) = t.evaluate(&model, range);
+            summary.insert("test_rmse".into(), json!(r));
+            summary.insert("test_mae".into(), json!(a));
+            summary.insert("test_unseen".into(), json!(t.unseen));
+            summary.insert("n_test".into(), json!(t.total));
+        }
+        None => {
+            summary.insert("test_rmse".into(), Value::Null);
+            summary.insert("test_mae".into(), Value::Null);
+        }
+    }
+    if let Some(w) = truth.as_ref() {
+        summary.insert("rel_error".into(), json!(metrics::relative_error(&model, w)));
+    }
+    summary.insert("n_train".into(), json!(train.len()));
+    summary.insert("fit_seconds".into(), json!(fit.seconds));
+    summary.insert("threads".into(), json!(if threads == 0 { rayon::current_num_threads() } else { threads }));
+    summary.insert("seed".into(), json!(seed));
+    summary.insert("termination".into(), json!(fit.termination.name()));
+    summary.insert("params".into(), Value::Object(params));
+    let outcome = FitOutcome { model: FittedModel::Factor(model), summary, history: fit.history.clone(), termination: fit.termination.clone() };
+    Ok((outcome, fit))
+}
+
+fn run_baseline(req: FitRequest<'_>) -> Result<FitOutcome> {
+    let p: super::baseline::Baseline = parse_params("baseline", &req.params, &["reg_user", "reg_item"])?;
+    let solver = p.check()?;
+    let train = req.train_ratings()?;
+    run_factor_solver(req, solver, &train, 10, true).map(|(o, _)| o)
+}
+
