@@ -35,6 +35,7 @@ pub mod io;
 pub mod metrics;
 pub mod model;
 pub mod observe;
+pub mod optim;
 pub mod rng;
 pub mod solve;
 

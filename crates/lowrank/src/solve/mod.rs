@@ -14,8 +14,14 @@
 //! - not converging is a [`Termination`], never an error; a non-finite
 //!   objective or model is [`crate::Error::Diverged`], raised by the executor.
 
+pub mod als;
 pub mod baseline;
+pub mod deep;
+pub mod gradient;
 pub mod registry;
+pub mod sgd;
+pub mod spectral;
+pub mod tensor;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -167,8 +167,22 @@ pub struct AlgoEntry {
     pub run: fn(FitRequest<'_>) -> Result<FitOutcome>,
 }
 
-/// Every algorithm lowrank knows.
-pub static ALGOS: &[AlgoEntry] = &[AlgoEntry {
+/// Every algorithm lowrank knows, family by family.
+pub fn algos() -> impl Iterator<Item = &'static AlgoEntry> {
+    [
+        BASELINE,
+        super::sgd::ALGOS,
+        super::als::ALGOS,
+        super::gradient::ALGOS,
+        super::spectral::ALGOS,
+        super::deep::ALGOS,
+        super::tensor::ALGOS,
+    ]
+    .into_iter()
+    .flatten()
+}
+
+static BASELINE: &[AlgoEntry] = &[AlgoEntry {
     name: "baseline",
     about: "global mean + regularized user/item biases (Surprise BaselineOnly), fitted by ALS sweeps",
     keys: &["reg_user", "reg_item"],
@@ -177,8 +191,8 @@ pub static ALGOS: &[AlgoEntry] = &[AlgoEntry {
 
 /// Look up an algorithm by name (with a suggestion when unknown).
 pub fn find(name: &str) -> Result<&'static AlgoEntry> {
-    ALGOS.iter().find(|a| a.name == name).ok_or_else(|| {
-        let names: Vec<&str> = ALGOS.iter().map(|a| a.name).collect();
+    algos().find(|a| a.name == name).ok_or_else(|| {
+        let names: Vec<&str> = algos().map(|a| a.name).collect();
         Error::Config(format!("unknown algorithm '{name}'{}; known: {}", did_you_mean(name, &names), names.join(", ")))
     })
 }
