@@ -8,6 +8,7 @@
 mod dense_text;
 pub mod matrix_market;
 pub mod npy;
+pub mod tensor_text;
 mod source;
 pub mod triplets;
 

@@ -1,2 +1,4 @@
-//! Optimization layer (work in progress): optimizers, step-size schedules,
-//! line searches, projections and generic drivers.
+//! Optimization layer: optimizers, step-size schedules, line searches,
+//! projections and generic drivers.
+
+pub mod projection;

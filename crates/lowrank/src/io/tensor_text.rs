@@ -1,0 +1,1 @@
+//! Coordinate text tensors `i j k value` (work in progress).

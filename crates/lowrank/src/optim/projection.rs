@@ -1,0 +1,1 @@
+//! Projections onto constraint sets (work in progress).
