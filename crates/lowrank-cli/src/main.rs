@@ -1,1 +1,59 @@
-fn main() {}
+//! `lowrank`: low-rank matrix and tensor factorization from the command line.
+//!
+//! Each subcommand lives in `cmd/` and only parses arguments and calls the
+//! library. Errors print as one line `error: ...` (plus a hint) on stderr;
+//! the exit code is 2 for bad input or usage, 1 for a failed run.
+
+mod cmd;
+mod progress;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Low-rank matrix and tensor factorization and matrix completion.
+#[derive(Parser)]
+#[command(name = "lowrank", version, about, long_about = None, after_help = "Start with `lowrank demo`, then `lowrank fit --help`.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Fit a model to a ratings file, a dense matrix, a tensor or a synthetic problem.
+    Fit(cmd::fit::FitArgs),
+    /// Evaluate a saved model on a ratings file (RMSE, MAE).
+    Eval(cmd::eval::EvalArgs),
+    /// Top-N recommendations, similar items or fold-in with a saved model.
+    Recommend(cmd::recommend::RecommendArgs),
+    /// Generate the synthetic problems of the source material.
+    #[command(subcommand)]
+    Gen(cmd::generate::GenCommand),
+    /// Deterministic train/test splits (holdout, leave-k-out, k-fold).
+    Split(cmd::split::SplitArgs),
+    /// Read a data file fully and print counts, shape, density and histograms.
+    Inspect(cmd::inspect::InspectArgs),
+    /// Run the main job on an embedded synthetic problem (no files needed).
+    Demo(cmd::demo::DemoArgs),
+    /// List the algorithms and their settings.
+    Algos,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Fit(a) => cmd::fit::run(a),
+        Command::Eval(a) => cmd::eval::run(a),
+        Command::Recommend(a) => cmd::recommend::run(a),
+        Command::Gen(a) => cmd::generate::run(a),
+        Command::Split(a) => cmd::split::run(a),
+        Command::Inspect(a) => cmd::inspect::run(a),
+        Command::Demo(a) => cmd::demo::run(a),
+        Command::Algos => cmd::list_algos(),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => cmd::report_error(&e),
+    }
+}

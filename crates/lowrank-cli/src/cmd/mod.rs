@@ -1,0 +1,95 @@
+//! Subcommands. Each parses its arguments and calls the library.
+
+pub mod demo;
+pub mod eval;
+pub mod fit;
+pub mod generate;
+pub mod inspect;
+pub mod recommend;
+pub mod split;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use lowrank::io::{Format, IdMode, ReadOptions};
+
+/// Print an error as one line (plus a hint) and choose the exit code:
+/// 2 for bad input or usage, 1 for a failed run.
+pub fn report_error(e: &anyhow::Error) -> ExitCode {
+    let lib = e.chain().find_map(|c| c.downcast_ref::<lowrank::Error>());
+    if e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)) {
+        return ExitCode::SUCCESS;
+    }
+    eprintln!("error: {}", one_line(&format!("{e:#}")));
+    let hint = match lib {
+        Some(lowrank::Error::Parse { .. }) => Some("check the file, or force a format with --format (see `lowrank fit --help`)"),
+        Some(lowrank::Error::Io { .. }) => Some("check the path and its permissions"),
+        Some(lowrank::Error::Config(_)) => Some("`lowrank algos` lists every algorithm and its settings"),
+        _ => None,
+    };
+    if let Some(h) = hint {
+        eprintln!("hint: {h}");
+    }
+    match lib {
+        Some(l) if l.is_input_error() => ExitCode::from(2),
+        Some(_) => ExitCode::from(1),
+        None => ExitCode::from(2),
+    }
+}
+
+fn one_line(s: &str) -> String {
+    s.replace('\n', " ")
+}
+
+/// `lowrank algos`.
+pub fn list_algos() -> anyhow::Result<()> {
+    for a in lowrank::solve::registry::algos() {
+        println!("{:<16} {}", a.name, a.about);
+        if !a.keys.is_empty() {
+            println!("{:<16} settings: {}", "", a.keys.join(", "));
+        }
+    }
+    Ok(())
+}
+
+/// Options shared by commands that read data files.
+#[derive(clap::Args, Clone, Debug)]
+pub struct ReadArgs {
+    /// File format: auto, movielens, movielens-dat, movielens-csv, triplets, matrix-market, dense, npy.
+    #[arg(long, default_value = "auto")]
+    pub format: String,
+    /// How ids become indices: map (any ids), zero-based or one-based (ids are indices).
+    #[arg(long, default_value = "map")]
+    pub ids: String,
+}
+
+impl ReadArgs {
+    /// Library read options.
+    pub fn options(&self) -> anyhow::Result<ReadOptions> {
+        Ok(ReadOptions { format: Format::parse(&self.format)?, ids: parse_ids(&self.ids)?, ..Default::default() })
+    }
+}
+
+/// Parse an `--ids` value.
+pub fn parse_ids(s: &str) -> lowrank::Result<IdMode> {
+    match s {
+        "map" => Ok(IdMode::Map),
+        "zero-based" | "0" => Ok(IdMode::ZeroBased),
+        "one-based" | "1" => Ok(IdMode::OneBased),
+        o => Err(lowrank::Error::invalid(format!("--ids must be map, zero-based or one-based, got '{o}'"))),
+    }
+}
+
+/// Create the parent directory of an output file.
+pub fn ensure_parent(p: &std::path::Path) -> anyhow::Result<()> {
+    if let Some(d) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(d).map_err(|e| lowrank::Error::io(d, e))?;
+    }
+    Ok(())
+}
+
+/// Create an output directory.
+pub fn ensure_dir(p: &PathBuf) -> anyhow::Result<()> {
+    std::fs::create_dir_all(p).map_err(|e| lowrank::Error::io(p, e))?;
+    Ok(())
+}

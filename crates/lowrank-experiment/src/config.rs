@@ -1,0 +1,134 @@
+//! Layered TOML configs: `--config a.toml --config b.toml --set key=value`.
+//!
+//! A config is a flat TOML table whose keys are the long flag names of
+//! `lowrank fit` (`algo`, `data`, `rank`, `epochs`, `lr`, ...) plus each
+//! algorithm's own settings. Later layers override earlier ones; `--set`
+//! overrides every file. Values given with `--set` are parsed as TOML
+//! literals (`lr=1e-3`, `nonneg=true`, `name="x"`), falling back to a plain
+//! string (`optimizer=adam`).
+
+use std::path::Path;
+
+use lowrank::{Error, Result};
+use toml::{Table, Value};
+
+/// A merged, not yet validated configuration.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RawConfig {
+    /// The merged table.
+    pub table: Table,
+}
+
+/// Parse the value of a `--set key=value`.
+pub fn parse_value(text: &str) -> Value {
+    let t = text.trim();
+    match format!("v = {t}").parse::<Table>() {
+        Ok(mut tab) => tab.remove("v").unwrap_or_else(|| Value::String(t.to_string())),
+        Err(_) => Value::String(t.to_string()),
+    }
+}
+
+impl RawConfig {
+    /// Merge `files` (in order) and then the `key=value` overrides.
+    pub fn layered(files: &[impl AsRef<Path>], sets: &[String]) -> Result<RawConfig> {
+        let mut cfg = RawConfig::default();
+        for f in files {
+            cfg.merge_file(f.as_ref())?;
+        }
+        for s in sets {
+            cfg.set(s)?;
+        }
+        Ok(cfg)
+    }
+
+    /// Merge one TOML file over this config. Nested tables are flattened
+    /// one level (`[params] lr = 1` is the same as `lr = 1`).
+    pub fn merge_file(&mut self, path: &Path) -> Result<()> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let table: Table = text.parse().map_err(|e: toml::de::Error| {
+            let line = e.span().map_or(0, |s| text[..s.start.min(text.len())].lines().count().max(1) as u64);
+            Error::parse(path, line, format!("invalid TOML: {}", e.message()))
+        })?;
+        for (k, v) in table {
+            match v {
+                Value::Table(inner) if k == "params" => {
+                    for (k2, v2) in inner {
+                        self.table.insert(k2, v2);
+                    }
+                }
+                v => {
+                    self.table.insert(k, v);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Apply one `key=value` override.
+    pub fn set(&mut self, assignment: &str) -> Result<()> {
+        let (k, v) = assignment
+            .split_once('=')
+            .ok_or_else(|| Error::Config(format!("--set expects key=value, got '{assignment}'")))?;
+        let k = k.trim();
+        if k.is_empty() {
+            return Err(Error::Config(format!("--set expects key=value, got '{assignment}'")));
+        }
+        self.table.insert(k.replace('-', "_"), parse_value(v));
+        Ok(())
+    }
+
+    /// Insert a value unless the key is already set.
+    pub fn set_default(&mut self, key: &str, v: impl Into<Value>) {
+        self.table.entry(key.to_string()).or_insert(v.into());
+    }
+
+    /// A string value.
+    pub fn get_str(&self, key: &str) -> Option<&str> {
+        self.table.get(key).and_then(Value::as_str)
+    }
+
+    /// The config as TOML text (what `--print-config` shows and runs save).
+    pub fn to_toml(&self) -> String {
+        toml::to_string(&self.table).unwrap_or_default()
+    }
+}
+
+/// Convert a TOML value to JSON (what the library's param structs take).
+pub fn toml_to_json(v: &Value) -> serde_json::Value {
+    match v {
+        Value::String(s) => serde_json::Value::String(s.clone()),
+        Value::Integer(i) => serde_json::json!(i),
+        Value::Float(f) => serde_json::json!(f),
+        Value::Boolean(b) => serde_json::json!(b),
+        Value::Datetime(d) => serde_json::Value::String(d.to_string()),
+        Value::Array(a) => serde_json::Value::Array(a.iter().map(toml_to_json).collect()),
+        Value::Table(t) => serde_json::Value::Object(t.iter().map(|(k, v)| (k.clone(), toml_to_json(v))).collect()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_and_layers() {
+        assert_eq!(parse_value("1e-3"), Value::Float(1e-3));
+        assert_eq!(parse_value("3"), Value::Integer(3));
+        assert_eq!(parse_value("adam"), Value::String("adam".into()));
+        assert_eq!(parse_value("\"x y\""), Value::String("x y".into()));
+        assert_eq!(parse_value("true"), Value::Boolean(true));
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.toml");
+        let b = dir.path().join("b.toml");
+        std::fs::write(&a, "algo = \"sgd\"\nrank = 5\nlr = 0.1\n").unwrap();
+        std::fs::write(&b, "rank = 7\n[params]\nreg = 0.5\n").unwrap();
+        let c = RawConfig::layered(&[&a, &b], &["lr=0.01".to_string()]).unwrap();
+        assert_eq!(c.table["rank"], Value::Integer(7));
+        assert_eq!(c.table["lr"], Value::Float(0.01));
+        assert_eq!(c.table["reg"], Value::Float(0.5));
+        std::fs::write(&a, "rank = = 5").unwrap();
+        let e = RawConfig::layered(&[&a], &[]).unwrap_err().to_string();
+        assert!(e.contains("a.toml:1"), "{e}");
+        assert!(RawConfig::layered(&[&b], &["nokey".to_string()]).is_err());
+    }
+}
