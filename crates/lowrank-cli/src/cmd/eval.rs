@@ -20,7 +20,7 @@ pub struct EvalArgs {
     #[command(flatten)]
     read: super::ReadArgs,
     /// Clip predictions to this range, e.g. 1,5 (default: no clipping).
-    #[arg(long, value_delimiter = ',', num_args = 2)]
+    #[arg(long, value_delimiter = ',')]
     pub clip: Option<Vec<f64>>,
     /// Print one JSON object.
     #[arg(long)]
@@ -49,7 +49,11 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
     }
     t.unseen_sq = sq;
     t.unseen_abs = ab;
-    let clip = a.clip.as_ref().map(|c| (c[0], c[1]));
+    let clip = match a.clip.as_deref() {
+        None => None,
+        Some([lo, hi]) if lo < hi => Some((*lo, *hi)),
+        Some(c) => return Err(lowrank::Error::invalid(format!("--clip expects LO,HI with LO < HI, got {c:?}")).into()),
+    };
     let (rmse, mae) = t.evaluate(&model, clip);
     let out = json!({"model": a.model.display().to_string(), "data": a.data.display().to_string(),
         "n": t.total, "unseen": t.unseen, "rmse": rmse, "mae": mae});

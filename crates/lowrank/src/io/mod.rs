@@ -218,6 +218,11 @@ pub fn detect(name: &str, head: &[u8]) -> Format {
             None => return Format::Triplets,
         }
     };
+    if data_line.len() < 3 && data_line.iter().any(|s| !is_num(s) && !is_missing(s)) {
+        // one or two non-numeric fields: most likely triplets with another
+        // separator; the triplet reader says so clearly
+        return Format::Triplets;
+    }
     if data_line.len() > 4 || data_line.iter().any(|s| is_missing(s)) {
         return Format::Dense;
     }

@@ -77,11 +77,11 @@ impl FactorModel {
 
     /// Number of rows (users).
     pub fn nrows(&self) -> usize {
-        self.u.len() / self.rank.max(1)
+        if self.rank > 0 { self.u.len() / self.rank } else { self.row_ids.len() }
     }
     /// Number of columns (items).
     pub fn ncols(&self) -> usize {
-        self.v.len() / self.rank.max(1)
+        if self.rank > 0 { self.v.len() / self.rank } else { self.col_ids.len() }
     }
     /// Factor row `i` of `U`.
     #[inline]

@@ -1,0 +1,196 @@
+//! End-to-end tests of the `lowrank` binary: the bad-input contract (one
+//! line `error: FILE:LINE: reason`, exit code 2, no panic), the formats that
+//! must load, and the `fit --json` contract.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+
+fn lowrank() -> Command {
+    Command::cargo_bin("lowrank").unwrap()
+}
+
+fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, bytes).unwrap();
+    p
+}
+
+/// Run `inspect` on a file and check the error contract; returns stderr.
+fn bad(path: &Path, extra: &[&str], needle: &str) -> String {
+    let out = lowrank().arg("inspect").arg("--data").arg(path).args(extra).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "expected exit 2 for {}: stderr {err}", path.display());
+    let first = err.lines().next().unwrap_or("");
+    assert!(first.starts_with("error: "), "first line not an error line: {err}");
+    assert!(!err.contains("panicked"), "panic: {err}");
+    assert!(err.to_lowercase().contains(&needle.to_lowercase()), "stderr lacks '{needle}': {err}");
+    err
+}
+
+fn npy(descr: &str, shape: &str, fortran: bool, data: &[u8]) -> Vec<u8> {
+    let mut h = format!("{{'descr': '{descr}', 'fortran_order': {}, 'shape': {shape}, }}", if fortran { "True" } else { "False" });
+    while (10 + h.len() + 1) % 64 != 0 {
+        h.push(' ');
+    }
+    h.push('\n');
+    let mut v = b"\x93NUMPY\x01\x00".to_vec();
+    v.extend_from_slice(&(h.len() as u16).to_le_bytes());
+    v.extend_from_slice(h.as_bytes());
+    v.extend_from_slice(data);
+    v
+}
+
+#[test]
+fn bad_inputs_give_one_clear_line_and_exit_2() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path();
+    bad(&p.join("missing.tsv"), &[], "missing.tsv");
+    bad(p, &[], "directory");
+    bad(&write(p, "empty.tsv", b""), &[], "empty");
+    bad(&write(p, "header.csv", b"user,item,rating\n"), &[], "header but no data");
+    bad(&write(p, "cols.tsv", b"1\t2\t3\n4\t5\n"), &[], "cols.tsv:2:");
+    bad(&write(p, "nonnum.tsv", b"1\t2\t3\n4\t5\tx\n"), &[], "nonnum.tsv:2: the rating 'x' is not a number");
+    bad(&write(p, "nan.tsv", b"1\t2\t3\n4\t5\tnan\n"), &[], "nan.tsv:2:");
+    bad(&write(p, "inf.tsv", b"1\t2\t3\n4\t5\tinf\n"), &[], "infinite");
+    bad(&write(p, "big.tsv", b"1\t2\t3\n4\t5\t1e300\n"), &[], "overflows");
+    let e = bad(&write(p, "dup.tsv", b"1\t2\t3\n7\t8\t1\n1\t2\t4\n"), &[], "dup.tsv:3: duplicate");
+    assert!(e.contains("line 1"), "{e}");
+    bad(&write(p, "sep.txt", b"1;2;3\n4;5;6\n"), &[], "wrong separator");
+    bad(&write(p, "nobanner.mtx", b"3 3 1\n1 1 1.0\n"), &[], "banner");
+    let mm = |body: &str| format!("%%MatrixMarket matrix coordinate real general\n% a comment\n{body}");
+    bad(&write(p, "zero.mtx", mm("3 3 1\n0 1 1.0\n").as_bytes()), &[], "zero.mtx:4: index 0");
+    bad(&write(p, "oob.mtx", mm("3 3 1\n4 1 1.0\n").as_bytes()), &[], "outside the declared");
+    bad(&write(p, "short.mtx", mm("3 3 2\n1 1 1.0\n").as_bytes()), &[], "only 1 entries but 2");
+    bad(&write(p, "complex.mtx", b"%%MatrixMarket matrix coordinate complex general\n1 1 1\n1 1 1 0\n"), &[], "complex");
+    bad(&write(p, "pattern.mtx", b"%%MatrixMarket matrix coordinate pattern general\n1 1 1\n1 1\n"), &[], "pattern");
+    bad(&write(p, "magic.npy", b"NOTNUMPYDATA"), &[], "magic");
+    bad(&write(p, "trunc.npy", &npy("<f8", "(2, 2)", false, &[0u8; 16])), &[], "truncated");
+    bad(&write(p, "int.npy", &npy("<i8", "(2, 2)", false, &[0u8; 32])), &[], "unsupported dtype");
+    bad(&write(p, "4d.npy", &npy("<f8", "(1, 1, 1, 1)", false, &[0u8; 8])), &[], "dimensions");
+    bad(&write(p, "ragged.csv", b"1.5,2.5,3.5,4.5,5.5\n1.5,2.5\n"), &[], "ragged.csv:2: ragged");
+    bad(&write(p, "allnan.csv", b"nan,,nan,nan,nan\n,,,,\n"), &[], "no observed");
+    let mut garbage = vec![0u8, 159, 146, 150, 0, 1, 2, 3];
+    garbage.extend((0..5000).map(|i| (i * 7 % 256) as u8));
+    bad(&write(p, "garbage.bin", &garbage), &[], "binary");
+    let mut long = b"1\t2\t".to_vec();
+    long.extend(std::iter::repeat_n(b'9', 5 << 20));
+    long.push(b'\n');
+    bad(&write(p, "long.tsv", &long), &[], "longer than");
+}
+
+fn inspect_json(path: &Path, extra: &[&str]) -> serde_json::Value {
+    let out = lowrank().arg("inspect").arg("--json").arg("--data").arg(path).args(extra).output().unwrap();
+    assert!(out.status.success(), "inspect failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn formats_that_must_load() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path();
+    // CRLF endings, blank trailing lines
+    let v = inspect_json(&write(p, "crlf.tsv", b"1\t2\t3\r\n2\t1\t4\r\n\r\n\n"), &[]);
+    assert_eq!(v["entries"], 2);
+    // string ids and ids overflowing u64, with a header
+    let v = inspect_json(&write(p, "ids.csv", b"user,item,rating\nalice,x1,3\n99999999999999999999999,x1,4\nbob,x2,5\n"), &[]);
+    assert_eq!((v["entries"].as_u64(), v["rows"].as_u64(), v["integer_ids"].as_bool()), (Some(3), Some(3), Some(false)));
+    // ratings.dat and ratings.csv
+    assert_eq!(inspect_json(&write(p, "ratings.dat", b"1::10::5::978300760\n2::10::3::978302109\n"), &[])["entries"], 2);
+    assert_eq!(inspect_json(&write(p, "ratings.csv", b"userId,movieId,rating,timestamp\n1,31,2.5,1260759144\n"), &[])["entries"], 1);
+    // Matrix Market with comments
+    let v = inspect_json(&write(p, "a.mtx", b"%%MatrixMarket matrix coordinate real general\n% c\n%\n3 4 2\n1 1 1.5\n3 4 -2\n"), &[]);
+    assert_eq!((v["rows"].as_u64(), v["cols"].as_u64(), v["entries"].as_u64()), (Some(3), Some(4), Some(2)));
+    // dense with NaN and empty cells
+    let v = inspect_json(&write(p, "dense.csv", b"0.5,NaN,1.5\n,2.5,3.5\n"), &[]);
+    assert_eq!((v["kind"].as_str(), v["observed"].as_u64()), (Some("dense"), Some(4)));
+    // npy: f32 Fortran-order 2-D, and f64 3-D
+    let f32s: Vec<u8> = [1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0].iter().flat_map(|x| x.to_le_bytes()).collect();
+    let v = inspect_json(&write(p, "m.npy", &npy("<f4", "(2, 3)", true, &f32s)), &[]);
+    assert_eq!((v["rows"].as_u64(), v["cols"].as_u64()), (Some(2), Some(3)));
+    let f64s: Vec<u8> = (0..24).flat_map(|x| (x as f64).to_le_bytes()).collect();
+    assert_eq!(inspect_json(&write(p, "t.npy", &npy("<f8", "(2, 3, 4)", false, &f64s)), &[])["dims"], serde_json::json!([2, 3, 4]));
+    // gzip, detected from the inner name
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(b"196\t242\t3\t881250949\n186\t302\t3\t891717742\n").unwrap();
+    let v = inspect_json(&write(p, "u.data.gz", &gz.finish().unwrap()), &[]);
+    assert_eq!(v["entries"], 2);
+}
+
+#[test]
+fn fit_json_contract_and_model_round_trip() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path();
+    let out = lowrank().args(["gen", "ratings", "--users", "200", "--items", "100", "--count", "4000", "--stars", "--test-fraction", "0.2", "--out"]).arg(p.join("r.tsv")).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let model = p.join("m.safetensors");
+    let out = lowrank()
+        .args(["fit", "--algo", "baseline", "--json", "--seed", "3", "--data"])
+        .arg(p.join("r.tsv"))
+        .arg("--test")
+        .arg(p.join("r.test.tsv"))
+        .arg("--save-model")
+        .arg(&model)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(stdout.trim().lines().count(), 1, "exactly one JSON object: {stdout}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    for key in ["algo", "rank", "epochs", "train_rmse", "test_rmse", "test_mae", "fit_seconds", "threads", "seed"] {
+        assert!(v.get(key).is_some(), "missing {key} in {v}");
+    }
+    let test_rmse = v["test_rmse"].as_f64().unwrap();
+    assert!(test_rmse > 0.0 && test_rmse < 2.0);
+    // eval of the saved model reproduces the test RMSE (same clipping 1..5)
+    let out = lowrank().args(["eval", "--json", "--clip", "1,5", "--model"]).arg(&model).arg("--data").arg(p.join("r.test.tsv")).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let e: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!((e["rmse"].as_f64().unwrap() - test_rmse).abs() < 1e-9, "{e} vs {test_rmse}");
+    // recommend for a known user, excluding seen items
+    let out = lowrank().args(["recommend", "--user", "0", "-n", "5", "--json", "--model"]).arg(&model).arg("--exclude-seen").arg(p.join("r.tsv")).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["items"].as_array().unwrap().len(), 5);
+    // no test set -> test_rmse is null
+    let out = lowrank().args(["fit", "--algo", "baseline", "--json", "--data"]).arg(p.join("r.tsv")).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["test_rmse"].is_null());
+}
+
+#[test]
+fn usage_and_config_errors_exit_2() {
+    let out = lowrank().args(["fit", "--algo", "nosuch", "--set", "problem=planted"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown algorithm"));
+    let out = lowrank().args(["fit", "--algo", "baseline", "--set", "problem=planted", "--set", "reg_usr=1"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("did you mean 'reg_user'"));
+    let out = lowrank().args(["fit", "--bogus-flag"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn splits_are_deterministic_and_keep_ids() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path();
+    let data = write(p, "r.csv", b"a,x,1\na,y,2\nb,x,3\nb,y,4\nc,z,5\nc,x,1\nd,y,2\nd,z,3\ne,x,4\ne,z,5\n");
+    for run in ["1", "2"] {
+        let out = lowrank().args(["split", "--method", "holdout", "--fraction", "0.3", "--seed", "9", "--data"]).arg(&data).arg("--out").arg(p.join(run)).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let a = std::fs::read_to_string(p.join("1/test.tsv")).unwrap();
+    let b = std::fs::read_to_string(p.join("2/test.tsv")).unwrap();
+    assert_eq!(a, b);
+    assert_eq!(a.lines().count(), 3);
+    assert!(a.lines().all(|l| l.chars().next().unwrap().is_ascii_lowercase()), "original ids kept: {a}");
+}
+
+#[test]
+fn demo_runs_without_files() {
+    let out = lowrank().args(["demo", "--users", "300", "--items", "100", "--count", "6000"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert!(s.contains("baseline") && s.contains("next:"), "{s}");
+}
