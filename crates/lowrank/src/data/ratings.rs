@@ -38,29 +38,31 @@ impl Compressed {
         self.indptr[i + 1] - self.indptr[i]
     }
 
+    /// Two stable counting sorts (by inner, then by outer index) give every
+    /// lane sorted by inner index, ties in entry order, in O(nnz) without
+    /// comparisons.
     fn build(outer: &[u32], inner: &[u32], vals: &[f32], n_outer: usize) -> Compressed {
         let nnz = outer.len();
-        let mut indptr = vec![0usize; n_outer + 1];
-        for &o in outer {
-            indptr[o as usize + 1] += 1;
-        }
-        for i in 0..n_outer {
-            indptr[i + 1] += indptr[i];
-        }
-        let mut next = indptr.clone();
-        let mut entry = vec![0u32; nnz];
-        for (k, &o) in outer.iter().enumerate() {
-            let p = &mut next[o as usize];
-            entry[*p] = k as u32;
-            *p += 1;
-        }
-        // sort each lane by inner index (stable on entry order)
-        for i in 0..n_outer {
-            let lane = &mut entry[indptr[i]..indptr[i + 1]];
-            if lane.windows(2).any(|w| inner[w[0] as usize] > inner[w[1] as usize]) {
-                lane.sort_by_key(|&k| (inner[k as usize], k));
+        let n_inner = inner.iter().map(|&i| i as usize + 1).max().unwrap_or(0);
+        let counting = |keys: &[u32], n: usize, order: &mut dyn Iterator<Item = u32>| -> (Vec<usize>, Vec<u32>) {
+            let mut ptr = vec![0usize; n + 1];
+            for &k in keys {
+                ptr[k as usize + 1] += 1;
             }
-        }
+            for i in 0..n {
+                ptr[i + 1] += ptr[i];
+            }
+            let mut next = ptr.clone();
+            let mut out = vec![0u32; nnz];
+            for e in order {
+                let p = &mut next[keys[e as usize] as usize];
+                out[*p] = e;
+                *p += 1;
+            }
+            (ptr, out)
+        };
+        let (_, by_inner) = counting(inner, n_inner, &mut (0..nnz as u32));
+        let (indptr, entry) = counting(outer, n_outer, &mut by_inner.into_iter());
         let indices = entry.iter().map(|&k| inner[k as usize]).collect();
         let values = entry.iter().map(|&k| vals[k as usize]).collect();
         Compressed { indptr, indices, values, entry }
@@ -243,8 +245,24 @@ impl Ratings {
 
     /// The first two entries (positions, earlier first) with the same
     /// (row, col), if any.
+    ///
+    /// Uses the row-major view when it is already built; otherwise sorts the
+    /// packed (row, col) keys in parallel without building (and keeping) a
+    /// view, so checking a freshly read file costs no extra memory afterwards.
     pub fn find_duplicate(&self) -> Option<(usize, usize)> {
-        self.csr().first_duplicate()
+        use rayon::prelude::*;
+        if let Some(csr) = self.csr.get() {
+            return csr.first_duplicate();
+        }
+        let mut keys: Vec<u64> =
+            self.rows.par_iter().zip(self.cols.par_iter()).map(|(&r, &c)| ((r as u64) << 32) | c as u64).collect();
+        keys.par_sort_unstable();
+        let dup = keys.par_windows(2).filter(|w| w[0] == w[1]).map(|w| w[0]).min()?;
+        let (r, c) = ((dup >> 32) as u32, dup as u32);
+        let mut it = (0..self.len()).filter(|&k| self.rows[k] == r && self.cols[k] == c);
+        let a = it.next()?;
+        let b = it.next()?;
+        Some((a, b))
     }
 
     /// Error when two entries share a (row, col).

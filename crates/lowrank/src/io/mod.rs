@@ -111,6 +111,8 @@ pub struct ReadOptions {
     pub shape: Option<(usize, usize)>,
     /// Longest accepted line of a triplet file, in bytes.
     pub max_line_bytes: usize,
+    /// Size of the blocks a triplet file is parsed in (bytes; default 8 MiB).
+    pub block_bytes: usize,
     /// Called with the number of entries read so far, about every million.
     pub progress: Option<Arc<dyn Fn(u64) + Send + Sync>>,
 }
@@ -124,6 +126,7 @@ impl Default for ReadOptions {
             ids: IdMode::Map,
             shape: None,
             max_line_bytes: 1 << 20,
+            block_bytes: 8 << 20,
             progress: None,
         }
     }

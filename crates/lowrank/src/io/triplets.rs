@@ -3,7 +3,7 @@
 //! tab/space/comma triplets with an optional header and an optional ignored
 //! fourth column.
 
-use super::source::{Lines, Source};
+use super::source::Source;
 use super::{IdMode, ReadOptions};
 use crate::data::{IdMap, Ratings};
 use crate::error::{Error, Result};
@@ -145,11 +145,17 @@ struct IdSide {
     map: IdMap,
     mode: IdMode,
     max_index: u64,
+    /// Direct lookup `id -> index + 1` (0 = absent) for small integer ids,
+    /// which skips hashing for the common case of dense numeric ids.
+    direct: Vec<u32>,
 }
+
+/// Largest id kept in the direct lookup table (64 MiB of u32).
+const DIRECT_MAX: u64 = 1 << 24;
 
 impl IdSide {
     fn new(mode: IdMode) -> Self {
-        IdSide { map: IdMap::new(), mode, max_index: 0 }
+        IdSide { map: IdMap::new(), mode, max_index: 0, direct: Vec::new() }
     }
 
     #[inline]
@@ -157,7 +163,7 @@ impl IdSide {
         match self.mode {
             IdMode::Map => {
                 if let Some(x) = parse_u64(f).filter(|_| self.map.is_integer()) {
-                    return Ok(self.map.get_or_insert_int(x));
+                    return Ok(self.map_int(x));
                 }
                 if f.is_empty() {
                     return Err(format!("the {what} id is empty"));
@@ -184,6 +190,39 @@ impl IdSide {
                 Ok(i as u32)
             }
         }
+    }
+
+    /// Index of an integer id in map mode (direct table for small ids).
+    #[inline]
+    fn map_int(&mut self, x: u64) -> u32 {
+        if x < DIRECT_MAX && self.map.is_integer() {
+            let xi = x as usize;
+            if xi >= self.direct.len() {
+                self.direct.resize((xi + 1).next_power_of_two().min(DIRECT_MAX as usize), 0);
+            }
+            let slot = self.direct[xi];
+            if slot != 0 {
+                return slot - 1;
+            }
+            let i = self.map.get_or_insert_int(x);
+            self.direct[xi] = i + 1;
+            return i;
+        }
+        self.map.get_or_insert_int(x)
+    }
+
+    /// Index of an integer id in index mode.
+    fn index_int(&mut self, x: u64) -> std::result::Result<u32, String> {
+        let base = if self.mode == IdMode::OneBased { 1 } else { 0 };
+        if x < base {
+            return Err(format!("index {x} but indices are {base}-based"));
+        }
+        let i = x - base;
+        if i >= u32::MAX as u64 {
+            return Err(format!("index {x} is too large"));
+        }
+        self.max_index = self.max_index.max(i + 1);
+        Ok(i as u32)
     }
 
     fn finish(mut self, declared: Option<usize>, what: &str) -> std::result::Result<(IdMap, Option<Vec<u32>>), String> {
@@ -233,27 +272,228 @@ impl LineBook {
     }
 }
 
-/// Read a delimited triplet file into [`Ratings`].
-pub fn read(src: &mut Source, sep: Option<Separator>, opts: &ReadOptions) -> Result<Ratings> {
-    let path = src.path.clone();
-    let mut lines: Lines<'_> = src.lines(opts.max_line_bytes);
-    let mut book = LineBook::default();
-    let (mut rows, mut cols, mut vals) = (Vec::new(), Vec::new(), Vec::new());
-    let mut ri = IdSide::new(opts.ids);
-    let mut ci = IdSide::new(opts.ids);
-    let mut sep = sep;
-    let mut ncols_expected: Option<usize> = None;
-    let mut seen_data = false;
-    let mut header_line: Option<u64> = None;
-    while let Some((no, line)) = lines.next_line()? {
-        if line.trim_ascii().is_empty() || line.first() == Some(&b'#') || line.first() == Some(&b'%') {
-            book.skip(no);
+/// Fast path for plain decimals (`-12.345`): exact integer mantissa divided by
+/// an exact power of ten, i.e. correctly rounded like `str::parse`. Anything
+/// else (exponents, `nan`, long mantissas) returns `None` and goes through
+/// [`parse_value`].
+#[inline]
+fn fast_value(f: &[u8]) -> Option<f32> {
+    const POW10: [f64; 19] = [
+        1.0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18,
+    ];
+    let (neg, digits) = match f.first() {
+        Some(b'-') => (true, &f[1..]),
+        Some(b'+') => (false, &f[1..]),
+        _ => (false, f),
+    };
+    if digits.is_empty() || digits.len() > 16 {
+        return None;
+    }
+    let mut mant = 0u64;
+    let mut frac: Option<usize> = None;
+    let mut n_digits = 0;
+    for (i, &c) in digits.iter().enumerate() {
+        if c == b'.' {
+            if frac.is_some() {
+                return None;
+            }
+            frac = Some(digits.len() - i - 1);
             continue;
         }
-        let s = *sep.get_or_insert_with(|| Separator::detect(line));
+        let d = c.wrapping_sub(b'0');
+        if d > 9 {
+            return None;
+        }
+        mant = mant * 10 + d as u64;
+        n_digits += 1;
+    }
+    if n_digits == 0 {
+        return None;
+    }
+    let v = mant as f64 / POW10[frac.unwrap_or(0)];
+    Some(if neg { -v as f32 } else { v as f32 })
+}
+
+/// One parsed piece of a block (parsed in parallel, merged in order).
+#[derive(Default)]
+struct Piece {
+    users: Vec<u64>,
+    items: Vec<u64>,
+    values: Vec<f32>,
+    /// Line offsets (within the piece, 0-based) of skipped lines.
+    skipped: Vec<u64>,
+    /// Number of lines in the piece.
+    lines: u64,
+    /// First error: (line offset, reason).
+    error: Option<(u64, String)>,
+    /// A non-integer id was met: the piece must be re-read on the slow path.
+    needs_strings: bool,
+}
+
+/// Parse `user<sep>item<sep>value[<sep>ignored]\n` with integer ids and a
+/// plain decimal value in one pass. Returns the entry and the bytes consumed
+/// (including the newline), or `None` when the line needs the general path.
+#[inline]
+fn fast_line(s: &[u8], sep: u8, ncols: usize) -> Option<(u64, u64, f32, usize)> {
+    let mut p = 0;
+    let mut int = |p: &mut usize| -> Option<u64> {
+        let start = *p;
+        let mut x = 0u64;
+        while *p < s.len() {
+            let d = s[*p].wrapping_sub(b'0');
+            if d > 9 {
+                break;
+            }
+            x = x.checked_mul(10)?.checked_add(d as u64)?;
+            *p += 1;
+        }
+        let len = *p - start;
+        if len == 0 || (len > 1 && s[start] == b'0') || *p >= s.len() || s[*p] != sep {
+            return None;
+        }
+        *p += 1;
+        Some(x)
+    };
+    let u = int(&mut p)?;
+    let i = int(&mut p)?;
+    let vstart = p;
+    while p < s.len() && s[p] != sep && s[p] != b'\n' && s[p] != b'\r' {
+        p += 1;
+    }
+    let v = fast_value(&s[vstart..p])?;
+    if !v.is_finite() {
+        return None;
+    }
+    match (ncols, s.get(p)) {
+        (3, None) => Some((u, i, v, p)),
+        (3, Some(b'\n')) => Some((u, i, v, p + 1)),
+        (4, Some(&c)) if c == sep => {
+            // skip the ignored 4th field
+            let nl = s[p..].iter().position(|&c| c == b'\n').map_or(s.len(), |q| p + q + 1);
+            let field = &s[p + 1..nl];
+            if field.contains(&sep) || field.trim_ascii().is_empty() {
+                return None;
+            }
+            Some((u, i, v, nl))
+        }
+        _ => None,
+    }
+}
+
+/// Parse a piece of complete lines with integer ids (fast path).
+fn parse_piece(chunk: &[u8], sep: Separator, ncols: usize, opts: &ReadOptions) -> Piece {
+    let mut p = Piece::default();
+    let cap = chunk.len() / 16;
+    p.users.reserve(cap);
+    p.items.reserve(cap);
+    p.values.reserve(cap);
+    let mut rest = chunk;
+    let index_mode = opts.ids != IdMode::Map;
+    let sep_byte = match sep {
+        Separator::Tab => Some(b'\t'),
+        Separator::Comma => Some(b','),
+        _ => None,
+    };
+    while !rest.is_empty() {
+        if let Some(b) = sep_byte {
+            if let Some((u, i, v, used)) = fast_line(rest, b, ncols) {
+                p.users.push(u);
+                p.items.push(i);
+                p.values.push(v);
+                p.lines += 1;
+                rest = &rest[used..];
+                continue;
+            }
+        }
+        let end = rest.iter().position(|&c| c == b'\n').unwrap_or(rest.len());
+        let mut line = &rest[..end];
+        rest = if end < rest.len() { &rest[end + 1..] } else { &[] };
+        let no = p.lines;
+        p.lines += 1;
+        if line.last() == Some(&b'\r') {
+            line = &line[..line.len() - 1];
+        }
+        if line.trim_ascii().is_empty() || line[0] == b'#' || line[0] == b'%' {
+            p.skipped.push(no);
+            continue;
+        }
+        let mut fields: [&[u8]; 4] = [&[]; 4];
+        let n = split_fields(line, sep, &mut fields);
+        if n != ncols {
+            p.error = Some((no, format!("expected {ncols} {}-separated fields as on the first data line, found {n}", sep.name())));
+            return p;
+        }
+        let (fu, fi, fr) = (trim(fields[0]), trim(fields[1]), trim(fields[2]));
+        let (Some(u), Some(i)) = (parse_u64(fu), parse_u64(fi)) else {
+            if index_mode {
+                p.error = Some((no, format!("the id '{}' is not a non-negative integer index", clip(&String::from_utf8_lossy(if parse_u64(fu).is_none() { fu } else { fi })))));
+            } else {
+                p.needs_strings = true;
+            }
+            return p;
+        };
+        let v = match fast_value(fr) {
+            Some(v) if v.is_finite() => v,
+            _ => match parse_value(fr) {
+                Ok(v) => v,
+                Err(e) => {
+                    p.error = Some((no, e));
+                    return p;
+                }
+            },
+        };
+        p.users.push(u);
+        p.items.push(i);
+        p.values.push(v);
+    }
+    p
+}
+
+/// Split `block` (complete lines) into about `n` pieces at line boundaries.
+fn split_block(block: &[u8], n: usize) -> Vec<&[u8]> {
+    let mut out = Vec::with_capacity(n);
+    let target = block.len().div_ceil(n.max(1)).max(1);
+    let mut start = 0;
+    while start < block.len() {
+        let mut end = (start + target).min(block.len());
+        if end < block.len() {
+            end = match block[end..].iter().position(|&c| c == b'\n') {
+                Some(p) => end + p + 1,
+                None => block.len(),
+            };
+        }
+        out.push(&block[start..end]);
+        start = end;
+    }
+    out
+}
+
+struct ReadState<'o> {
+    path: std::path::PathBuf,
+    opts: &'o ReadOptions,
+    book: LineBook,
+    rows: Vec<u32>,
+    cols: Vec<u32>,
+    vals: Vec<f32>,
+    ri: IdSide,
+    ci: IdSide,
+    sep: Option<Separator>,
+    ncols_expected: Option<usize>,
+    seen_data: bool,
+    header_line: Option<u64>,
+}
+
+impl ReadState<'_> {
+    /// Handle one line on the serial path.
+    fn line(&mut self, no: u64, line: &[u8]) -> Result<()> {
+        if line.trim_ascii().is_empty() || line.first() == Some(&b'#') || line.first() == Some(&b'%') {
+            self.book.skip(no);
+            return Ok(());
+        }
+        let s = *self.sep.get_or_insert_with(|| Separator::detect(line));
         let mut fields: [&[u8]; 4] = [&[]; 4];
         let n = split_fields(line, s, &mut fields);
-        if n < 3 || n > 4 {
+        if !(3..=4).contains(&n) {
             let hint = if n < 3 {
                 format!(
                     "expected 3 or 4 {}-separated fields (user, item, rating[, ignored]), found {n} (wrong separator? try --format)",
@@ -262,11 +502,11 @@ pub fn read(src: &mut Source, sep: Option<Separator>, opts: &ReadOptions) -> Res
             } else {
                 format!("expected 3 or 4 {}-separated fields (user, item, rating[, ignored]), found {n}", s.name())
             };
-            return Err(Error::parse(&path, no, hint));
+            return Err(Error::parse(&self.path, no, hint));
         }
-        if let Some(e) = ncols_expected {
+        if let Some(e) = self.ncols_expected {
             if n != e {
-                return Err(Error::parse(&path, no, format!("expected {e} fields as on the first data line, found {n}")));
+                return Err(Error::parse(&self.path, no, format!("expected {e} fields as on the first data line, found {n}")));
             }
         }
         let (fu, fi, fr) = (trim(fields[0]), trim(fields[1]), trim(fields[2]));
@@ -274,38 +514,166 @@ pub fn read(src: &mut Source, sep: Option<Separator>, opts: &ReadOptions) -> Res
             Ok(v) => v,
             Err(reason) => {
                 let textual = std::str::from_utf8(fr).map_or(true, |t| t.parse::<f64>().is_err());
-                if textual && !seen_data && header_line.is_none() && opts.header != Some(false) {
-                    // the first line with a non-numeric rating is a header
-                    header_line = Some(no);
-                    book.skip(no);
-                    ncols_expected = Some(n);
-                    continue;
+                if textual && !self.seen_data && self.header_line.is_none() && self.opts.header != Some(false) {
+                    self.header_line = Some(no);
+                    self.book.skip(no);
+                    self.ncols_expected = Some(n);
+                    return Ok(());
                 }
-                return Err(Error::parse(&path, no, reason));
+                return Err(Error::parse(&self.path, no, reason));
             }
         };
-        if !seen_data && header_line.is_none() && opts.header == Some(true) {
-            header_line = Some(no);
-            book.skip(no);
-            ncols_expected = Some(n);
-            continue;
+        if !self.seen_data && self.header_line.is_none() && self.opts.header == Some(true) {
+            self.header_line = Some(no);
+            self.book.skip(no);
+            self.ncols_expected = Some(n);
+            return Ok(());
         }
-        ncols_expected.get_or_insert(n);
-        let r = ri.index(fu, "user").map_err(|e| Error::parse(&path, no, e))?;
-        let c = ci.index(fi, "item").map_err(|e| Error::parse(&path, no, e))?;
-        rows.push(r);
-        cols.push(c);
-        vals.push(value);
-        seen_data = true;
-        if rows.len() >= u32::MAX as usize - 1 {
-            return Err(Error::parse(&path, no, "more than 2^32 - 2 entries are not supported"));
-        }
-        if let Some(p) = opts.progress.as_ref() {
-            if rows.len() % (1 << 20) == 0 {
-                p(rows.len() as u64);
-            }
+        self.ncols_expected.get_or_insert(n);
+        self.rows.push(self.ri.index(fu, "user").map_err(|e| Error::parse(&self.path, no, e))?);
+        self.cols.push(self.ci.index(fi, "item").map_err(|e| Error::parse(&self.path, no, e))?);
+        self.vals.push(value);
+        self.seen_data = true;
+        Ok(())
+    }
+}
+
+/// Read a delimited triplet file into [`Ratings`].
+///
+/// The first data line is read serially (separator, header, column count);
+/// the rest streams through in blocks of a few MiB whose lines are parsed in
+/// parallel and merged in file order, so memory stays bounded by the block
+/// size and the result does not depend on the thread count. Files with
+/// non-integer ids take the serial path from the first such id on.
+pub fn read(src: &mut Source, sep: Option<Separator>, opts: &ReadOptions) -> Result<Ratings> {
+    use rayon::prelude::*;
+
+    let mut st = ReadState {
+        path: src.path.clone(),
+        opts,
+        book: LineBook::default(),
+        rows: Vec::new(),
+        cols: Vec::new(),
+        vals: Vec::new(),
+        ri: IdSide::new(opts.ids),
+        ci: IdSide::new(opts.ids),
+        sep,
+        ncols_expected: None,
+        seen_data: false,
+        header_line: None,
+    };
+    let path = src.path.clone();
+    let mut line_no = 0u64;
+    let mut string_mode = false;
+    // Phase A: up to and including the first data line.
+    {
+        let mut lines = src.lines(opts.max_line_bytes);
+        while !st.seen_data {
+            let Some((no, line)) = lines.next_line()? else { break };
+            line_no = no;
+            st.line(no, line)?;
         }
     }
+    // Phase B: blocks.
+    if st.seen_data {
+        let s = st.sep.expect("separator known after a data line");
+        let ncols = st.ncols_expected.expect("column count known after a data line");
+        let block_size = opts.block_bytes.max(64);
+        let mut buf: Vec<u8> = Vec::with_capacity(block_size + (1 << 16));
+        let pieces_per_block = rayon::current_num_threads().max(1) * 4;
+        let reader = src.bytes();
+        loop {
+            let start = buf.len();
+            buf.resize(start + block_size, 0);
+            let mut filled = start;
+            while filled < buf.len() {
+                let n = reader.read(&mut buf[filled..]).map_err(|e| Error::parse(&path, line_no + 1, format!("corrupt or unreadable data: {e}")))?;
+                if n == 0 {
+                    break;
+                }
+                filled += n;
+            }
+            let eof = filled < buf.len();
+            buf.truncate(filled);
+            let cut = if eof { buf.len() } else { buf.iter().rposition(|&c| c == b'\n').map_or(0, |p| p + 1) };
+            if cut == 0 && !eof {
+                if buf.len() > opts.max_line_bytes {
+                    return Err(Error::parse(&path, line_no + 1, format!("line is longer than {} bytes (binary data or the wrong format?)", opts.max_line_bytes)));
+                }
+                continue;
+            }
+            let block = &buf[..cut];
+            // line length guard
+            if block.split(|&c| c == b'\n').any(|l| l.len() > opts.max_line_bytes) {
+                let mut no = line_no;
+                for l in block.split(|&c| c == b'\n') {
+                    no += 1;
+                    if l.len() > opts.max_line_bytes {
+                        return Err(Error::parse(&path, no, format!("line is longer than {} bytes (binary data or the wrong format?)", opts.max_line_bytes)));
+                    }
+                }
+            }
+            let pieces = split_block(block, pieces_per_block);
+            let parsed: Vec<Piece> = if string_mode {
+                Vec::new()
+            } else {
+                pieces.par_iter().map(|c| parse_piece(c, s, ncols, opts)).collect()
+            };
+            for (k, chunk) in pieces.iter().enumerate() {
+                let piece = parsed.get(k);
+                match piece {
+                    Some(p) if !p.needs_strings => {
+                        for &off in &p.skipped {
+                            st.book.skip(line_no + 1 + off);
+                        }
+                        for t in 0..p.values.len() {
+                            let r = match st.ri.mode {
+                                IdMode::Map => st.ri.map_int(p.users[t]),
+                                _ => st.ri.index_int(p.users[t]).map_err(|e| Error::parse(&path, 0, e))?,
+                            };
+                            let c = match st.ci.mode {
+                                IdMode::Map => st.ci.map_int(p.items[t]),
+                                _ => st.ci.index_int(p.items[t]).map_err(|e| Error::parse(&path, 0, e))?,
+                            };
+                            st.rows.push(r);
+                            st.cols.push(c);
+                        }
+                        st.vals.extend_from_slice(&p.values);
+                        if let Some((off, reason)) = &p.error {
+                            return Err(Error::parse(&path, line_no + 1 + off, reason.clone()));
+                        }
+                        line_no += p.lines;
+                    }
+                    _ => {
+                        // slow path: string ids from here on
+                        string_mode = true;
+                        let mut rest: &[u8] = chunk;
+                        while !rest.is_empty() {
+                            let end = rest.iter().position(|&c| c == b'\n').unwrap_or(rest.len());
+                            let mut line = &rest[..end];
+                            rest = if end < rest.len() { &rest[end + 1..] } else { &[] };
+                            line_no += 1;
+                            if line.last() == Some(&b'\r') {
+                                line = &line[..line.len() - 1];
+                            }
+                            st.line(line_no, line)?;
+                        }
+                    }
+                }
+                if st.rows.len() >= u32::MAX as usize - 1 {
+                    return Err(Error::parse(&path, line_no, "more than 2^32 - 2 entries are not supported"));
+                }
+            }
+            if let Some(p) = opts.progress.as_ref() {
+                p(st.rows.len() as u64);
+            }
+            if eof {
+                break;
+            }
+            buf.drain(..cut);
+        }
+    }
+    let ReadState { mut rows, mut cols, vals, ri, ci, book, seen_data, header_line, .. } = st;
     if !seen_data {
         let reason = if header_line.is_some() { "the file has a header but no data lines" } else { "the file has no data lines" };
         return Err(Error::parse(&path, 0, reason));
@@ -313,10 +681,10 @@ pub fn read(src: &mut Source, sep: Option<Separator>, opts: &ReadOptions) -> Res
     let (row_ids, rperm) = ri.finish(opts.shape.map(|s| s.0), "user").map_err(|e| Error::parse(&path, 0, e))?;
     let (col_ids, cperm) = ci.finish(opts.shape.map(|s| s.1), "item").map_err(|e| Error::parse(&path, 0, e))?;
     if let Some(p) = rperm {
-        rows.iter_mut().for_each(|r| *r = p[*r as usize]);
+        rows.par_iter_mut().for_each(|r| *r = p[*r as usize]);
     }
     if let Some(p) = cperm {
-        cols.iter_mut().for_each(|c| *c = p[*c as usize]);
+        cols.par_iter_mut().for_each(|c| *c = p[*c as usize]);
     }
     let ratings = Ratings::with_ids(rows, cols, vals, row_ids, col_ids).map_err(|e| Error::parse(&path, 0, e.to_string()))?;
     if let Some((a, b)) = ratings.find_duplicate() {
@@ -359,6 +727,57 @@ mod tests {
         assert_eq!(b.line_of(0), 2);
         assert_eq!(b.line_of(1), 4);
         assert_eq!(b.line_of(2), 5);
+    }
+
+    fn read_str(text: &str, block: usize) -> Result<Ratings> {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("t.tsv");
+        std::fs::write(&p, text).unwrap();
+        let mut src = crate::io::open(&p)?;
+        read(&mut src, None, &ReadOptions { block_bytes: block, ..Default::default() })
+    }
+
+    #[test]
+    fn blocks_give_the_same_result_as_one_pass() {
+        let mut text = String::from("user\titem\trating\n");
+        for k in 0..500 {
+            text.push_str(&format!("{}\t{}\t{}.5\n", k % 37, (k * 7) % 101, k % 5));
+            if k % 50 == 0 {
+                text.push_str("\r\n# comment\n");
+            }
+        }
+        let whole = read_str(&text, 1 << 20).unwrap();
+        for block in [64, 100, 777] {
+            let r = read_str(&text, block).unwrap();
+            assert_eq!(r.values(), whole.values());
+            assert_eq!(r.rows(), whole.rows());
+            assert_eq!(r.cols(), whole.cols());
+            assert_eq!(r.row_ids, whole.row_ids);
+        }
+        assert_eq!(whole.len(), 500);
+        assert_eq!(whole.row_ids.ids()[..3], ["0", "1", "2"]);
+    }
+
+    #[test]
+    fn string_ids_mid_file_and_late_errors() {
+        let mut text = String::new();
+        for k in 0..200 {
+            text.push_str(&format!("{k}\t{}\t1\n", k % 9));
+        }
+        text.push_str("alice\t3\t2\n");
+        let r = read_str(&text, 64).unwrap();
+        assert_eq!(r.len(), 201);
+        assert!(!r.row_ids.is_integer());
+        assert_eq!(r.row_ids.get("alice"), Some(200));
+        let bad = format!("{text}bob\t4\tx\n");
+        let e = read_str(&bad, 64).unwrap_err().to_string();
+        assert!(e.contains(":202:"), "{e}");
+        let dup = format!("{text}5\t5\t3\n");
+        let e = read_str(&dup, 64).unwrap_err().to_string();
+        assert!(e.contains(":202:") && e.contains("line 6"), "{e}");
+        let late = format!("{}9\t9\tnan\n", "1\t1\t1\n".repeat(300));
+        let e = read_str(&late, 128).unwrap_err().to_string();
+        assert!(e.contains(":301:"), "{e}");
     }
 
     #[test]
