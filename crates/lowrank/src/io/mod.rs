@@ -243,6 +243,7 @@ pub fn detect(name: &str, head: &[u8]) -> Format {
 pub fn load(path: &Path, opts: &ReadOptions) -> Result<Dataset> {
     let mut src = open(path)?;
     let head = src.peek()?.to_vec();
+    if opts.format == Format::Auto && tensor_text::detect(&src.inner_name, &head) { return tensor_text::read(&mut src, &tensor_text::TensorTextOptions::from_read_options(opts)).map(Dataset::Tensor); }
     let format = match opts.format {
         Format::Auto => {
             if !npy::is_npy(&head) && looks_binary(&head) {
@@ -333,13 +334,40 @@ pub fn atomic_write(path: &Path, body: impl FnOnce(&mut dyn Write) -> std::io::R
     Ok(())
 }
 
-/// Write ratings as `user<TAB>item<TAB>value` lines with the external ids, atomically.
+/// Write ratings as `user<TAB>item<TAB>value` lines with the external ids,
+/// atomically. Lines are formatted in parallel chunks and written in order.
 pub fn write_triplets(path: &Path, r: &Ratings) -> Result<()> {
+    use rayon::prelude::*;
     let rid = r.row_ids.ids();
     let cid = r.col_ids.ids();
+    let (rows, cols, vals) = (r.rows(), r.cols(), r.values());
+    let chunk = 1 << 16;
+    let batch = chunk * 32;
     atomic_write(path, |w| {
-        for (i, j, v) in r.iter() {
-            writeln!(w, "{}\t{}\t{}", rid[i], cid[j], v)?;
+        let mut start = 0;
+        while start < r.len() {
+            let end = (start + batch).min(r.len());
+            let parts: Vec<Vec<u8>> = (start..end)
+                .into_par_iter()
+                .step_by(chunk)
+                .map(|a| {
+                    let b = (a + chunk).min(end);
+                    let mut buf = Vec::with_capacity((b - a) * 20);
+                    for k in a..b {
+                        buf.extend_from_slice(rid[rows[k] as usize].as_bytes());
+                        buf.push(b'\t');
+                        buf.extend_from_slice(cid[cols[k] as usize].as_bytes());
+                        buf.push(b'\t');
+                        let _ = write!(buf, "{}", vals[k]);
+                        buf.push(b'\n');
+                    }
+                    buf
+                })
+                .collect();
+            for p in parts {
+                w.write_all(&p)?;
+            }
+            start = end;
         }
         Ok(())
     })
