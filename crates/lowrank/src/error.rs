@@ -83,8 +83,11 @@ impl Error {
 /// Return an [`Error::InvalidInput`] unless `cond` holds.
 macro_rules! ensure {
     ($cond:expr, $($arg:tt)+) => {
-        if !$cond {
-            return Err($crate::error::Error::InvalidInput(format!($($arg)+)));
+        {
+            let holds: bool = $cond;
+            if !holds {
+                return Err($crate::error::Error::InvalidInput(format!($($arg)+)));
+            }
         }
     };
 }

@@ -148,7 +148,7 @@ impl IdMap {
         }
     }
 
-    fn to_strings(&mut self) {
+    fn stringify(&mut self) {
         if let Ids::Int(v) = &self.ids {
             let s: Vec<String> = v.iter().map(u64::to_string).collect();
             self.ids = Ids::Str(s);
@@ -170,7 +170,7 @@ impl IdMap {
     }
 
     fn get_or_insert_str_raw(&mut self, id: &str) -> u32 {
-        self.to_strings();
+        self.stringify();
         match (&mut self.ids, &mut self.index) {
             (Ids::Str(v), Index::Str(h)) => {
                 if let Some(&i) = h.get(id) {

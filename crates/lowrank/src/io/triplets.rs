@@ -336,7 +336,7 @@ struct Piece {
 #[inline]
 fn fast_line(s: &[u8], sep: u8, ncols: usize) -> Option<(u64, u64, f32, usize)> {
     let mut p = 0;
-    let mut int = |p: &mut usize| -> Option<u64> {
+    let int = |p: &mut usize| -> Option<u64> {
         let start = *p;
         let mut x = 0u64;
         while *p < s.len() {

@@ -77,11 +77,11 @@ impl FactorModel {
 
     /// Number of rows (users).
     pub fn nrows(&self) -> usize {
-        if self.rank > 0 { self.u.len() / self.rank } else { self.row_ids.len() }
+        self.u.len().checked_div(self.rank).unwrap_or(self.row_ids.len())
     }
     /// Number of columns (items).
     pub fn ncols(&self) -> usize {
-        if self.rank > 0 { self.v.len() / self.rank } else { self.col_ids.len() }
+        self.v.len().checked_div(self.rank).unwrap_or(self.col_ids.len())
     }
     /// Factor row `i` of `U`.
     #[inline]
