@@ -125,6 +125,8 @@ pub enum FittedModel {
     Factor(FactorModel),
     /// A dense matrix.
     Dense(DenseModel),
+    /// A CP tensor model.
+    Cp(super::tensor::CpModel),
 }
 
 impl FittedModel {
@@ -136,6 +138,7 @@ impl FittedModel {
                 let b = m.to_bytes()?;
                 crate::io::atomic_write(path, |w| w.write_all(&b))
             }
+            FittedModel::Cp(m) => m.save(path),
         }
     }
 }

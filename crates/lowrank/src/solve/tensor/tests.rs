@@ -1,0 +1,262 @@
+//! Tests of CP-ALS against independent truths: planted low-rank tensors,
+//! explicit reconstructions, monotonicity of exact block updates.
+
+use faer::Mat;
+
+use super::*;
+use crate::data::{Tensor3, synth};
+use crate::io::Dataset;
+use crate::model::ModelState;
+use crate::rng;
+use crate::solve::registry::{self, FitRequest};
+use crate::solve::{Executor, Termination};
+
+fn rel(fit_model: &CpModel, t: &Tensor3) -> f64 {
+    fit_model.relative_error(t).unwrap()
+}
+
+/// The planted tensor with a random `frac` of entries observed, and the
+/// held-out entries as a second tensor.
+fn split(clean: &Tensor3, frac: f64, seed: u64) -> (Tensor3, Tensor3) {
+    let mut g = rng::rng(seed);
+    let mask: Vec<bool> = (0..clean.data().len()).map(|_| rng::uniform(&mut g) < frac).collect();
+    let held: Vec<bool> = mask.iter().map(|m| !m).collect();
+    let train = clean.clone().with_mask(mask).unwrap();
+    let test = clean.clone().with_mask(held).unwrap();
+    (train, test)
+}
+
+#[test]
+fn recovers_a_noiseless_low_rank_tensor_exactly() {
+    let (t, clean, _) = synth::random_cp([12, 10, 8], 4, 0.0, 1).unwrap();
+    assert_eq!(t, clean);
+    for init in [CpInit::Gaussian, CpInit::Svd] {
+        let p = CpAls { rank: 4, init, tol: 1e-12, ..Default::default() };
+        let fit = p.fit(&t, 1000, 3).unwrap();
+        let e = rel(&fit.model, &t);
+        assert!(e < 1e-8, "{init:?}: relative error {e} after {} iterations", fit.iterations);
+        assert_eq!(fit.termination, Termination::Converged, "{init:?}");
+        // unit columns, and the planted weights (1 each) come back
+        for f in &fit.model.factors {
+            for c in 0..4 {
+                assert!((f.col(c).norm_l2() - 1.0).abs() < 1e-12);
+            }
+        }
+        let mut w: Vec<f64> = fit.model.weights.iter().map(|w| w.abs()).collect();
+        w.sort_by(f64::total_cmp);
+        assert!(w.iter().all(|w| (w - 1.0).abs() < 1e-6), "{w:?}");
+    }
+}
+
+#[test]
+fn recorded_rel_error_equals_the_explicit_one() {
+    // noise 5%: the cheap formula is used (rel error >> 1e-6)
+    let (t, _, _) = synth::random_cp([9, 8, 7], 3, 0.05, 4).unwrap();
+    for line_search in [false, true] {
+        for iters in [1, 2, 7] {
+            let p = CpAls { rank: 3, line_search, ..Default::default() };
+            let fit = p.fit(&t, iters, 5).unwrap();
+            let recorded = fit.history.last().unwrap().get("rel_error").unwrap();
+            let explicit = rel(&fit.model, &t);
+            assert!(explicit > 1e-3);
+            assert!((recorded - explicit).abs() < 1e-12 * explicit.max(1.0), "{recorded} vs {explicit}");
+            let obj = fit.history.last().unwrap().objective.unwrap();
+            assert!((obj - 0.5 * explicit * explicit * t.norm().powi(2)).abs() < 1e-10 * obj);
+        }
+    }
+    // ALS never increases the error (exact block minimization)
+    let fit = CpAls::with_rank(3).fit(&t, 30, 1).unwrap();
+    let errs: Vec<f64> = fit.history.iter().map(|r| r.get("rel_error").unwrap()).collect();
+    assert!(errs.windows(2).all(|w| w[1] <= w[0] * (1.0 + 1e-12)), "{errs:?}");
+    // near the noise floor: relative error close to the noise level
+    assert!(errs[29] < 0.05 && errs[29] > 0.04, "{}", errs[29]);
+}
+
+#[test]
+fn non_negative_factors_stay_non_negative_and_error_decreases() {
+    let mut g = rng::rng(8);
+    let fs: Vec<Mat<f64>> = [10, 9, 8].iter().map(|&d| Mat::from_fn(d, 3, |_, _| rng::uniform(&mut g))).collect();
+    let truth = CpModel::from_factors([fs[0].clone(), fs[1].clone(), fs[2].clone()]).unwrap();
+    let t = truth.reconstruct().unwrap();
+    let p = CpAls { rank: 3, non_negative: true, ..Default::default() };
+    let fit = p.fit(&t, 300, 2).unwrap();
+    let m = &fit.model;
+    assert!(m.weights.iter().all(|&w| w >= 0.0));
+    for f in &m.factors {
+        assert!((0..3).all(|c| f.col_as_slice(c).iter().all(|&x| x >= 0.0)));
+    }
+    let errs: Vec<f64> = fit.history.iter().map(|r| r.get("rel_error").unwrap()).collect();
+    assert!(errs.windows(2).all(|w| w[1] <= w[0] + 1e-12), "HALS must not increase the error");
+    assert!(errs[299] < 1e-2, "relative error {}", errs[299]);
+    assert!(errs[299] < errs[0] / 10.0);
+    // an unconstrained fit of a tensor with negative entries has negative factor entries
+    let (t2, _, _) = synth::random_cp([6, 6, 6], 2, 0.0, 3).unwrap();
+    let fit2 = CpAls { rank: 2, non_negative: true, ..Default::default() }.fit(&t2, 20, 0).unwrap();
+    for f in &fit2.model.factors {
+        assert!((0..2).all(|c| f.col_as_slice(c).iter().all(|&x| x >= 0.0)));
+    }
+}
+
+#[test]
+fn completion_recovers_held_out_entries_from_30_percent() {
+    let (_, clean, _) = synth::random_cp([20, 20, 20], 3, 0.0, 11).unwrap();
+    let (train, test) = split(&clean, 0.3, 12);
+    assert!(train.n_observed() > 2000 && train.n_observed() < 2800);
+    // weighted ALS from the (default) HOSVD start: exact recovery of the planted tensor
+    let fit = CpAls { rank: 3, completion: Completion::Wals, ..Default::default() }.fit(&train, 50, 1).unwrap();
+    let held_out = rel(&fit.model, &test);
+    assert!(held_out < 1e-6, "wals held-out relative error {held_out}");
+    let recorded = fit.history.last().unwrap().get("rel_error").unwrap();
+    assert!((recorded - rel(&fit.model, &train)).abs() < 1e-12);
+    // EM imputation: slower, but it gets there
+    let fit = CpAls { rank: 3, completion: Completion::Em, ..Default::default() }.fit(&train, 200, 1).unwrap();
+    let held_out = rel(&fit.model, &test);
+    assert!(held_out < 1e-4, "em held-out relative error {held_out}");
+    let recorded = fit.history.last().unwrap().get("rel_error").unwrap();
+    assert!((recorded - rel(&fit.model, &train)).abs() < 1e-12);
+    // non-negative completion (HALS rows) keeps the sign constraint
+    let fit = CpAls { rank: 3, non_negative: true, ..Default::default() }.fit(&train, 5, 1).unwrap();
+    assert!(fit.model.factors.iter().all(|f| (0..3).all(|c| f.col_as_slice(c).iter().all(|&x| x >= 0.0))));
+}
+
+#[test]
+fn invalid_input_is_rejected_before_any_work() {
+    let bad = [
+        CpAls { rank: 0, ..Default::default() },
+        CpAls { tol: -1.0, ..Default::default() },
+        CpAls { tol_change: f64::NAN, ..Default::default() },
+        CpAls { reg: -0.5, ..Default::default() },
+    ];
+    for p in bad {
+        assert!(matches!(p.check(), Err(Error::InvalidInput(_))));
+    }
+    let t = Tensor3::new([3, 3, 3], (0..27).map(f64::from).collect()).unwrap();
+    // rank above the largest possible CP rank of a 3x3x3 tensor (9)
+    assert!(matches!(CpAls::with_rank(10).fit(&t, 5, 0), Err(Error::InvalidInput(_))));
+    // a zero tensor
+    let z = Tensor3::new([2, 2, 2], vec![0.0; 8]).unwrap();
+    assert!(matches!(CpAls::with_rank(1).fit(&z, 5, 0), Err(Error::InvalidInput(_))));
+    // no observed entry: rejected when the mask is attached
+    assert!(t.clone().with_mask(vec![false; 27]).is_err());
+    // observed entries all zero
+    let mut mask = vec![false; 27];
+    mask[0] = true; // t[0,0,0] = 0
+    let zero_obs = t.clone().with_mask(mask).unwrap();
+    assert!(matches!(CpAls::with_rank(1).fit(&zero_obs, 5, 0), Err(Error::InvalidInput(_))));
+    // line search needs full data
+    let mut mask = vec![true; 27];
+    mask[5] = false;
+    let masked = t.clone().with_mask(mask).unwrap();
+    let p = CpAls { rank: 2, line_search: true, ..Default::default() };
+    assert!(matches!(p.fit(&masked, 5, 0), Err(Error::InvalidInput(_))));
+    // the registry: wrong data kind, unknown key, bad value
+    let ratings = Dataset::Ratings(crate::Ratings::new(2, 2, vec![0, 1], vec![0, 1], vec![1.0, 2.0]).unwrap());
+    assert!(matches!(registry::fit(FitRequest::new("cp-als", &ratings)), Err(Error::InvalidInput(_))));
+    let data = Dataset::Tensor(t.clone());
+    assert!(matches!(registry::fit(FitRequest::new("cp-als", &data).set("rnak", 2)), Err(Error::Config(_))));
+    assert!(matches!(registry::fit(FitRequest::new("cp-als", &data).set("rank", 0)), Err(Error::InvalidInput(_))));
+    assert!(matches!(registry::fit(FitRequest::new("cp-als", &data).set("init", "qr")), Err(Error::Config(_))));
+    let other = Dataset::Tensor(Tensor3::new([3, 3, 2], vec![1.0; 18]).unwrap());
+    let mut req = FitRequest::new("cp-als", &data).set("rank", 2);
+    req.test = Some(&other);
+    assert!(matches!(registry::fit(req), Err(Error::InvalidInput(_))));
+}
+
+#[test]
+fn same_seed_and_threads_give_identical_results() {
+    // large enough for the parallel kernels (several output blocks)
+    let (t, _, _) = synth::random_cp([40, 60, 30], 5, 0.01, 2).unwrap();
+    let run = |p: CpAls, data: &Tensor3| {
+        Executor::new(p.check().unwrap(), data).seed(7).max_iters(8).threads(2).run().unwrap().model
+    };
+    for p in [CpAls::with_rank(5), CpAls { rank: 5, line_search: true, init: CpInit::Svd, ..Default::default() }] {
+        let a = run(p.clone(), &t);
+        let b = run(p, &t);
+        assert_eq!(a, b);
+    }
+    let (train, _) = split(&t, 0.3, 1);
+    for completion in [Completion::Wals, Completion::Em] {
+        let p = CpAls { rank: 5, completion, ..Default::default() };
+        assert_eq!(run(p.clone(), &train), run(p, &train));
+    }
+    // a different seed gives a different start
+    let c =
+        Executor::new(CpAls::with_rank(5).check().unwrap(), &t).seed(8).max_iters(1).threads(2).run().unwrap().model;
+    let d =
+        Executor::new(CpAls::with_rank(5).check().unwrap(), &t).seed(7).max_iters(1).threads(2).run().unwrap().model;
+    assert_ne!(c, d);
+}
+
+#[test]
+fn checkpoint_resume_continues_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let (t, _, _) = synth::random_cp([7, 6, 5], 3, 0.01, 5).unwrap();
+    let (masked, _) = split(&t, 0.6, 3);
+    let cases = [
+        (CpAls { rank: 3, line_search: true, ..Default::default() }, &t),
+        (CpAls { rank: 3, completion: Completion::Em, ..Default::default() }, &masked),
+        (CpAls { rank: 3, tol_change: 1e-300, ..Default::default() }, &masked),
+    ];
+    for (n, (p, data)) in cases.into_iter().enumerate() {
+        let straight = Executor::new(p.clone().check().unwrap(), data).seed(1).max_iters(10).run().unwrap();
+        let ck = dir.path().join(format!("ck{n}"));
+        Executor::new(p.clone().check().unwrap(), data).seed(1).max_iters(4).checkpoint(&ck, 2).run().unwrap();
+        let resumed = Executor::new(p.check().unwrap(), data)
+            .seed(1)
+            .max_iters(10)
+            .checkpoint(&ck, 2)
+            .resume(true)
+            .run()
+            .unwrap();
+        assert_eq!(resumed.iterations, 10);
+        assert_eq!(resumed.model, straight.model, "case {n}");
+        assert_eq!(resumed.history.last().unwrap().get("rel_error"), straight.history.last().unwrap().get("rel_error"));
+    }
+}
+
+#[test]
+fn registry_runner_summary_and_saved_model() {
+    let (t, clean, _) = synth::random_cp([8, 7, 6], 2, 1e-3, 9).unwrap();
+    let (train, test) = split(&clean, 0.5, 4);
+    let full = Dataset::Tensor(t.clone());
+    let out = registry::fit(FitRequest::new("cp-als", &full).set("rank", 2).set("tol", 1e-2)).unwrap();
+    let s = &out.summary;
+    for key in [
+        "algo",
+        "rank",
+        "epochs",
+        "iterations",
+        "rel_error",
+        "train_rmse",
+        "test_rmse",
+        "test_mae",
+        "fit_seconds",
+        "threads",
+        "seed",
+        "termination",
+    ] {
+        assert!(s.contains_key(key), "missing {key}");
+    }
+    assert_eq!(s["algo"], "cp-als");
+    assert_eq!(s["rank"], 2);
+    assert!(s["test_rmse"].is_null() && s["test_mae"].is_null());
+    assert_eq!(s["termination"], "converged");
+    let crate::solve::registry::FittedModel::Cp(m) = &out.model else { panic!("not a CP model") };
+    let e = s["rel_error"].as_f64().unwrap();
+    assert!((e - rel(m, &t)).abs() < 1e-15 && e < 1e-2);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cp.safetensors");
+    out.model.save(&path).unwrap();
+    let back = CpModel::load(&path).unwrap();
+    assert_eq!(&back, m);
+    assert_eq!(back.solver, "cp-als");
+    assert!(back.is_finite());
+    // completion with a held-out test tensor; the default is 500 iterations
+    let (tr, te) = (Dataset::Tensor(train), Dataset::Tensor(test));
+    let mut req = FitRequest::new("cp-als", &tr).set("rank", 2);
+    req.test = Some(&te);
+    let out = registry::fit(req).unwrap();
+    assert_eq!(out.summary["epochs"], 500);
+    assert!(out.summary["test_rmse"].as_f64().unwrap() < 1e-6);
+    assert!(out.history.last().unwrap().get("test_mae").is_some());
+}
