@@ -48,7 +48,7 @@ pub fn run(a: DemoArgs) -> anyhow::Result<()> {
     let mut plan: Vec<(&str, Vec<(&str, serde_json::Value)>, usize)> = vec![("baseline", vec![], 10)];
     for (name, params, epochs) in [
         ("als", vec![("rank", serde_json::json!(a.rank)), ("reg", serde_json::json!(0.05))], 10),
-        ("sgd", vec![("rank", serde_json::json!(a.rank))], 30),
+        ("sgd", vec![("rank", serde_json::json!(a.rank)), ("preset", serde_json::json!("libmf"))], 30),
     ] {
         if known.contains(&name) {
             plan.push((name, params, epochs));
