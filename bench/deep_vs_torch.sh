@@ -1,0 +1,21 @@
+#!/bin/bash
+# Time to reach relative error 1e-3 on the peers' planted completion problem
+# (100x100, rank 5, 2000 observed): lowrank `deep` vs the same algorithm in
+# PyTorch (bench/deep_torch.py), depth 3, both pinned to the same 2 cores.
+# Usage: bench/deep_vs_torch.sh LOWRANK_BIN PYTHON DATA_DIR
+#   e.g. bench/deep_vs_torch.sh ./target/release/lowrank /tmp/peers-venv/bin/python /tmp/peers-data/completion
+set -u
+B=${1:-./target/release/lowrank}; PY=${2:-python3}; DD=${3:-/tmp/peers-data/completion}
+PIN="taskset -c 0,1"
+OURS="--data $DD/completion_train.tsv --ids zero-based --truth $DD/completion_gt.npy --json -q"
+TORCH="--train $DD/completion_train.tsv --truth $DD/completion_gt.npy --dev-iters 50 --stop-at-target --train-thres 0"
+show() { python3 -c "import json,sys; d=json.loads(sys.stdin.readlines()[-1]); print(json.dumps({k: d.get(k) for k in ['iterations','iters_to_rel_1e-3','seconds_to_rel_1e-3','fit_seconds','rel_error','iters_to_target','seconds_to_target','seconds','seconds_per_iter','threads','termination']}))"; }
+for cfg in "group_rmsprop 1e-3" "sgd 10"; do
+  set -- $cfg; OPT=$1; LR=$2
+  for t in 1 2; do
+    echo "== ours   depth 3 init 1e-5 $OPT lr $LR threads $t"
+    $PIN $B fit --algo deep $OURS --set optimizer=$OPT --set lr=$LR --set n_dev_iters=50 --threads $t | show
+    echo "== torch  depth 3 init 1e-5 $OPT lr $LR threads $t"
+    $PIN $PY bench/deep_torch.py $TORCH --optimizer $OPT --lr $LR --init-scale 1e-5 --threads $t 2>/dev/null | show
+  done
+done
