@@ -36,6 +36,14 @@ enum Command {
     Inspect(cmd::inspect::InspectArgs),
     /// Run the main job on an embedded synthetic problem (no files needed).
     Demo(cmd::demo::DemoArgs),
+    /// Run one experiment from layered configs into a numbered run directory.
+    Run(cmd::run::RunArgs),
+    /// Run a grid of experiments, N at a time, with a results table.
+    Sweep(cmd::sweep::SweepArgs),
+    /// Plot convergence curves or singular-value dynamics of runs (SVG or PNG).
+    Plot(cmd::plot::PlotArgs),
+    /// One self-contained HTML page with the runs table, plots and configs.
+    Report(cmd::report::ReportArgs),
     /// List the algorithms and their settings.
     Algos,
 }
@@ -50,6 +58,10 @@ fn main() -> ExitCode {
         Command::Split(a) => cmd::split::run(a),
         Command::Inspect(a) => cmd::inspect::run(a),
         Command::Demo(a) => cmd::demo::run(a),
+        Command::Run(a) => cmd::run::run(a),
+        Command::Sweep(a) => cmd::sweep::run(a),
+        Command::Plot(a) => cmd::plot::run(a),
+        Command::Report(a) => cmd::report::run(a),
         Command::Algos => cmd::list_algos(),
     };
     match result {

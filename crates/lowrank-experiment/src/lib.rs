@@ -7,6 +7,7 @@
 
 pub mod config;
 pub mod plan;
+pub mod plot;
 
 pub use config::RawConfig;
 pub use plan::FitPlan;

@@ -180,7 +180,23 @@ pub fn interrupt_flag() -> Arc<AtomicBool> {
 
 /// Run a resolved plan with optional trace/checkpoint; shared with `run`.
 pub fn execute(plan: &FitPlan, quiet: bool, trace: Option<(PathBuf, bool)>, checkpoint: Option<(PathBuf, bool)>) -> anyhow::Result<FitOutcome> {
-    let (train, test, truth) = plan.load_data(Progress::loader(quiet))?;
+    let data = plan.load_data(Progress::loader(quiet))?;
+    execute_loaded(plan, data, quiet, trace, checkpoint)
+}
+
+/// Data of a plan: (train, test, ground truth).
+pub type PlanData = (lowrank::io::Dataset, Option<lowrank::io::Dataset>, Option<faer::Mat<f64>>);
+
+/// [`execute`] with the data already loaded (so a caller can validate
+/// everything before creating any output).
+pub fn execute_loaded(
+    plan: &FitPlan,
+    data: PlanData,
+    quiet: bool,
+    trace: Option<(PathBuf, bool)>,
+    checkpoint: Option<(PathBuf, bool)>,
+) -> anyhow::Result<FitOutcome> {
+    let (train, test, truth) = data;
     let mut req = FitRequest::new(&plan.algo, &train);
     req.params = plan.params.clone();
     req.test = test.as_ref();

@@ -5,8 +5,12 @@ pub mod eval;
 pub mod fit;
 pub mod generate;
 pub mod inspect;
+pub mod plot;
 pub mod recommend;
+pub mod report;
+pub mod run;
 pub mod split;
+pub mod sweep;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -20,7 +24,7 @@ pub fn report_error(e: &anyhow::Error) -> ExitCode {
     if e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)) {
         return ExitCode::SUCCESS;
     }
-    eprintln!("error: {}", one_line(&format!("{e:#}")));
+    eprintln!("error: {}", one_line(&format!("{e}")));
     let hint = match lib {
         Some(lowrank::Error::Parse { .. }) => Some("check the file, or force a format with --format (see `lowrank fit --help`)"),
         Some(lowrank::Error::Io { .. }) => Some("check the path and its permissions"),

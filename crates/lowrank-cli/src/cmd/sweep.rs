@@ -1,0 +1,204 @@
+//! `lowrank sweep`: a grid of runs, N at a time, with a results table.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use clap::Args;
+use lowrank::io::atomic_write;
+use lowrank_experiment::{FitPlan, RawConfig};
+
+/// Arguments of `lowrank sweep`.
+#[derive(Args, Debug)]
+#[command(after_help = "Example (the research code's matrix-completion sweep):
+  lowrank sweep --config configs/mat-cmpl/run.toml --config configs/opt/grouprmsprop.toml \\
+      --grid problem_observed=2000,5000 --grid depth=2,3,4 --grid init_scale=1e-3,1e-4,1e-5,1e-6 \\
+      --grid lr=0.001,0.0003 --jobs 2 --name mat-cmpl
+Runs go to LOG_DIR/NAME/<number>; finished runs (same resolved config) are skipped on restart;
+results.csv and results.md in LOG_DIR/NAME hold the final metrics.")]
+pub struct SweepArgs {
+    /// Base config file(s), merged in order.
+    #[arg(long = "config")]
+    pub configs: Vec<PathBuf>,
+    /// Fixed overrides for every run: key=value.
+    #[arg(long = "set")]
+    pub sets: Vec<String>,
+    /// A grid axis: key=v1,v2,... (repeatable; the runs are the cartesian product).
+    #[arg(long = "grid")]
+    pub grids: Vec<String>,
+    /// Repeat every grid point with seeds 0..N.
+    #[arg(long)]
+    pub seeds: Option<u64>,
+    /// Runs at the same time.
+    #[arg(long, default_value_t = 1)]
+    pub jobs: usize,
+    /// Sweep name (directory under the log dir).
+    #[arg(long)]
+    pub name: String,
+    /// Log directory.
+    #[arg(long, default_value = "logs")]
+    pub log_dir: PathBuf,
+}
+
+struct Point {
+    sets: Vec<String>,
+    label: BTreeMap<String, String>,
+    raw: RawConfig,
+}
+
+fn finished_runs(dir: &Path) -> Vec<(PathBuf, RawConfig)> {
+    let Ok(rd) = std::fs::read_dir(dir) else { return Vec::new() };
+    let mut out = Vec::new();
+    for e in rd.flatten() {
+        let p = e.path();
+        if p.join("summary.json").exists() {
+            let mut raw = RawConfig::default();
+            if raw.merge_file(&p.join("config.toml")).is_ok() {
+                out.push((p, raw));
+            }
+        }
+    }
+    out
+}
+
+/// `lowrank sweep`.
+pub fn run(a: SweepArgs) -> anyhow::Result<()> {
+    if a.jobs == 0 {
+        return Err(lowrank::Error::invalid("--jobs must be at least 1").into());
+    }
+    let mut axes: Vec<(String, Vec<String>)> = Vec::new();
+    for g in &a.grids {
+        let (k, vs) = g.split_once('=').ok_or_else(|| lowrank::Error::Config(format!("--grid expects key=v1,v2,..., got '{g}'")))?;
+        let vals: Vec<String> = vs.split(',').map(|v| v.trim().to_string()).filter(|v| !v.is_empty()).collect();
+        if k.trim().is_empty() || vals.is_empty() {
+            return Err(lowrank::Error::Config(format!("--grid expects key=v1,v2,..., got '{g}'")).into());
+        }
+        axes.push((k.trim().to_string(), vals));
+    }
+    if let Some(n) = a.seeds {
+        axes.push(("seed".into(), (0..n).map(|s| s.to_string()).collect()));
+    }
+    // cartesian product
+    let mut combos: Vec<Vec<(String, String)>> = vec![vec![]];
+    for (k, vals) in &axes {
+        combos = combos.iter().flat_map(|c| vals.iter().map(move |v| {
+            let mut c = c.clone();
+            c.push((k.clone(), v.clone()));
+            c
+        })).collect();
+    }
+    let threads_each = (std::thread::available_parallelism().map_or(1, |n| n.get()) / a.jobs).max(1);
+    // resolve every point before running anything
+    let mut points = Vec::new();
+    for c in &combos {
+        let mut sets = a.sets.clone();
+        sets.extend(c.iter().map(|(k, v)| format!("{k}={v}")));
+        let mut raw = RawConfig::layered(&a.configs, &sets)?;
+        if !raw.table.contains_key("threads") {
+            raw.table.insert("threads".into(), toml::Value::Integer(threads_each as i64));
+            sets.push(format!("threads={threads_each}"));
+        }
+        FitPlan::resolve(&raw)?;
+        points.push(Point { sets, label: c.iter().cloned().collect(), raw });
+    }
+    let dir = a.log_dir.join(&a.name);
+    std::fs::create_dir_all(&dir).map_err(|e| lowrank::Error::io(&dir, e))?;
+    let done = finished_runs(&dir);
+    let mut run_of: Vec<Option<PathBuf>> =
+        points.iter().map(|p| done.iter().find(|(_, r)| r.table == p.raw.table).map(|(d, _)| d.clone())).collect();
+    let skipped = run_of.iter().filter(|r| r.is_some()).count();
+    let total = points.len();
+    let exe = std::env::current_exe()?;
+    eprintln!("sweep '{}': {total} runs ({skipped} already finished), {} at a time, {threads_each} thread(s) each", a.name, a.jobs);
+    let mut queue: Vec<usize> = (0..total).filter(|&i| run_of[i].is_none()).collect();
+    queue.reverse();
+    let mut active: Vec<(usize, Child)> = Vec::new();
+    let mut failed = 0usize;
+    let mut finished = skipped;
+    while !queue.is_empty() || !active.is_empty() {
+        while active.len() < a.jobs {
+            let Some(i) = queue.pop() else { break };
+            let mut cmd = Command::new(&exe);
+            cmd.arg("run").arg("--json").arg("--quiet").arg("--log-dir").arg(&dir);
+            for c in &a.configs {
+                cmd.arg("--config").arg(c);
+            }
+            for s in &points[i].sets {
+                cmd.arg("--set").arg(s);
+            }
+            let child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
+            active.push((i, child));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let mut k = 0;
+        while k < active.len() {
+            if active[k].1.try_wait()?.is_some() {
+                let (i, child) = active.swap_remove(k);
+                let out = child.wait_with_output()?;
+                finished += 1;
+                let label: Vec<String> = points[i].label.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                if out.status.success() {
+                    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+                    run_of[i] = v["run_dir"].as_str().map(PathBuf::from);
+                    let metric = ["rel_error", "test_rmse", "train_rmse"]
+                        .iter()
+                        .find_map(|m| v[m].as_f64().map(|x| format!("{m} {x:.4e}")))
+                        .unwrap_or_default();
+                    eprintln!("[{finished}/{total}] done   {} -> {metric}", label.join(" "));
+                } else {
+                    failed += 1;
+                    let err = String::from_utf8_lossy(&out.stderr);
+                    eprintln!("[{finished}/{total}] FAILED {}: {}", label.join(" "), err.lines().next().unwrap_or(""));
+                }
+            } else {
+                k += 1;
+            }
+        }
+    }
+    write_results(&dir, &axes, &points, &run_of)?;
+    eprintln!("results: {}/results.csv and results.md", dir.display());
+    if failed > 0 {
+        return Err(lowrank::Error::Numerical(format!("{failed} of {total} runs failed")).into());
+    }
+    Ok(())
+}
+
+const METRICS: &[&str] = &["rel_error", "test_rmse", "test_mae", "train_rmse", "effective_rank", "iterations", "fit_seconds", "termination"];
+
+fn write_results(dir: &Path, axes: &[(String, Vec<String>)], points: &[Point], run_of: &[Option<PathBuf>]) -> anyhow::Result<()> {
+    let mut header: Vec<String> = vec!["run".into()];
+    header.extend(axes.iter().map(|(k, _)| k.clone()));
+    header.extend(METRICS.iter().map(|m| m.to_string()));
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    for (p, r) in points.iter().zip(run_of) {
+        let summary: serde_json::Value = r
+            .as_ref()
+            .and_then(|d| std::fs::read_to_string(d.join("summary.json")).ok())
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default();
+        let mut row = vec![r.as_ref().and_then(|d| d.file_name()).map_or("-".into(), |n| n.to_string_lossy().into_owned())];
+        row.extend(axes.iter().map(|(k, _)| p.label.get(k).cloned().unwrap_or_default()));
+        row.extend(METRICS.iter().map(|m| match &summary[*m] {
+            serde_json::Value::Null => String::new(),
+            serde_json::Value::String(s) => s.clone(),
+            v => v.to_string(),
+        }));
+        rows.push(row);
+    }
+    atomic_write(&dir.join("results.csv"), |w| {
+        writeln!(w, "{}", header.join(","))?;
+        for r in &rows {
+            writeln!(w, "{}", r.join(","))?;
+        }
+        Ok(())
+    })?;
+    atomic_write(&dir.join("results.md"), |w| {
+        writeln!(w, "| {} |", header.join(" | "))?;
+        writeln!(w, "|{}", "---|".repeat(header.len()))?;
+        for r in &rows {
+            writeln!(w, "| {} |", r.join(" | "))?;
+        }
+        Ok(())
+    })?;
+    Ok(())
+}

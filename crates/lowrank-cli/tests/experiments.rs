@@ -1,0 +1,155 @@
+//! End-to-end tests of the experiment commands: `run`, `sweep`, `plot`,
+//! `report` (rendered in headless Chromium when it is installed).
+
+use std::path::Path;
+
+use assert_cmd::Command;
+
+fn lowrank() -> Command {
+    Command::cargo_bin("lowrank").unwrap()
+}
+
+fn config(dir: &Path) -> std::path::PathBuf {
+    let p = dir.join("base.toml");
+    std::fs::write(&p, "algo = \"baseline\"\nproblem = \"planted\"\nproblem_n = 20\nproblem_rank = 2\nproblem_observed = 150\nepochs = 4\n")
+        .unwrap();
+    p
+}
+
+fn ok(out: &std::process::Output) {
+    assert!(out.status.success(), "failed: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn usage_error(out: &std::process::Output, needle: &str) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.starts_with("error: ") && err.contains(needle), "{err}");
+}
+
+#[test]
+fn runs_get_numbered_directories_with_all_outputs() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = config(d.path());
+    let logs = d.path().join("logs");
+    for expect in ["0", "1"] {
+        let out = lowrank().args(["run", "--json", "--config"]).arg(&cfg).args(["--set", "reg_user=5", "--log-dir"]).arg(&logs).output().unwrap();
+        ok(&out);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert!(v["run_dir"].as_str().unwrap().ends_with(expect), "{v}");
+        let run = logs.join(expect);
+        for f in ["config.toml", "trace.jsonl", "summary.json", "model.safetensors", "log.txt"] {
+            assert!(run.join(f).exists(), "{f} missing in {}", run.display());
+        }
+        let cfg_text = std::fs::read_to_string(run.join("config.toml")).unwrap();
+        assert!(cfg_text.contains("reg_user = 5"), "{cfg_text}");
+        assert_eq!(std::fs::read_to_string(run.join("trace.jsonl")).unwrap().lines().count(), 4);
+    }
+    // bad configs: one clear line, exit 2, no directory created
+    let out = lowrank().args(["run", "--config"]).arg(&cfg).args(["--set", "reg_usr=1", "--log-dir"]).arg(d.path().join("new")).output().unwrap();
+    usage_error(&out, "did you mean 'reg_user'");
+    assert!(!d.path().join("new").exists());
+    let bad = d.path().join("bad.toml");
+    std::fs::write(&bad, "algo = \"baseline\"\nproblem = \"planted\"\nepochs = \"many\"\n").unwrap();
+    let out = lowrank().args(["run", "--config"]).arg(&bad).arg("--log-dir").arg(d.path().join("new")).output().unwrap();
+    usage_error(&out, "epochs");
+    let out = lowrank().args(["run", "--config"]).arg(&cfg).args(["--set", "=3"]).output().unwrap();
+    usage_error(&out, "key=value");
+    // a log dir that cannot be created
+    let out = lowrank().args(["run", "--config"]).arg(&cfg).arg("--log-dir").arg(cfg.join("sub")).output().unwrap();
+    usage_error(&out, "sub");
+}
+
+#[test]
+fn sweep_runs_the_grid_skips_finished_runs_and_tabulates() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = config(d.path());
+    let logs = d.path().join("logs");
+    let sweep = |extra: &[&str]| {
+        lowrank()
+            .args(["sweep", "--config"])
+            .arg(&cfg)
+            .args(["--grid", "reg_user=1,10", "--seeds", "2", "--jobs", "2", "--name", "s", "--log-dir"])
+            .arg(&logs)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = sweep(&[]);
+    ok(&out);
+    let csv = std::fs::read_to_string(logs.join("s/results.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 5, "{csv}");
+    assert!(csv.starts_with("run,reg_user,seed,"), "{csv}");
+    assert!(logs.join("s/results.md").exists());
+    let out = sweep(&[]);
+    ok(&out);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("4 already finished"));
+    assert_eq!(std::fs::read_dir(logs.join("s")).unwrap().filter(|e| e.as_ref().unwrap().path().is_dir()).count(), 4);
+}
+
+#[test]
+fn plots_and_a_report_people_can_open() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = config(d.path());
+    let logs = d.path().join("logs");
+    for _ in 0..2 {
+        ok(&lowrank().args(["run", "-q", "--config"]).arg(&cfg).arg("--log-dir").arg(&logs).output().unwrap());
+    }
+    let svg = d.path().join("c.svg");
+    ok(&lowrank().arg("plot").arg(logs.join("0")).arg(logs.join("1")).arg("--out").arg(&svg).output().unwrap());
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert!(text.contains("<svg") && text.contains("objective"));
+    let png = d.path().join("c.png");
+    ok(&lowrank().arg("plot").arg(logs.join("0")).arg("--out").arg(&png).output().unwrap());
+    assert!(std::fs::read(&png).unwrap().starts_with(b"\x89PNG"));
+    // a run without a trace
+    let empty = d.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    usage_error(&lowrank().arg("plot").arg(&empty).arg("--out").arg(d.path().join("x.svg")).output().unwrap(), "trace.jsonl");
+    assert!(!d.path().join("x.svg").exists());
+    // the report
+    let html = d.path().join("report.html");
+    ok(&lowrank().arg("report").arg(&logs).arg("--out").arg(&html).output().unwrap());
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert_eq!(page.matches("<tr><td><a href=").count(), 2);
+    assert!(page.contains("<svg"));
+    assert!(!page.contains("<script src") && !page.contains("<link") && !page.contains("src=\"http"), "external resources");
+    // render it in a real browser when one is installed
+    let Some(chromium) = ["chromium", "chromium-browser", "google-chrome"].iter().find(|b| {
+        std::process::Command::new(b).arg("--version").output().is_ok_and(|o| o.status.success())
+    }) else {
+        eprintln!("notice: no chromium found; browser rendering of the report skipped");
+        return;
+    };
+    let profile = d.path().join("profile");
+    let shot = d.path().join("shot.png");
+    let flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--window-size=1200,900",
+    ];
+    let url = format!("file://{}", html.display());
+    let dom = std::process::Command::new(chromium)
+        .args(flags)
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg("--dump-dom")
+        .arg(&url)
+        .output()
+        .unwrap();
+    let dom = String::from_utf8_lossy(&dom.stdout);
+    assert!(dom.contains("id=\"runs\"") && dom.matches("<svg").count() >= 2, "rendered DOM lacks the table or plots");
+    let out = std::process::Command::new(chromium)
+        .args(flags)
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(format!("--screenshot={}", shot.display()))
+        .arg(&url)
+        .output()
+        .unwrap();
+    assert!(out.status.success() || shot.exists(), "{}", String::from_utf8_lossy(&out.stderr));
+    let png = std::fs::read(&shot).unwrap();
+    assert!(png.starts_with(b"\x89PNG") && png.len() > 20_000, "screenshot too small: {} bytes", png.len());
+}

@@ -1,0 +1,163 @@
+//! Plots of runs with plotters (SVG or PNG, with an embedded font, so no
+//! system font is needed): convergence curves on a log scale (objective,
+//! distance to the ground truth, train/test RMSE) for one or many runs, and
+//! singular-value dynamics.
+
+use std::path::Path;
+use std::sync::Once;
+
+use lowrank::observe::Record;
+use lowrank::{Error, Result};
+use plotters::prelude::*;
+
+static FONT: &[u8] = include_bytes!("../assets/DejaVuSansMono.ttf");
+static REGISTER: Once = Once::new();
+
+fn register_font() {
+    REGISTER.call_once(|| {
+        let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, FONT);
+    });
+}
+
+/// Read a run's `trace.jsonl`.
+pub fn read_trace(run_dir: &Path) -> Result<Vec<Record>> {
+    let p = run_dir.join("trace.jsonl");
+    let text = std::fs::read_to_string(&p).map_err(|e| Error::io(&p, e))?;
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        out.push(serde_json::from_str(line).map_err(|e| Error::parse(&p, i as u64 + 1, format!("bad trace record: {e}")))?);
+    }
+    if out.is_empty() {
+        return Err(Error::parse(&p, 0, "the trace has no records (did the run start?)"));
+    }
+    Ok(out)
+}
+
+/// One curve: a label and (iteration, value) points.
+pub type Series = (String, Vec<(f64, f64)>);
+
+/// The values of `key` (or `objective`) along a trace, positive and finite only
+/// (log scale).
+pub fn series(records: &[Record], key: &str) -> Vec<(f64, f64)> {
+    records
+        .iter()
+        .filter_map(|r| r.get(key).filter(|v| v.is_finite() && *v > 0.0).map(|v| (r.iteration as f64, v)))
+        .collect()
+}
+
+/// Singular-value curves from the record vector `singular_values`.
+pub fn singular_series(records: &[Record], top: usize) -> Vec<Series> {
+    let mut out: Vec<Series> = Vec::new();
+    for r in records {
+        if let Some(s) = r.vectors.get("singular_values") {
+            for (i, &v) in s.iter().take(top).enumerate() {
+                if out.len() <= i {
+                    out.push((format!("sigma_{}", i + 1), Vec::new()));
+                }
+                if v.is_finite() && v > 0.0 {
+                    out[i].1.push((r.iteration as f64, v));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Draw curves on a log-scale y axis into an SVG or PNG file (by extension).
+pub fn line_chart(out: &Path, title: &str, y_label: &str, curves: &[Series]) -> Result<()> {
+    let curves: Vec<&Series> = curves.iter().filter(|c| !c.1.is_empty()).collect();
+    if curves.is_empty() {
+        return Err(Error::invalid(format!("nothing to plot for '{title}': no positive finite values")));
+    }
+    register_font();
+    let xmax = curves.iter().flat_map(|c| c.1.iter().map(|p| p.0)).fold(1.0f64, f64::max);
+    let (mut ymin, mut ymax) = curves
+        .iter()
+        .flat_map(|c| c.1.iter().map(|p| p.1))
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
+    if ymin >= ymax {
+        ymin /= 2.0;
+        ymax *= 2.0;
+    }
+    let ext = out.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+    let frame = Frame { title, y_label, xmax, ymin, ymax, curves: &curves };
+    let result = match ext.as_str() {
+        "svg" => frame.draw(SVGBackend::new(out, (900, 560)).into_drawing_area()),
+        "png" => frame.draw(BitMapBackend::new(out, (900, 560)).into_drawing_area()),
+        other => return Err(Error::invalid(format!("unknown plot format '.{other}': use .svg or .png"))),
+    };
+    result.map_err(|e| Error::invalid(format!("cannot draw {}: {e}", out.display())))
+}
+
+struct Frame<'a> {
+    title: &'a str,
+    y_label: &'a str,
+    xmax: f64,
+    ymin: f64,
+    ymax: f64,
+    curves: &'a [&'a Series],
+}
+
+impl Frame<'_> {
+    fn draw<DB: DrawingBackend>(&self, root: DrawingArea<DB, plotters::coord::Shift>) -> std::result::Result<(), String>
+    where
+        DB::ErrorType: 'static,
+    {
+        let e = |x: &dyn std::fmt::Display| x.to_string();
+        root.fill(&WHITE).map_err(|x| e(&x))?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(self.title, ("sans-serif", 22))
+            .margin(15)
+            .x_label_area_size(40)
+            .y_label_area_size(80)
+            .build_cartesian_2d(0f64..self.xmax, (self.ymin * 0.8..self.ymax * 1.25).log_scale())
+            .map_err(|x| e(&x))?;
+        chart
+            .configure_mesh()
+            .x_desc("iteration")
+            .y_desc(self.y_label)
+            .y_label_formatter(&|v| format!("{v:.1e}"))
+            .draw()
+            .map_err(|x| e(&x))?;
+        for (i, c) in self.curves.iter().enumerate() {
+            let color = Palette99::pick(i).to_rgba();
+            chart
+                .draw_series(LineSeries::new(c.1.iter().copied(), color.stroke_width(2)))
+                .map_err(|x| e(&x))?
+                .label(c.0.as_str())
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+        }
+        chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw().map_err(|x| e(&x))?;
+        root.present().map_err(|x| e(&x))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn svg_and_png_charts() {
+        let dir = tempfile::tempdir().unwrap();
+        let recs: Vec<Record> = (1..=20)
+            .map(|i| {
+                let mut r = Record { iteration: i, objective: Some(1.0 / i as f64), ..Default::default() };
+                r.values.insert("rel_error".into(), 0.5f64.powi(i as i32));
+                r.vectors.insert("singular_values".into(), vec![3.0, 1.0 / i as f64]);
+                r
+            })
+            .collect();
+        let svg = dir.path().join("c.svg");
+        line_chart(&svg, "convergence", "value", &[("objective".into(), series(&recs, "objective")), ("rel_error".into(), series(&recs, "rel_error"))]).unwrap();
+        let text = std::fs::read_to_string(&svg).unwrap();
+        assert!(text.contains("<svg") && text.contains("polyline") && text.contains("rel_error"));
+        let png = dir.path().join("s.png");
+        line_chart(&png, "singular values", "sigma", &singular_series(&recs, 5)).unwrap();
+        assert!(std::fs::metadata(&png).unwrap().len() > 1000);
+        assert!(line_chart(&dir.path().join("x.svg"), "t", "y", &[("a".into(), vec![])]).is_err());
+    }
+}
