@@ -153,3 +153,29 @@ fn plots_and_a_report_people_can_open() {
     let png = std::fs::read(&shot).unwrap();
     assert!(png.starts_with(b"\x89PNG") && png.len() > 20_000, "screenshot too small: {} bytes", png.len());
 }
+
+#[test]
+fn decomposition_and_learning_rate_heatmaps() {
+    let d = tempfile::tempdir().unwrap();
+    let logs = d.path().join("logs");
+    let cfg = d.path().join("c.toml");
+    std::fs::write(&cfg, "algo = \"altmin\"\nproblem = \"checkerboard\"\nrank = 2\nepochs = 5\n").unwrap();
+    ok(&lowrank().args(["run", "-q", "--config"]).arg(&cfg).arg("--log-dir").arg(&logs).output().unwrap());
+    let png = d.path().join("h.png");
+    ok(&lowrank().arg("plot").arg(logs.join("0")).args(["--kind", "heatmap", "--out"]).arg(&png).output().unwrap());
+    assert!(std::fs::read(&png).unwrap().starts_with(b"\x89PNG"));
+    let blog = d.path().join("b.toml");
+    std::fs::write(
+        &blog,
+        "algo = \"gd\"\nproblem = \"blog\"\nrank = 2\noptimizer = \"adagrad\"\nlr = 0.1\ncost = \"rmse\"\ninit = \"blog\"\nrecord_lr = true\nepochs = 50\n",
+    )
+    .unwrap();
+    ok(&lowrank().args(["run", "-q", "--config"]).arg(&blog).arg("--log-dir").arg(&logs).output().unwrap());
+    let svg = d.path().join("lr.svg");
+    ok(&lowrank().arg("plot").arg(logs.join("1")).args(["--kind", "lr-heatmap", "--out"]).arg(&svg).output().unwrap());
+    assert!(std::fs::read_to_string(&svg).unwrap().contains("lr_u @ 50"));
+    // a run without learning rates: clear error, nothing written
+    let none = d.path().join("none.svg");
+    usage_error(&lowrank().arg("plot").arg(logs.join("0")).args(["--kind", "lr-heatmap", "--out"]).arg(&none).output().unwrap(), "learning rates");
+    assert!(!none.exists());
+}

@@ -161,3 +161,95 @@ mod tests {
         assert!(line_chart(&dir.path().join("x.svg"), "t", "y", &[("a".into(), vec![])]).is_err());
     }
 }
+
+/// A named matrix panel of a heatmap figure (NaN cells are drawn grey:
+/// missing).
+pub type Panel = (String, faer::Mat<f64>);
+
+/// Diverging blue-white-red color of `v` in `[-scale, scale]`.
+fn diverging(v: f64, scale: f64) -> RGBColor {
+    if v.is_nan() {
+        return RGBColor(200, 200, 200);
+    }
+    let t = (v / scale).clamp(-1.0, 1.0);
+    let (r, g, b) = if t < 0.0 {
+        let a = -t;
+        (255.0 * (1.0 - a) + 33.0 * a, 255.0 * (1.0 - a) + 102.0 * a, 255.0 * (1.0 - a) + 172.0 * a)
+    } else {
+        (255.0 * (1.0 - t) + 178.0 * t, 255.0 * (1.0 - t) + 24.0 * t, 255.0 * (1.0 - t) + 43.0 * t)
+    };
+    RGBColor(r as u8, g as u8, b as u8)
+}
+
+/// Block-average a matrix down to at most `max` rows and columns (NaN-aware).
+fn shrink(a: &faer::Mat<f64>, max: usize) -> faer::Mat<f64> {
+    let (m, n) = (a.nrows(), a.ncols());
+    let (bm, bn) = (m.div_ceil(max).max(1), n.div_ceil(max).max(1));
+    if bm == 1 && bn == 1 {
+        return a.clone();
+    }
+    faer::Mat::from_fn(m.div_ceil(bm), n.div_ceil(bn), |i, j| {
+        let mut s = 0.0;
+        let mut c = 0usize;
+        for ii in i * bm..((i + 1) * bm).min(m) {
+            for jj in j * bn..((j + 1) * bn).min(n) {
+                let v = a[(ii, jj)];
+                if !v.is_nan() {
+                    s += v;
+                    c += 1;
+                }
+            }
+        }
+        if c == 0 { f64::NAN } else { s / c as f64 }
+    })
+}
+
+/// Heatmaps of matrices side by side with a shared diverging colormap (the
+/// course notebook's `plot_decomposition`), as SVG or PNG.
+pub fn heatmaps(out: &Path, title: &str, panels: &[Panel]) -> Result<()> {
+    if panels.is_empty() {
+        return Err(Error::invalid("nothing to draw"));
+    }
+    register_font();
+    let panels: Vec<(String, faer::Mat<f64>)> = panels.iter().map(|(n, a)| (n.clone(), shrink(a, 120))).collect();
+    let scale = panels
+        .iter()
+        .flat_map(|(_, a)| (0..a.nrows()).flat_map(move |i| (0..a.ncols()).map(move |j| a[(i, j)])))
+        .filter(|v| v.is_finite())
+        .fold(0.0f64, |m, v| m.max(v.abs()))
+        .max(1e-300);
+    let width = (320 * panels.len()).max(400) as u32;
+    let ext = out.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+    match ext.as_str() {
+        "svg" => draw_heatmaps(SVGBackend::new(out, (width, 380)).into_drawing_area(), title, &panels, scale),
+        "png" => draw_heatmaps(BitMapBackend::new(out, (width, 380)).into_drawing_area(), title, &panels, scale),
+        other => return Err(Error::invalid(format!("unknown plot format '.{other}': use .svg or .png"))),
+    }
+    .map_err(|e| Error::invalid(format!("cannot draw {}: {e}", out.display())))?;
+    Ok(())
+}
+
+fn draw_heatmaps<DB: DrawingBackend>(root: DrawingArea<DB, plotters::coord::Shift>, title: &str, panels: &[Panel], scale: f64) -> std::result::Result<(), String>
+where
+    DB::ErrorType: 'static,
+{
+    let e = |x: &dyn std::fmt::Display| x.to_string();
+    root.fill(&WHITE).map_err(|x| e(&x))?;
+    let root = root.titled(&format!("{title}  (color scale +/-{scale:.3})"), ("sans-serif", 18)).map_err(|x| e(&x))?;
+    let areas = root.split_evenly((1, panels.len()));
+    for (area, (name, a)) in areas.iter().zip(panels) {
+        let (m, n) = (a.nrows(), a.ncols());
+        let mut chart = ChartBuilder::on(area)
+            .caption(name, ("sans-serif", 15))
+            .margin(8)
+            .build_cartesian_2d(0..n, 0..m)
+            .map_err(|x| e(&x))?;
+        chart
+            .draw_series((0..m).flat_map(|i| {
+                (0..n).map(move |j| Rectangle::new([(j, m - 1 - i), (j + 1, m - i)], diverging(a[(i, j)], scale).filled()))
+            }))
+            .map_err(|x| e(&x))?;
+    }
+    root.present().map_err(|x| e(&x))?;
+    Ok(())
+}

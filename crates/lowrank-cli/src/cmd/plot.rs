@@ -11,7 +11,9 @@ use lowrank_experiment::plot;
   lowrank plot logs/3 logs/4 --out convergence.svg                 # objective and rel_error, log scale
   lowrank plot logs/3 --kind train-test --out curves.png
   lowrank plot logs/3 --kind singular-values --out sv.svg          # needs a solver that records them (deep)
-  lowrank plot logs/3 --key grad_norm --out g.svg")]
+  lowrank plot logs/3 --key grad_norm --out g.svg
+  lowrank plot logs/3 --kind heatmap --out decomposition.png     # truth, observed, reconstruction, U, V^T
+  lowrank plot logs/3 --kind lr-heatmap --out lr.png             # gd with record_lr = true")]
 pub struct PlotArgs {
     /// Run directories (each with a trace.jsonl).
     #[arg(required = true)]
@@ -19,7 +21,7 @@ pub struct PlotArgs {
     /// Output file: .svg or .png.
     #[arg(long)]
     pub out: PathBuf,
-    /// convergence, train-test or singular-values.
+    /// convergence, train-test, singular-values, heatmap or lr-heatmap.
     #[arg(long, default_value = "convergence")]
     pub kind: String,
     /// Plot this record value instead (e.g. grad_norm, test_rmse).
@@ -28,6 +30,61 @@ pub struct PlotArgs {
     /// How many singular values (singular-values).
     #[arg(long, default_value_t = 10)]
     pub top: usize,
+}
+
+fn factor_rank(run: &std::path::Path) -> anyhow::Result<usize> {
+    match lowrank::model::load_any(&run.join("model.safetensors"))? {
+        lowrank::model::ModelFile::Factor(m) => Ok(m.rank),
+        _ => Err(lowrank::Error::invalid("the run's model is not a factor model").into()),
+    }
+}
+
+/// Ground truth, observed entries, reconstruction and factors of a run (the
+/// notebook's plot_decomposition).
+fn matrix_panels(run: &std::path::Path) -> anyhow::Result<Vec<plot::Panel>> {
+    let mut raw = lowrank_experiment::RawConfig::default();
+    raw.merge_file(&run.join("config.toml"))?;
+    let plan = lowrank_experiment::FitPlan::resolve(&raw)?;
+    let (train, _, truth) = plan.load_data(None)?;
+    let observed = match train {
+        lowrank::io::Dataset::Ratings(r) => lowrank::data::dense::masked_dense(&r),
+        lowrank::io::Dataset::Dense(d) => d,
+        lowrank::io::Dataset::Tensor(_) => return Err(lowrank::Error::invalid("heatmaps are for matrices, not tensors").into()),
+    };
+    let mut panels = Vec::new();
+    if let Some(t) = truth {
+        panels.push(("ground truth".to_string(), t));
+    }
+    panels.push(("observed".to_string(), observed));
+    use lowrank::metrics::Predict;
+    match lowrank::model::load_any(&run.join("model.safetensors"))? {
+        lowrank::model::ModelFile::Factor(m) => {
+            panels.push(("reconstruction".to_string(), m.to_dense()));
+            panels.push(("U".to_string(), m.u_dense()));
+            panels.push(("V^T".to_string(), m.v_dense().transpose().to_owned()));
+        }
+        lowrank::model::ModelFile::Dense(x) => panels.push(("reconstruction".to_string(), x)),
+        _ => return Err(lowrank::Error::invalid("unsupported model kind for heatmaps").into()),
+    }
+    Ok(panels)
+}
+
+/// Learning-rate heatmaps (record vectors `lr_u`, `lr_v`) at a few iterations.
+fn lr_panels(run: &std::path::Path, trace: &[lowrank::observe::Record], frames: usize) -> anyhow::Result<Vec<plot::Panel>> {
+    let k = factor_rank(run)?;
+    let with: Vec<&lowrank::observe::Record> = trace.iter().filter(|r| r.vectors.contains_key("lr_u")).collect();
+    if with.is_empty() || k == 0 {
+        return Err(lowrank::Error::invalid("the trace has no per-parameter learning rates (run gd with record_lr = true)").into());
+    }
+    let frames = frames.max(1).min(with.len());
+    let mut panels = Vec::new();
+    for f in 0..frames {
+        let r = with[f * (with.len() - 1) / (frames.max(2) - 1).max(1)];
+        let v = &r.vectors["lr_u"];
+        let m = v.len() / k;
+        panels.push((format!("lr_u @ {}", r.iteration), faer::Mat::from_fn(m, k, |i, t| v[i * k + t])));
+    }
+    Ok(panels)
 }
 
 /// `lowrank plot`.
@@ -59,8 +116,25 @@ pub fn run(a: PlotArgs) -> anyhow::Result<()> {
             let _ = r;
             ("singular values", "sigma", plot::singular_series(t, a.top))
         }
+        (None, "heatmap") => {
+            super::ensure_parent(&a.out)?;
+            let panels = matrix_panels(&a.runs[0])?;
+            plot::heatmaps(&a.out, "decomposition", &panels)?;
+            eprintln!("wrote {}", a.out.display());
+            return Ok(());
+        }
+        (None, "lr-heatmap") => {
+            super::ensure_parent(&a.out)?;
+            let panels = lr_panels(&a.runs[0], &traces[0].1, a.top.min(8))?;
+            plot::heatmaps(&a.out, "per-parameter learning rates over iterations", &panels)?;
+            eprintln!("wrote {}", a.out.display());
+            return Ok(());
+        }
         (None, other) => {
-            return Err(lowrank::Error::invalid(format!("unknown plot kind '{other}' (convergence, train-test, singular-values)")).into());
+            return Err(lowrank::Error::invalid(format!(
+                "unknown plot kind '{other}' (convergence, train-test, singular-values, heatmap, lr-heatmap)"
+            ))
+            .into());
         }
     };
     super::ensure_parent(&a.out)?;
