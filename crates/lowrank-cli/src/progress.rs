@@ -30,7 +30,9 @@ impl Progress {
             return None;
         }
         let bar = ProgressBar::new_spinner();
-        bar.set_style(ProgressStyle::with_template("reading {msg}").unwrap_or_else(|_| ProgressStyle::default_spinner()));
+        bar.set_style(
+            ProgressStyle::with_template("reading {msg}").unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
         Some(std::sync::Arc::new(move |n| {
             bar.set_message(format!("{n} entries"));
             bar.tick();

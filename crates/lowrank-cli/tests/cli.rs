@@ -30,7 +30,10 @@ fn bad(path: &Path, extra: &[&str], needle: &str) -> String {
 }
 
 fn npy(descr: &str, shape: &str, fortran: bool, data: &[u8]) -> Vec<u8> {
-    let mut h = format!("{{'descr': '{descr}', 'fortran_order': {}, 'shape': {shape}, }}", if fortran { "True" } else { "False" });
+    let mut h = format!(
+        "{{'descr': '{descr}', 'fortran_order': {}, 'shape': {shape}, }}",
+        if fortran { "True" } else { "False" }
+    );
     while (10 + h.len() + 1) % 64 != 0 {
         h.push(' ');
     }
@@ -63,7 +66,11 @@ fn bad_inputs_give_one_clear_line_and_exit_2() {
     bad(&write(p, "zero.mtx", mm("3 3 1\n0 1 1.0\n").as_bytes()), &[], "zero.mtx:4: index 0");
     bad(&write(p, "oob.mtx", mm("3 3 1\n4 1 1.0\n").as_bytes()), &[], "outside the declared");
     bad(&write(p, "short.mtx", mm("3 3 2\n1 1 1.0\n").as_bytes()), &[], "only 1 entries but 2");
-    bad(&write(p, "complex.mtx", b"%%MatrixMarket matrix coordinate complex general\n1 1 1\n1 1 1 0\n"), &[], "complex");
+    bad(
+        &write(p, "complex.mtx", b"%%MatrixMarket matrix coordinate complex general\n1 1 1\n1 1 1 0\n"),
+        &[],
+        "complex",
+    );
     bad(&write(p, "pattern.mtx", b"%%MatrixMarket matrix coordinate pattern general\n1 1 1\n1 1\n"), &[], "pattern");
     bad(&write(p, "magic.npy", b"NOTNUMPYDATA"), &[], "magic");
     bad(&write(p, "trunc.npy", &npy("<f8", "(2, 2)", false, &[0u8; 16])), &[], "truncated");
@@ -94,13 +101,28 @@ fn formats_that_must_load() {
     let v = inspect_json(&write(p, "crlf.tsv", b"1\t2\t3\r\n2\t1\t4\r\n\r\n\n"), &[]);
     assert_eq!(v["entries"], 2);
     // string ids and ids overflowing u64, with a header
-    let v = inspect_json(&write(p, "ids.csv", b"user,item,rating\nalice,x1,3\n99999999999999999999999,x1,4\nbob,x2,5\n"), &[]);
-    assert_eq!((v["entries"].as_u64(), v["rows"].as_u64(), v["integer_ids"].as_bool()), (Some(3), Some(3), Some(false)));
+    let v = inspect_json(
+        &write(p, "ids.csv", b"user,item,rating\nalice,x1,3\n99999999999999999999999,x1,4\nbob,x2,5\n"),
+        &[],
+    );
+    assert_eq!(
+        (v["entries"].as_u64(), v["rows"].as_u64(), v["integer_ids"].as_bool()),
+        (Some(3), Some(3), Some(false))
+    );
     // ratings.dat and ratings.csv
-    assert_eq!(inspect_json(&write(p, "ratings.dat", b"1::10::5::978300760\n2::10::3::978302109\n"), &[])["entries"], 2);
-    assert_eq!(inspect_json(&write(p, "ratings.csv", b"userId,movieId,rating,timestamp\n1,31,2.5,1260759144\n"), &[])["entries"], 1);
+    assert_eq!(
+        inspect_json(&write(p, "ratings.dat", b"1::10::5::978300760\n2::10::3::978302109\n"), &[])["entries"],
+        2
+    );
+    assert_eq!(
+        inspect_json(&write(p, "ratings.csv", b"userId,movieId,rating,timestamp\n1,31,2.5,1260759144\n"), &[])["entries"],
+        1
+    );
     // Matrix Market with comments
-    let v = inspect_json(&write(p, "a.mtx", b"%%MatrixMarket matrix coordinate real general\n% c\n%\n3 4 2\n1 1 1.5\n3 4 -2\n"), &[]);
+    let v = inspect_json(
+        &write(p, "a.mtx", b"%%MatrixMarket matrix coordinate real general\n% c\n%\n3 4 2\n1 1 1.5\n3 4 -2\n"),
+        &[],
+    );
     assert_eq!((v["rows"].as_u64(), v["cols"].as_u64(), v["entries"].as_u64()), (Some(3), Some(4), Some(2)));
     // dense with NaN and empty cells
     let v = inspect_json(&write(p, "dense.csv", b"0.5,NaN,1.5\n,2.5,3.5\n"), &[]);
@@ -110,7 +132,10 @@ fn formats_that_must_load() {
     let v = inspect_json(&write(p, "m.npy", &npy("<f4", "(2, 3)", true, &f32s)), &[]);
     assert_eq!((v["rows"].as_u64(), v["cols"].as_u64()), (Some(2), Some(3)));
     let f64s: Vec<u8> = (0..24).flat_map(|x| (x as f64).to_le_bytes()).collect();
-    assert_eq!(inspect_json(&write(p, "t.npy", &npy("<f8", "(2, 3, 4)", false, &f64s)), &[])["dims"], serde_json::json!([2, 3, 4]));
+    assert_eq!(
+        inspect_json(&write(p, "t.npy", &npy("<f8", "(2, 3, 4)", false, &f64s)), &[])["dims"],
+        serde_json::json!([2, 3, 4])
+    );
     // gzip, detected from the inner name
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     gz.write_all(b"196\t242\t3\t881250949\n186\t302\t3\t891717742\n").unwrap();
@@ -122,7 +147,24 @@ fn formats_that_must_load() {
 fn fit_json_contract_and_model_round_trip() {
     let d = tempfile::tempdir().unwrap();
     let p = d.path();
-    let out = lowrank().args(["gen", "ratings", "--users", "200", "--items", "100", "--count", "4000", "--stars", "--test-fraction", "0.2", "--out"]).arg(p.join("r.tsv")).output().unwrap();
+    let out = lowrank()
+        .args([
+            "gen",
+            "ratings",
+            "--users",
+            "200",
+            "--items",
+            "100",
+            "--count",
+            "4000",
+            "--stars",
+            "--test-fraction",
+            "0.2",
+            "--out",
+        ])
+        .arg(p.join("r.tsv"))
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let model = p.join("m.safetensors");
     let out = lowrank()
@@ -144,12 +186,24 @@ fn fit_json_contract_and_model_round_trip() {
     let test_rmse = v["test_rmse"].as_f64().unwrap();
     assert!(test_rmse > 0.0 && test_rmse < 2.0);
     // eval of the saved model reproduces the test RMSE (same clipping 1..5)
-    let out = lowrank().args(["eval", "--json", "--clip", "1,5", "--model"]).arg(&model).arg("--data").arg(p.join("r.test.tsv")).output().unwrap();
+    let out = lowrank()
+        .args(["eval", "--json", "--clip", "1,5", "--model"])
+        .arg(&model)
+        .arg("--data")
+        .arg(p.join("r.test.tsv"))
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let e: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!((e["rmse"].as_f64().unwrap() - test_rmse).abs() < 1e-9, "{e} vs {test_rmse}");
     // recommend for a known user, excluding seen items
-    let out = lowrank().args(["recommend", "--user", "0", "-n", "5", "--json", "--model"]).arg(&model).arg("--exclude-seen").arg(p.join("r.tsv")).output().unwrap();
+    let out = lowrank()
+        .args(["recommend", "--user", "0", "-n", "5", "--json", "--model"])
+        .arg(&model)
+        .arg("--exclude-seen")
+        .arg(p.join("r.tsv"))
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(r["items"].as_array().unwrap().len(), 5);
@@ -164,7 +218,10 @@ fn usage_and_config_errors_exit_2() {
     let out = lowrank().args(["fit", "--algo", "nosuch", "--set", "problem=planted"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown algorithm"));
-    let out = lowrank().args(["fit", "--algo", "baseline", "--set", "problem=planted", "--set", "reg_usr=1"]).output().unwrap();
+    let out = lowrank()
+        .args(["fit", "--algo", "baseline", "--set", "problem=planted", "--set", "reg_usr=1"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("did you mean 'reg_user'"));
     let out = lowrank().args(["fit", "--bogus-flag"]).output().unwrap();
@@ -177,7 +234,13 @@ fn splits_are_deterministic_and_keep_ids() {
     let p = d.path();
     let data = write(p, "r.csv", b"a,x,1\na,y,2\nb,x,3\nb,y,4\nc,z,5\nc,x,1\nd,y,2\nd,z,3\ne,x,4\ne,z,5\n");
     for run in ["1", "2"] {
-        let out = lowrank().args(["split", "--method", "holdout", "--fraction", "0.3", "--seed", "9", "--data"]).arg(&data).arg("--out").arg(p.join(run)).output().unwrap();
+        let out = lowrank()
+            .args(["split", "--method", "holdout", "--fraction", "0.3", "--seed", "9", "--data"])
+            .arg(&data)
+            .arg("--out")
+            .arg(p.join(run))
+            .output()
+            .unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     }
     let a = std::fs::read_to_string(p.join("1/test.tsv")).unwrap();

@@ -32,7 +32,13 @@ fn runs_get_numbered_directories_with_all_outputs() {
     let cfg = config(d.path());
     let logs = d.path().join("logs");
     for expect in ["0", "1"] {
-        let out = lowrank().args(["run", "--json", "--config"]).arg(&cfg).args(["--set", "reg_user=5", "--log-dir"]).arg(&logs).output().unwrap();
+        let out = lowrank()
+            .args(["run", "--json", "--config"])
+            .arg(&cfg)
+            .args(["--set", "reg_user=5", "--log-dir"])
+            .arg(&logs)
+            .output()
+            .unwrap();
         ok(&out);
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         assert!(v["run_dir"].as_str().unwrap().ends_with(expect), "{v}");
@@ -45,12 +51,19 @@ fn runs_get_numbered_directories_with_all_outputs() {
         assert_eq!(std::fs::read_to_string(run.join("trace.jsonl")).unwrap().lines().count(), 4);
     }
     // bad configs: one clear line, exit 2, no directory created
-    let out = lowrank().args(["run", "--config"]).arg(&cfg).args(["--set", "reg_usr=1", "--log-dir"]).arg(d.path().join("new")).output().unwrap();
+    let out = lowrank()
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .args(["--set", "reg_usr=1", "--log-dir"])
+        .arg(d.path().join("new"))
+        .output()
+        .unwrap();
     usage_error(&out, "did you mean 'reg_user'");
     assert!(!d.path().join("new").exists());
     let bad = d.path().join("bad.toml");
     std::fs::write(&bad, "algo = \"baseline\"\nproblem = \"planted\"\nepochs = \"many\"\n").unwrap();
-    let out = lowrank().args(["run", "--config"]).arg(&bad).arg("--log-dir").arg(d.path().join("new")).output().unwrap();
+    let out =
+        lowrank().args(["run", "--config"]).arg(&bad).arg("--log-dir").arg(d.path().join("new")).output().unwrap();
     usage_error(&out, "epochs");
     let out = lowrank().args(["run", "--config"]).arg(&cfg).args(["--set", "=3"]).output().unwrap();
     usage_error(&out, "key=value");
@@ -104,7 +117,10 @@ fn plots_and_a_report_people_can_open() {
     // a run without a trace
     let empty = d.path().join("empty");
     std::fs::create_dir(&empty).unwrap();
-    usage_error(&lowrank().arg("plot").arg(&empty).arg("--out").arg(d.path().join("x.svg")).output().unwrap(), "trace.jsonl");
+    usage_error(
+        &lowrank().arg("plot").arg(&empty).arg("--out").arg(d.path().join("x.svg")).output().unwrap(),
+        "trace.jsonl",
+    );
     assert!(!d.path().join("x.svg").exists());
     // the report
     let html = d.path().join("report.html");
@@ -112,11 +128,15 @@ fn plots_and_a_report_people_can_open() {
     let page = std::fs::read_to_string(&html).unwrap();
     assert_eq!(page.matches("<tr><td><a href=").count(), 2);
     assert!(page.contains("<svg"));
-    assert!(!page.contains("<script src") && !page.contains("<link") && !page.contains("src=\"http"), "external resources");
+    assert!(
+        !page.contains("<script src") && !page.contains("<link") && !page.contains("src=\"http"),
+        "external resources"
+    );
     // render it in a real browser when one is installed
-    let Some(chromium) = ["chromium", "chromium-browser", "google-chrome"].iter().find(|b| {
-        std::process::Command::new(b).arg("--version").output().is_ok_and(|o| o.status.success())
-    }) else {
+    let Some(chromium) = ["chromium", "chromium-browser", "google-chrome"]
+        .iter()
+        .find(|b| std::process::Command::new(b).arg("--version").output().is_ok_and(|o| o.status.success()))
+    else {
         eprintln!("notice: no chromium found; browser rendering of the report skipped");
         return;
     };
@@ -176,6 +196,9 @@ fn decomposition_and_learning_rate_heatmaps() {
     assert!(std::fs::read_to_string(&svg).unwrap().contains("lr_u @ 50"));
     // a run without learning rates: clear error, nothing written
     let none = d.path().join("none.svg");
-    usage_error(&lowrank().arg("plot").arg(logs.join("0")).args(["--kind", "lr-heatmap", "--out"]).arg(&none).output().unwrap(), "learning rates");
+    usage_error(
+        &lowrank().arg("plot").arg(logs.join("0")).args(["--kind", "lr-heatmap", "--out"]).arg(&none).output().unwrap(),
+        "learning rates",
+    );
     assert!(!none.exists());
 }

@@ -159,7 +159,8 @@ impl FitPlan {
             Some("one-based" | "1") => IdMode::OneBased,
             Some(o) => return Err(Error::Config(format!("'ids' must be map, zero-based or one-based, got '{o}'"))),
         };
-        let path = |k: &str| -> Result<Option<PathBuf>> { t.get(k).map(|v| as_string(v, k).map(PathBuf::from)).transpose() };
+        let path =
+            |k: &str| -> Result<Option<PathBuf>> { t.get(k).map(|v| as_string(v, k).map(PathBuf::from)).transpose() };
         let source = match (path("data")?, t.get("problem")) {
             (Some(_), Some(_)) => return Err(Error::Config("give either 'data' or 'problem', not both".into())),
             (Some(data), None) => DataSource::Files { data, test: path("test")?, truth: path("truth")?, format, ids },
@@ -170,7 +171,10 @@ impl FitPlan {
                 }
                 DataSource::Problem(m)
             }
-            (None, None) => return Err(Error::Config("no data: set 'data' (a file) or 'problem' (planted, checkerboard, ratings, cp, lab, lab-masked, blog)".into())),
+            (None, None) => return Err(Error::Config(
+                "no data: set 'data' (a file) or 'problem' (planted, checkerboard, ratings, cp, lab, lab-masked, blog)"
+                    .into(),
+            )),
         };
         let seed = get_usize("seed")?.unwrap_or(0) as u64;
         let time_budget = t.get("time_budget").map(|v| as_f64(v, "time_budget")).transpose()?;
@@ -198,12 +202,16 @@ impl FitPlan {
     }
 
     /// Load or generate the data: (train, test, ground truth).
-    pub fn load_data(&self, progress: Option<std::sync::Arc<dyn Fn(u64) + Send + Sync>>) -> Result<(Dataset, Option<Dataset>, Option<Mat<f64>>)> {
+    pub fn load_data(
+        &self,
+        progress: Option<std::sync::Arc<dyn Fn(u64) + Send + Sync>>,
+    ) -> Result<(Dataset, Option<Dataset>, Option<Mat<f64>>)> {
         match &self.source {
             DataSource::Files { data, test, truth, format, ids } => {
                 let opts = ReadOptions { format: *format, ids: *ids, progress, ..Default::default() };
                 let train = io::load(data, &opts)?;
-                let test = test.as_ref().map(|p| io::load(p, &ReadOptions { progress: None, ..opts.clone() })).transpose()?;
+                let test =
+                    test.as_ref().map(|p| io::load(p, &ReadOptions { progress: None, ..opts.clone() })).transpose()?;
                 let truth = truth.as_ref().map(|p| io::read_dense(p, &ReadOptions::default())).transpose()?;
                 Ok((train, test, truth))
             }
@@ -235,7 +243,13 @@ pub fn generate_problem(m: &Map<String, Json>) -> Result<(Dataset, Option<Datase
         "planted" | "completion" => {
             let n = int(m, "problem_n", 100)?;
             let rows = int(m, "problem_m", n)?;
-            let p = synth::planted_completion_rect(rows, n, int(m, "problem_rank", 5)?, int(m, "problem_observed", 2000)?, seed)?;
+            let p = synth::planted_completion_rect(
+                rows,
+                n,
+                int(m, "problem_rank", 5)?,
+                int(m, "problem_observed", 2000)?,
+                seed,
+            )?;
             Ok((Dataset::Ratings(p.observed), None, Some(p.truth)))
         }
         "checkerboard" => {
@@ -260,7 +274,8 @@ pub fn generate_problem(m: &Map<String, Json>) -> Result<(Dataset, Option<Datase
         }
         "cp" | "tensor" => {
             let d = int(m, "problem_dims", 30)?;
-            let (t, _, _) = synth::random_cp([d, d, d], int(m, "problem_rank", 20)?, num(m, "problem_noise", 1e-5)?, seed)?;
+            let (t, _, _) =
+                synth::random_cp([d, d, d], int(m, "problem_rank", 20)?, num(m, "problem_noise", 1e-5)?, seed)?;
             Ok((Dataset::Tensor(t), None, None))
         }
         "lab" => Ok((Dataset::Dense(synth::lab_matrix()), None, Some(synth::lab_matrix()))),
@@ -283,7 +298,14 @@ mod tests {
 
     #[test]
     fn resolve_and_reject() {
-        let p = FitPlan::resolve(&raw(&["algo=baseline", "problem=planted", "problem_n=20", "problem_observed=100", "reg_user=3"])).unwrap();
+        let p = FitPlan::resolve(&raw(&[
+            "algo=baseline",
+            "problem=planted",
+            "problem_n=20",
+            "problem_observed=100",
+            "reg_user=3",
+        ]))
+        .unwrap();
         assert_eq!(p.params["reg_user"], serde_json::json!(3));
         let (train, _, truth) = p.load_data(None).unwrap();
         assert!(matches!(train, Dataset::Ratings(ref r) if r.len() == 100));

@@ -28,7 +28,9 @@ pub fn read_trace(run_dir: &Path) -> Result<Vec<Record>> {
         if line.trim().is_empty() {
             continue;
         }
-        out.push(serde_json::from_str(line).map_err(|e| Error::parse(&p, i as u64 + 1, format!("bad trace record: {e}")))?);
+        out.push(
+            serde_json::from_str(line).map_err(|e| Error::parse(&p, i as u64 + 1, format!("bad trace record: {e}")))?,
+        );
     }
     if out.is_empty() {
         return Err(Error::parse(&p, 0, "the trace has no records (did the run start?)"));
@@ -130,35 +132,14 @@ impl Frame<'_> {
                 .label(c.0.as_str())
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
         }
-        chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw().map_err(|x| e(&x))?;
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()
+            .map_err(|x| e(&x))?;
         root.present().map_err(|x| e(&x))?;
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn svg_and_png_charts() {
-        let dir = tempfile::tempdir().unwrap();
-        let recs: Vec<Record> = (1..=20)
-            .map(|i| {
-                let mut r = Record { iteration: i, objective: Some(1.0 / i as f64), ..Default::default() };
-                r.values.insert("rel_error".into(), 0.5f64.powi(i as i32));
-                r.vectors.insert("singular_values".into(), vec![3.0, 1.0 / i as f64]);
-                r
-            })
-            .collect();
-        let svg = dir.path().join("c.svg");
-        line_chart(&svg, "convergence", "value", &[("objective".into(), series(&recs, "objective")), ("rel_error".into(), series(&recs, "rel_error"))]).unwrap();
-        let text = std::fs::read_to_string(&svg).unwrap();
-        assert!(text.contains("<svg") && text.contains("polyline") && text.contains("rel_error"));
-        let png = dir.path().join("s.png");
-        line_chart(&png, "singular values", "sigma", &singular_series(&recs, 5)).unwrap();
-        assert!(std::fs::metadata(&png).unwrap().len() > 1000);
-        assert!(line_chart(&dir.path().join("x.svg"), "t", "y", &[("a".into(), vec![])]).is_err());
     }
 }
 
@@ -229,7 +210,12 @@ pub fn heatmaps(out: &Path, title: &str, panels: &[Panel]) -> Result<()> {
     Ok(())
 }
 
-fn draw_heatmaps<DB: DrawingBackend>(root: DrawingArea<DB, plotters::coord::Shift>, title: &str, panels: &[Panel], scale: f64) -> std::result::Result<(), String>
+fn draw_heatmaps<DB: DrawingBackend>(
+    root: DrawingArea<DB, plotters::coord::Shift>,
+    title: &str,
+    panels: &[Panel],
+    scale: f64,
+) -> std::result::Result<(), String>
 where
     DB::ErrorType: 'static,
 {
@@ -246,10 +232,44 @@ where
             .map_err(|x| e(&x))?;
         chart
             .draw_series((0..m).flat_map(|i| {
-                (0..n).map(move |j| Rectangle::new([(j, m - 1 - i), (j + 1, m - i)], diverging(a[(i, j)], scale).filled()))
+                (0..n).map(move |j| {
+                    Rectangle::new([(j, m - 1 - i), (j + 1, m - i)], diverging(a[(i, j)], scale).filled())
+                })
             }))
             .map_err(|x| e(&x))?;
     }
     root.present().map_err(|x| e(&x))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn svg_and_png_charts() {
+        let dir = tempfile::tempdir().unwrap();
+        let recs: Vec<Record> = (1..=20)
+            .map(|i| {
+                let mut r = Record { iteration: i, objective: Some(1.0 / i as f64), ..Default::default() };
+                r.values.insert("rel_error".into(), 0.5f64.powi(i as i32));
+                r.vectors.insert("singular_values".into(), vec![3.0, 1.0 / i as f64]);
+                r
+            })
+            .collect();
+        let svg = dir.path().join("c.svg");
+        line_chart(
+            &svg,
+            "convergence",
+            "value",
+            &[("objective".into(), series(&recs, "objective")), ("rel_error".into(), series(&recs, "rel_error"))],
+        )
+        .unwrap();
+        let text = std::fs::read_to_string(&svg).unwrap();
+        assert!(text.contains("<svg") && text.contains("polyline") && text.contains("rel_error"));
+        let png = dir.path().join("s.png");
+        line_chart(&png, "singular values", "sigma", &singular_series(&recs, 5)).unwrap();
+        assert!(std::fs::metadata(&png).unwrap().len() > 1000);
+        assert!(line_chart(&dir.path().join("x.svg"), "t", "y", &[("a".into(), vec![])]).is_err());
+    }
 }

@@ -12,7 +12,8 @@
 use faer::Mat;
 use lowrank::data::synth;
 use lowrank::solve::sgd::{
-    LAB_EPOCHS, LAB_LR, masked_loss, nan_mask, reconstruction_loss, sgd_factorise, sgd_factorise_masked, truncated_svd_reconstruction,
+    LAB_EPOCHS, LAB_LR, masked_loss, nan_mask, reconstruction_loss, sgd_factorise, sgd_factorise_masked,
+    truncated_svd_reconstruction,
 };
 
 fn show(name: &str, a: &Mat<f64>) {
@@ -60,7 +61,11 @@ fn main() -> lowrank::Result<()> {
     println!("convergence of SGD to the bound (same seed, more epochs):");
     for epochs in [1000, 2000, 5000, 20000] {
         let (u, v) = sgd_factorise(&a, 2, epochs, LAB_LR, seed)?;
-        println!("  {epochs:>6} epochs: loss {:.6}, above the SVD by {:.2e}", reconstruction_loss(&a, &u, &v), reconstruction_loss(&a, &u, &v) - svd_loss);
+        println!(
+            "  {epochs:>6} epochs: loss {:.6}, above the SVD by {:.2e}",
+            reconstruction_loss(&a, &u, &v),
+            reconstruction_loss(&a, &u, &v) - svd_loss
+        );
     }
 
     println!("\n== 3.2  masked factorisation (matrix completion)");

@@ -73,10 +73,7 @@ impl Error {
     /// True when the error is the user's input (file, parameter, config), as
     /// opposed to a failed computation. Front ends map this to exit code 2.
     pub fn is_input_error(&self) -> bool {
-        matches!(
-            self,
-            Error::Parse { .. } | Error::Io { .. } | Error::InvalidInput(_) | Error::Config(_)
-        )
+        matches!(self, Error::Parse { .. } | Error::Io { .. } | Error::InvalidInput(_) | Error::Config(_))
     }
 }
 

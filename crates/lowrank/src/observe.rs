@@ -113,7 +113,11 @@ pub struct StopAfter(pub usize);
 
 impl Observer for StopAfter {
     fn observe(&mut self, record: &Record) -> Control {
-        if record.iteration >= self.0 { Control::Stop(format!("stopped after {} iterations", self.0)) } else { Control::Continue }
+        if record.iteration >= self.0 {
+            Control::Stop(format!("stopped after {} iterations", self.0))
+        } else {
+            Control::Continue
+        }
     }
 }
 

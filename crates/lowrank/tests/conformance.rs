@@ -55,15 +55,15 @@ fn params(c: &Case) -> serde_json::Map<String, Value> {
 /// metadata maps are unordered).
 fn numbers(m: &FittedModel) -> Vec<f64> {
     match m {
-        FittedModel::Factor(f) => f
-            .u
-            .iter()
-            .chain(&f.v)
-            .chain(f.row_bias.iter().flatten())
-            .chain(f.col_bias.iter().flatten())
-            .map(|&x| x as f64)
-            .chain([f.global_mean])
-            .collect(),
+        FittedModel::Factor(f) => {
+            f.u.iter()
+                .chain(&f.v)
+                .chain(f.row_bias.iter().flatten())
+                .chain(f.col_bias.iter().flatten())
+                .map(|&x| x as f64)
+                .chain([f.global_mean])
+                .collect()
+        }
         FittedModel::Dense(d) => {
             let x = &d.x;
             (0..x.nrows()).flat_map(|i| (0..x.ncols()).map(move |j| x[(i, j)])).collect()
@@ -97,12 +97,7 @@ fn planted_recovery_and_determinism() {
         };
         let a = run();
         let b = run();
-        assert_eq!(
-            numbers(&a.model),
-            numbers(&b.model),
-            "{}: same seed and threads must give the same model",
-            c.algo
-        );
+        assert_eq!(numbers(&a.model), numbers(&b.model), "{}: same seed and threads must give the same model", c.algo);
         if let Some(tol) = c.recover {
             let err = a.summary["rel_error"].as_f64().unwrap_or(f64::NAN);
             assert!(err < tol, "{}: relative error {err} >= {tol}", c.algo);

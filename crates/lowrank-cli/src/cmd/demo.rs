@@ -9,7 +9,9 @@ use lowrank::solve::registry::{self, FitRequest};
 
 /// Arguments of `lowrank demo`.
 #[derive(Args, Debug)]
-#[command(after_help = "Example:\n  lowrank demo\n  lowrank demo --users 20000 --items 2000 --count 1000000 --threads 2")]
+#[command(
+    after_help = "Example:\n  lowrank demo\n  lowrank demo --users 20000 --items 2000 --count 1000000 --threads 2"
+)]
 pub struct DemoArgs {
     /// Users in the synthetic ratings.
     #[arg(long, default_value_t = 3000)]
@@ -39,10 +41,22 @@ pub fn run(a: DemoArgs) -> anyhow::Result<()> {
         a.users, a.items, a.count, a.rank, a.seed
     );
     let t0 = Instant::now();
-    let spec = synth::RatingsSpec { users: a.users, items: a.items, count: a.count, rank: a.rank, noise, stars: false, skew: 0.0, seed: a.seed };
+    let spec = synth::RatingsSpec {
+        users: a.users,
+        items: a.items,
+        count: a.count,
+        rank: a.rank,
+        noise,
+        stars: false,
+        skew: 0.0,
+        seed: a.seed,
+    };
     let all = synth::ratings_like(&spec)?;
     let (train, test) = split::holdout(&all, 0.1, a.seed)?;
-    println!("generated in {:.2} s; the best possible test RMSE is about {noise} (the noise)\n", t0.elapsed().as_secs_f64());
+    println!(
+        "generated in {:.2} s; the best possible test RMSE is about {noise} (the noise)\n",
+        t0.elapsed().as_secs_f64()
+    );
     let (train, test) = (Dataset::Ratings(train), Dataset::Ratings(test));
     let known: Vec<&str> = registry::algos().map(|e| e.name).collect();
     let mut plan: Vec<(&str, Vec<(&str, serde_json::Value)>, usize)> = vec![("baseline", vec![], 10)];
@@ -66,11 +80,22 @@ pub fn run(a: DemoArgs) -> anyhow::Result<()> {
         }
         let out = registry::fit(req)?;
         let g = |k: &str| out.summary.get(k).and_then(|v| v.as_f64()).unwrap_or(f64::NAN);
-        println!("{:<10} {:>10.4} {:>10.4} {:>10.3} {:>8}", name, g("train_rmse"), g("test_rmse"), g("fit_seconds"), epochs);
+        println!(
+            "{:<10} {:>10.4} {:>10.4} {:>10.3} {:>8}",
+            name,
+            g("train_rmse"),
+            g("test_rmse"),
+            g("fit_seconds"),
+            epochs
+        );
     }
     println!("\nnext:");
     println!("  lowrank algos                                   # every algorithm and its settings");
-    println!("  lowrank fit --data u.data --algo als --json     # your own ratings (MovieLens, CSV, Matrix Market, .npy)");
-    println!("  lowrank gen planted --out /tmp/p && lowrank fit --data /tmp/p/train.tsv --ids zero-based --truth /tmp/p/gt.npy --algo baseline");
+    println!(
+        "  lowrank fit --data u.data --algo als --json     # your own ratings (MovieLens, CSV, Matrix Market, .npy)"
+    );
+    println!(
+        "  lowrank gen planted --out /tmp/p && lowrank fit --data /tmp/p/train.tsv --ids zero-based --truth /tmp/p/gt.npy --algo baseline"
+    );
     Ok(())
 }

@@ -9,7 +9,9 @@ use serde_json::json;
 
 /// Arguments of `lowrank eval`.
 #[derive(Args, Debug)]
-#[command(after_help = "Example:\n  lowrank fit --data train.tsv --algo baseline --save-model m.safetensors\n  lowrank eval --model m.safetensors --data test.tsv --json")]
+#[command(
+    after_help = "Example:\n  lowrank fit --data train.tsv --algo baseline --save-model m.safetensors\n  lowrank eval --model m.safetensors --data test.tsv --json"
+)]
 pub struct EvalArgs {
     /// A model saved by `lowrank fit --save-model`.
     #[arg(long)]

@@ -179,7 +179,12 @@ pub fn interrupt_flag() -> Arc<AtomicBool> {
 }
 
 /// Run a resolved plan with optional trace/checkpoint; shared with `run`.
-pub fn execute(plan: &FitPlan, quiet: bool, trace: Option<(PathBuf, bool)>, checkpoint: Option<(PathBuf, bool)>) -> anyhow::Result<FitOutcome> {
+pub fn execute(
+    plan: &FitPlan,
+    quiet: bool,
+    trace: Option<(PathBuf, bool)>,
+    checkpoint: Option<(PathBuf, bool)>,
+) -> anyhow::Result<FitOutcome> {
     let data = plan.load_data(Progress::loader(quiet))?;
     execute_loaded(plan, data, quiet, trace, checkpoint)
 }

@@ -11,7 +11,9 @@ use serde_json::json;
 #[derive(Subcommand, Debug)]
 pub enum GenCommand {
     /// Planted completion problem (deep MF paper): W = U V^T scaled to ||W||_F = n, k observed entries.
-    #[command(after_help = "Example:\n  lowrank gen planted --n 100 --rank 5 --observed 2000 --seed 1 --out data/mat-cmpl\n  -> gt.npy (ground truth), train.tsv (0-based row col value), meta.json")]
+    #[command(
+        after_help = "Example:\n  lowrank gen planted --n 100 --rank 5 --observed 2000 --seed 1 --out data/mat-cmpl\n  -> gt.npy (ground truth), train.tsv (0-based row col value), meta.json"
+    )]
     Planted {
         /// Matrix size (n x n).
         #[arg(long, default_value_t = 100)]
@@ -52,7 +54,9 @@ pub enum GenCommand {
         out: PathBuf,
     },
     /// Ratings-like sparse data: rank-k P Q^T plus noise on distinct random pairs.
-    #[command(after_help = "Example:\n  lowrank gen ratings --users 200000 --items 20000 --count 10000000 --out big.tsv --test-fraction 0.1")]
+    #[command(
+        after_help = "Example:\n  lowrank gen ratings --users 200000 --items 20000 --count 10000000 --out big.tsv --test-fraction 0.1"
+    )]
     Ratings {
         /// Users (rows).
         #[arg(long, default_value_t = 20_000)]
@@ -128,8 +132,14 @@ pub fn run(cmd: GenCommand) -> anyhow::Result<()> {
             let p = synth::planted_completion_rect(m.unwrap_or(n), n, rank, observed, seed)?;
             npy::write_matrix(&out.join("gt.npy"), &p.truth)?;
             write_triplets(&out.join("train.tsv"), &p.observed)?;
-            write_meta(out.join("meta.json"), json!({"problem": "planted", "m": m.unwrap_or(n), "n": n, "rank": rank, "observed": observed, "seed": seed}))?;
-            eprintln!("wrote {}/gt.npy, train.tsv ({observed} entries, 0-based ids: read with --ids zero-based), meta.json", out.display());
+            write_meta(
+                out.join("meta.json"),
+                json!({"problem": "planted", "m": m.unwrap_or(n), "n": n, "rank": rank, "observed": observed, "seed": seed}),
+            )?;
+            eprintln!(
+                "wrote {}/gt.npy, train.tsv ({observed} entries, 0-based ids: read with --ids zero-based), meta.json",
+                out.display()
+            );
         }
         GenCommand::Checkerboard { rows, cols, density, seed, out } => {
             super::ensure_dir(&out)?;
@@ -137,7 +147,10 @@ pub fn run(cmd: GenCommand) -> anyhow::Result<()> {
             let obs = synth::subsample(&a, density, seed)?;
             npy::write_matrix(&out.join("gt.npy"), &a)?;
             write_triplets(&out.join("train.tsv"), &obs)?;
-            write_meta(out.join("meta.json"), json!({"problem": "checkerboard", "rows": rows, "cols": cols, "density": density, "seed": seed, "observed": obs.len()}))?;
+            write_meta(
+                out.join("meta.json"),
+                json!({"problem": "checkerboard", "rows": rows, "cols": cols, "density": density, "seed": seed, "observed": obs.len()}),
+            )?;
             eprintln!("wrote {}/gt.npy and train.tsv ({} observed entries)", out.display(), obs.len());
         }
         GenCommand::Ratings { users, items, count, rank, noise, stars, skew, seed, test_fraction, out } => {
@@ -153,7 +166,14 @@ pub fn run(cmd: GenCommand) -> anyhow::Result<()> {
                     let ext = out.extension().map(|s| format!(".{}", s.to_string_lossy())).unwrap_or_default();
                     let tpath = out.with_file_name(format!("{stem}.test{ext}"));
                     write_triplets(&tpath, &test)?;
-                    eprintln!("wrote {} ({}) and {} ({}) in {:.1} s", out.display(), train.len(), tpath.display(), test.len(), t0.elapsed().as_secs_f64());
+                    eprintln!(
+                        "wrote {} ({}) and {} ({}) in {:.1} s",
+                        out.display(),
+                        train.len(),
+                        tpath.display(),
+                        test.len(),
+                        t0.elapsed().as_secs_f64()
+                    );
                 }
                 None => {
                     write_triplets(&out, &all)?;
@@ -177,12 +197,18 @@ pub fn run(cmd: GenCommand) -> anyhow::Result<()> {
                 "lab" => synth::lab_matrix(),
                 "lab-masked" => synth::lab_matrix_masked(),
                 "blog" => synth::blog_matrix(),
-                o => return Err(lowrank::Error::invalid(format!("unknown example '{o}' (lab, lab-masked, blog)")).into()),
+                o => {
+                    return Err(
+                        lowrank::Error::invalid(format!("unknown example '{o}' (lab, lab-masked, blog)")).into()
+                    );
+                }
             };
             super::ensure_parent(&out)?;
             atomic_write(&out, |w| {
                 for i in 0..a.nrows() {
-                    let row: Vec<String> = (0..a.ncols()).map(|j| if a[(i, j)].is_nan() { String::new() } else { a[(i, j)].to_string() }).collect();
+                    let row: Vec<String> = (0..a.ncols())
+                        .map(|j| if a[(i, j)].is_nan() { String::new() } else { a[(i, j)].to_string() })
+                        .collect();
                     writeln!(w, "{}", row.join(","))?;
                 }
                 Ok(())

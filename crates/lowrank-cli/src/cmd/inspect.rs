@@ -51,8 +51,11 @@ fn histogram(vals: &[f32]) -> serde_json::Value {
     for &v in vals {
         counts[(((v - lo) / w) as usize).min(bins - 1)] += 1;
     }
-    let m: serde_json::Map<String, serde_json::Value> =
-        counts.iter().enumerate().map(|(b, c)| (format!("[{:.3}, {:.3})", lo + b as f32 * w, lo + (b + 1) as f32 * w), json!(c))).collect();
+    let m: serde_json::Map<String, serde_json::Value> = counts
+        .iter()
+        .enumerate()
+        .map(|(b, c)| (format!("[{:.3}, {:.3})", lo + b as f32 * w, lo + (b + 1) as f32 * w), json!(c)))
+        .collect();
     serde_json::Value::Object(m)
 }
 

@@ -21,12 +21,16 @@ use lowrank::io::{Format, IdMode, ReadOptions};
 /// 2 for bad input or usage, 1 for a failed run.
 pub fn report_error(e: &anyhow::Error) -> ExitCode {
     let lib = e.chain().find_map(|c| c.downcast_ref::<lowrank::Error>());
-    if e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)) {
+    if e.chain()
+        .any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe))
+    {
         return ExitCode::SUCCESS;
     }
     eprintln!("error: {}", one_line(&format!("{e}")));
     let hint = match lib {
-        Some(lowrank::Error::Parse { .. }) => Some("check the file, or force a format with --format (see `lowrank fit --help`)"),
+        Some(lowrank::Error::Parse { .. }) => {
+            Some("check the file, or force a format with --format (see `lowrank fit --help`)")
+        }
         Some(lowrank::Error::Io { .. }) => Some("check the path and its permissions"),
         Some(lowrank::Error::Config(_)) => Some("`lowrank algos` lists every algorithm and its settings"),
         _ => None,

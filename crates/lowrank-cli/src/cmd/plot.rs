@@ -49,7 +49,9 @@ fn matrix_panels(run: &std::path::Path) -> anyhow::Result<Vec<plot::Panel>> {
     let observed = match train {
         lowrank::io::Dataset::Ratings(r) => lowrank::data::dense::masked_dense(&r),
         lowrank::io::Dataset::Dense(d) => d,
-        lowrank::io::Dataset::Tensor(_) => return Err(lowrank::Error::invalid("heatmaps are for matrices, not tensors").into()),
+        lowrank::io::Dataset::Tensor(_) => {
+            return Err(lowrank::Error::invalid("heatmaps are for matrices, not tensors").into());
+        }
     };
     let mut panels = Vec::new();
     if let Some(t) = truth {
@@ -70,11 +72,18 @@ fn matrix_panels(run: &std::path::Path) -> anyhow::Result<Vec<plot::Panel>> {
 }
 
 /// Learning-rate heatmaps (record vectors `lr_u`, `lr_v`) at a few iterations.
-fn lr_panels(run: &std::path::Path, trace: &[lowrank::observe::Record], frames: usize) -> anyhow::Result<Vec<plot::Panel>> {
+fn lr_panels(
+    run: &std::path::Path,
+    trace: &[lowrank::observe::Record],
+    frames: usize,
+) -> anyhow::Result<Vec<plot::Panel>> {
     let k = factor_rank(run)?;
     let with: Vec<&lowrank::observe::Record> = trace.iter().filter(|r| r.vectors.contains_key("lr_u")).collect();
     if with.is_empty() || k == 0 {
-        return Err(lowrank::Error::invalid("the trace has no per-parameter learning rates (run gd with record_lr = true)").into());
+        return Err(lowrank::Error::invalid(
+            "the trace has no per-parameter learning rates (run gd with record_lr = true)",
+        )
+        .into());
     }
     let frames = frames.max(1).min(with.len());
     let mut panels = Vec::new();
@@ -108,7 +117,9 @@ pub fn run(a: PlotArgs) -> anyhow::Result<()> {
             "RMSE / loss",
             traces
                 .iter()
-                .flat_map(|(r, t)| ["train_rmse", "train_loss", "test_rmse", "test_loss"].map(|k| (name(r, k), plot::series(t, k))))
+                .flat_map(|(r, t)| {
+                    ["train_rmse", "train_loss", "test_rmse", "test_loss"].map(|k| (name(r, k), plot::series(t, k)))
+                })
                 .collect(),
         ),
         (None, "singular-values") => {

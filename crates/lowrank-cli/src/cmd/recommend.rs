@@ -51,7 +51,9 @@ pub fn run(a: RecommendArgs) -> anyhow::Result<()> {
     let (list, what): (Vec<(u32, f64)>, String) = match (&a.user, &a.similar_to, &a.fold_in) {
         (Some(u), None, None) => {
             let mut rows = model.row_ids.clone();
-            let i = rows.lookup(u).ok_or_else(|| Error::invalid(format!("user '{u}' is not in the model (use --fold-in for a new user)")))? as usize;
+            let i = rows.lookup(u).ok_or_else(|| {
+                Error::invalid(format!("user '{u}' is not in the model (use --fold-in for a new user)"))
+            })? as usize;
             let mut exclude = Vec::new();
             if let Some(p) = &a.exclude_seen {
                 let seen = lowrank::io::read_ratings(p, &a.read.options()?)?;
@@ -76,7 +78,9 @@ pub fn run(a: RecommendArgs) -> anyhow::Result<()> {
             let mut obs = Vec::new();
             let mut exclude = Vec::new();
             for part in spec.split(',').filter(|s| !s.trim().is_empty()) {
-                let (id, r) = part.split_once(':').ok_or_else(|| Error::invalid(format!("--fold-in expects item:rating pairs, got '{part}'")))?;
+                let (id, r) = part
+                    .split_once(':')
+                    .ok_or_else(|| Error::invalid(format!("--fold-in expects item:rating pairs, got '{part}'")))?;
                 let r: f64 = r.trim().parse().map_err(|_| Error::invalid(format!("rating '{r}' is not a number")))?;
                 if !r.is_finite() {
                     return Err(Error::invalid(format!("rating '{r}' is not finite")).into());
@@ -91,7 +95,8 @@ pub fn run(a: RecommendArgs) -> anyhow::Result<()> {
         _ => return Err(Error::invalid("give exactly one of --user, --similar-to, --fold-in").into()),
     };
     if a.json {
-        let items: Vec<_> = list.iter().map(|(j, s)| json!({"item": model.col_ids.id(*j as usize), "score": s})).collect();
+        let items: Vec<_> =
+            list.iter().map(|(j, s)| json!({"item": model.col_ids.id(*j as usize), "score": s})).collect();
         println!("{}", json!({"for": what, "items": items}));
     } else {
         println!("top {} for {what}:", list.len());

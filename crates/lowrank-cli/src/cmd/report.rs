@@ -8,7 +8,9 @@ use lowrank_experiment::plot;
 
 /// Arguments of `lowrank report`.
 #[derive(Args, Debug)]
-#[command(after_help = "Example:\n  lowrank report logs/mat-cmpl --out report.html\nThe page has no external resources: open it in any browser, offline.")]
+#[command(
+    after_help = "Example:\n  lowrank report logs/mat-cmpl --out report.html\nThe page has no external resources: open it in any browser, offline."
+)]
 pub struct ReportArgs {
     /// A log directory (numbered runs, or sweeps of numbered runs).
     pub log_dir: PathBuf,
@@ -25,8 +27,12 @@ fn escape(s: &str) -> String {
 fn find_runs(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     fn children(d: &Path) -> Vec<PathBuf> {
-        let mut v: Vec<PathBuf> = std::fs::read_dir(d).map(|r| r.flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect()).unwrap_or_default();
-        v.sort_by_key(|p| (p.file_name().and_then(|n| n.to_str()).and_then(|n| n.parse::<u64>().ok()).unwrap_or(u64::MAX), p.clone()));
+        let mut v: Vec<PathBuf> = std::fs::read_dir(d)
+            .map(|r| r.flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect())
+            .unwrap_or_default();
+        v.sort_by_key(|p| {
+            (p.file_name().and_then(|n| n.to_str()).and_then(|n| n.parse::<u64>().ok()).unwrap_or(u64::MAX), p.clone())
+        });
         v
     }
     fn rec(d: &Path, depth: usize, out: &mut Vec<PathBuf>) {
@@ -53,16 +59,30 @@ pub fn run(a: ReportArgs) -> anyhow::Result<()> {
     }
     let runs = find_runs(&a.log_dir);
     if runs.is_empty() {
-        return Err(lowrank::Error::invalid(format!("no finished runs (summary.json) under {}", a.log_dir.display())).into());
+        return Err(
+            lowrank::Error::invalid(format!("no finished runs (summary.json) under {}", a.log_dir.display())).into()
+        );
     }
-    let cols = ["algo", "rank", "iterations", "train_rmse", "test_rmse", "rel_error", "effective_rank", "fit_seconds", "termination"];
+    let cols = [
+        "algo",
+        "rank",
+        "iterations",
+        "train_rmse",
+        "test_rmse",
+        "rel_error",
+        "effective_rank",
+        "fit_seconds",
+        "termination",
+    ];
     let mut rows = String::new();
     let mut details = String::new();
     let tmp = tempfile_dir()?;
     for (i, r) in runs.iter().enumerate() {
         let name = r.strip_prefix(&a.log_dir).unwrap_or(r).display().to_string();
-        let summary: serde_json::Value =
-            std::fs::read_to_string(r.join("summary.json")).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default();
+        let summary: serde_json::Value = std::fs::read_to_string(r.join("summary.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default();
         rows.push_str(&format!("<tr><td><a href=\"#run{i}\">{}</a></td>", escape(&name)));
         for c in cols {
             let v = &summary[c];
@@ -80,8 +100,10 @@ pub fn run(a: ReportArgs) -> anyhow::Result<()> {
         let config = std::fs::read_to_string(r.join("config.toml")).unwrap_or_default();
         let mut svg = String::new();
         if let Ok(trace) = plot::read_trace(r) {
-            let curves: Vec<plot::Series> =
-                ["objective", "rel_error", "test_rmse", "train_loss"].iter().map(|k| (k.to_string(), plot::series(&trace, k))).collect();
+            let curves: Vec<plot::Series> = ["objective", "rel_error", "test_rmse", "train_loss"]
+                .iter()
+                .map(|k| (k.to_string(), plot::series(&trace, k)))
+                .collect();
             let f = tmp.join(format!("{i}.svg"));
             if plot::line_chart(&f, &format!("run {name}"), "value", &curves).is_ok() {
                 svg = std::fs::read_to_string(&f).unwrap_or_default();
@@ -99,7 +121,11 @@ pub fn run(a: ReportArgs) -> anyhow::Result<()> {
         ));
     }
     let _ = std::fs::remove_dir_all(&tmp);
-    let head: String = std::iter::once("run").chain(cols).enumerate().map(|(k, c)| format!("<th onclick=\"sortBy({k})\">{c}</th>")).collect();
+    let head: String = std::iter::once("run")
+        .chain(cols)
+        .enumerate()
+        .map(|(k, c)| format!("<th onclick=\"sortBy({k})\">{c}</th>"))
+        .collect();
     let html = format!(
         r#"<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>lowrank report: {title}</title>

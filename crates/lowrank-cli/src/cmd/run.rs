@@ -1,6 +1,5 @@
 //! `lowrank run`: one experiment in a numbered run directory.
 
-
 use std::path::{Path, PathBuf};
 
 use clap::Args;
@@ -65,7 +64,11 @@ pub fn run(a: RunArgs) -> anyhow::Result<()> {
         Some(d) => {
             let cfg = d.join("config.toml");
             if !cfg.exists() {
-                return Err(lowrank::Error::invalid(format!("{} is not a run directory (no config.toml)", d.display())).into());
+                return Err(lowrank::Error::invalid(format!(
+                    "{} is not a run directory (no config.toml)",
+                    d.display()
+                ))
+                .into());
             }
             let mut raw = RawConfig::default();
             raw.merge_file(&cfg)?;
@@ -106,11 +109,8 @@ pub fn run(a: RunArgs) -> anyhow::Result<()> {
     summary.insert("run_dir".into(), Value::String(dir.display().to_string()));
     let text = serde_json::to_string_pretty(&Value::Object(summary.clone()))?;
     atomic_write(&dir.join("summary.json"), |w| writeln!(w, "{text}"))?;
-    let log: Vec<String> = summary
-        .iter()
-        .filter(|(k, _)| k.as_str() != "params")
-        .map(|(k, v)| format!("{k} = {v}"))
-        .collect();
+    let log: Vec<String> =
+        summary.iter().filter(|(k, _)| k.as_str() != "params").map(|(k, v)| format!("{k} = {v}")).collect();
     atomic_write(&dir.join("log.txt"), |w| {
         writeln!(w, "started (unix seconds) = {started}")?;
         writeln!(w, "{}", log.join("\n"))

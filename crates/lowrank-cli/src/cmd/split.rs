@@ -47,7 +47,11 @@ pub fn run(a: SplitArgs) -> anyhow::Result<()> {
         "holdout" => vec![split::holdout(&r, a.fraction, a.seed)?],
         "leave-k-out" => vec![split::leave_k_out(&r, a.k, a.seed)?],
         "kfold" | "k-fold" => split::k_fold(&r, a.folds, a.seed)?,
-        o => return Err(lowrank::Error::invalid(format!("unknown split method '{o}' (holdout, leave-k-out, kfold)")).into()),
+        o => {
+            return Err(
+                lowrank::Error::invalid(format!("unknown split method '{o}' (holdout, leave-k-out, kfold)")).into()
+            );
+        }
     };
     let multi = pairs.len() > 1;
     for (f, (train, test)) in pairs.iter().enumerate() {

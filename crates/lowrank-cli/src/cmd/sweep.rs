@@ -68,7 +68,9 @@ pub fn run(a: SweepArgs) -> anyhow::Result<()> {
     }
     let mut axes: Vec<(String, Vec<String>)> = Vec::new();
     for g in &a.grids {
-        let (k, vs) = g.split_once('=').ok_or_else(|| lowrank::Error::Config(format!("--grid expects key=v1,v2,..., got '{g}'")))?;
+        let (k, vs) = g
+            .split_once('=')
+            .ok_or_else(|| lowrank::Error::Config(format!("--grid expects key=v1,v2,..., got '{g}'")))?;
         let vals: Vec<String> = vs.split(',').map(|v| v.trim().to_string()).filter(|v| !v.is_empty()).collect();
         if k.trim().is_empty() || vals.is_empty() {
             return Err(lowrank::Error::Config(format!("--grid expects key=v1,v2,..., got '{g}'")).into());
@@ -81,11 +83,16 @@ pub fn run(a: SweepArgs) -> anyhow::Result<()> {
     // cartesian product
     let mut combos: Vec<Vec<(String, String)>> = vec![vec![]];
     for (k, vals) in &axes {
-        combos = combos.iter().flat_map(|c| vals.iter().map(move |v| {
-            let mut c = c.clone();
-            c.push((k.clone(), v.clone()));
-            c
-        })).collect();
+        combos = combos
+            .iter()
+            .flat_map(|c| {
+                vals.iter().map(move |v| {
+                    let mut c = c.clone();
+                    c.push((k.clone(), v.clone()));
+                    c
+                })
+            })
+            .collect();
     }
     let threads_each = (std::thread::available_parallelism().map_or(1, |n| n.get()) / a.jobs).max(1);
     // resolve every point before running anything
@@ -109,7 +116,10 @@ pub fn run(a: SweepArgs) -> anyhow::Result<()> {
     let skipped = run_of.iter().filter(|r| r.is_some()).count();
     let total = points.len();
     let exe = std::env::current_exe()?;
-    eprintln!("sweep '{}': {total} runs ({skipped} already finished), {} at a time, {threads_each} thread(s) each", a.name, a.jobs);
+    eprintln!(
+        "sweep '{}': {total} runs ({skipped} already finished), {} at a time, {threads_each} thread(s) each",
+        a.name, a.jobs
+    );
     let mut queue: Vec<usize> = (0..total).filter(|&i| run_of[i].is_none()).collect();
     queue.reverse();
     let mut active: Vec<(usize, Child)> = Vec::new();
@@ -163,9 +173,15 @@ pub fn run(a: SweepArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-const METRICS: &[&str] = &["rel_error", "test_rmse", "test_mae", "train_rmse", "effective_rank", "iterations", "fit_seconds", "termination"];
+const METRICS: &[&str] =
+    &["rel_error", "test_rmse", "test_mae", "train_rmse", "effective_rank", "iterations", "fit_seconds", "termination"];
 
-fn write_results(dir: &Path, axes: &[(String, Vec<String>)], points: &[Point], run_of: &[Option<PathBuf>]) -> anyhow::Result<()> {
+fn write_results(
+    dir: &Path,
+    axes: &[(String, Vec<String>)],
+    points: &[Point],
+    run_of: &[Option<PathBuf>],
+) -> anyhow::Result<()> {
     let mut header: Vec<String> = vec!["run".into()];
     header.extend(axes.iter().map(|(k, _)| k.clone()));
     header.extend(METRICS.iter().map(|m| m.to_string()));
@@ -176,7 +192,8 @@ fn write_results(dir: &Path, axes: &[(String, Vec<String>)], points: &[Point], r
             .and_then(|d| std::fs::read_to_string(d.join("summary.json")).ok())
             .and_then(|t| serde_json::from_str(&t).ok())
             .unwrap_or_default();
-        let mut row = vec![r.as_ref().and_then(|d| d.file_name()).map_or("-".into(), |n| n.to_string_lossy().into_owned())];
+        let mut row =
+            vec![r.as_ref().and_then(|d| d.file_name()).map_or("-".into(), |n| n.to_string_lossy().into_owned())];
         row.extend(axes.iter().map(|(k, _)| p.label.get(k).cloned().unwrap_or_default()));
         row.extend(METRICS.iter().map(|m| match &summary[*m] {
             serde_json::Value::Null => String::new(),

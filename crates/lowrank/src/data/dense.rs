@@ -37,9 +37,7 @@ pub fn ratings_from_mask(a: &Mat<f64>, mask: &Mat<f64>) -> Result<Ratings> {
         mask.nrows(),
         mask.ncols()
     );
-    let masked = Mat::from_fn(a.nrows(), a.ncols(), |i, j| {
-        if mask[(i, j)] != 0.0 { a[(i, j)] } else { f64::NAN }
-    });
+    let masked = Mat::from_fn(a.nrows(), a.ncols(), |i, j| if mask[(i, j)] != 0.0 { a[(i, j)] } else { f64::NAN });
     ratings_from_masked(&masked)
 }
 

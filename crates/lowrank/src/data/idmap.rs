@@ -141,9 +141,7 @@ impl IdMap {
         if matches!(self.index, Index::Stale) {
             self.index = match &self.ids {
                 Ids::Int(v) => Index::Int(v.iter().enumerate().map(|(i, &x)| (x, i as u32)).collect()),
-                Ids::Str(v) => {
-                    Index::Str(v.iter().enumerate().map(|(i, x)| (x.clone(), i as u32)).collect())
-                }
+                Ids::Str(v) => Index::Str(v.iter().enumerate().map(|(i, x)| (x.clone(), i as u32)).collect()),
             };
         }
     }

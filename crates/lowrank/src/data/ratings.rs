@@ -111,25 +111,13 @@ impl Ratings {
     /// Build from triplets with identity ids. Fails on out-of-range indices,
     /// non-finite values or mismatched lengths. Duplicates are checked by
     /// [`Ratings::check_duplicates`].
-    pub fn new(
-        nrows: usize,
-        ncols: usize,
-        rows: Vec<u32>,
-        cols: Vec<u32>,
-        vals: Vec<f32>,
-    ) -> Result<Self> {
+    pub fn new(nrows: usize, ncols: usize, rows: Vec<u32>, cols: Vec<u32>, vals: Vec<f32>) -> Result<Self> {
         let r = Self::with_ids(rows, cols, vals, IdMap::identity(nrows), IdMap::identity(ncols))?;
         Ok(r)
     }
 
     /// Build from triplets and id maps; the shape is the size of the maps.
-    pub fn with_ids(
-        rows: Vec<u32>,
-        cols: Vec<u32>,
-        vals: Vec<f32>,
-        row_ids: IdMap,
-        col_ids: IdMap,
-    ) -> Result<Self> {
+    pub fn with_ids(rows: Vec<u32>, cols: Vec<u32>, vals: Vec<f32>, row_ids: IdMap, col_ids: IdMap) -> Result<Self> {
         ensure!(
             rows.len() == cols.len() && rows.len() == vals.len(),
             "triplet arrays have different lengths ({}, {}, {})",
@@ -148,17 +136,7 @@ impl Ratings {
             );
             ensure!(vals[k].is_finite(), "entry {k} at ({}, {}) is not finite", rows[k], cols[k]);
         }
-        Ok(Ratings {
-            nrows,
-            ncols,
-            rows,
-            cols,
-            vals,
-            row_ids,
-            col_ids,
-            csr: OnceLock::new(),
-            csc: OnceLock::new(),
-        })
+        Ok(Ratings { nrows, ncols, rows, cols, vals, row_ids, col_ids, csr: OnceLock::new(), csc: OnceLock::new() })
     }
 
     /// Number of rows (users).
@@ -318,9 +296,8 @@ impl Ratings {
 
     /// Keep only the entries for which `keep(row, col, value)` holds.
     pub fn filter(&self, keep: impl Fn(usize, usize, f32) -> bool) -> Ratings {
-        let pos: Vec<usize> = (0..self.len())
-            .filter(|&k| keep(self.rows[k] as usize, self.cols[k] as usize, self.vals[k]))
-            .collect();
+        let pos: Vec<usize> =
+            (0..self.len()).filter(|&k| keep(self.rows[k] as usize, self.cols[k] as usize, self.vals[k])).collect();
         self.subset(&pos)
     }
 
@@ -330,10 +307,8 @@ impl Ratings {
     pub fn align(&self, other: &Ratings) -> (Ratings, usize) {
         let mut rmap = self.row_ids.clone();
         let mut cmap = self.col_ids.clone();
-        let rtab: Vec<Option<u32>> =
-            (0..other.nrows).map(|i| rmap.lookup(&other.row_ids.id(i))).collect();
-        let ctab: Vec<Option<u32>> =
-            (0..other.ncols).map(|j| cmap.lookup(&other.col_ids.id(j))).collect();
+        let rtab: Vec<Option<u32>> = (0..other.nrows).map(|i| rmap.lookup(&other.row_ids.id(i))).collect();
+        let ctab: Vec<Option<u32>> = (0..other.ncols).map(|j| cmap.lookup(&other.col_ids.id(j))).collect();
         let (mut rows, mut cols, mut vals) = (Vec::new(), Vec::new(), Vec::new());
         let mut dropped = 0;
         for (i, j, v) in other.iter() {

@@ -10,10 +10,7 @@ use crate::rng;
 /// Random holdout: each entry goes to test with probability about
 /// `test_fraction` (exactly `round(test_fraction * n)` entries go to test).
 pub fn holdout(r: &Ratings, test_fraction: f64, seed: u64) -> Result<(Ratings, Ratings)> {
-    ensure!(
-        test_fraction > 0.0 && test_fraction < 1.0,
-        "the test fraction must be in (0, 1), got {test_fraction}"
-    );
+    ensure!(test_fraction > 0.0 && test_fraction < 1.0, "the test fraction must be in (0, 1), got {test_fraction}");
     let n = r.len();
     let mut perm: Vec<usize> = (0..n).collect();
     rng::shuffle(&mut rng::rng(seed), &mut perm);

@@ -28,7 +28,13 @@ pub fn planted_completion(n: usize, rank: usize, observed: usize, seed: u64) -> 
 }
 
 /// [`planted_completion`] for an `m x n` matrix (scaled so `||W||_F = sqrt(m n)`).
-pub fn planted_completion_rect(m: usize, n: usize, rank: usize, observed: usize, seed: u64) -> Result<PlantedCompletion> {
+pub fn planted_completion_rect(
+    m: usize,
+    n: usize,
+    rank: usize,
+    observed: usize,
+    seed: u64,
+) -> Result<PlantedCompletion> {
     ensure!(m > 0 && n > 0, "the matrix must be non-empty");
     ensure!(rank >= 1 && rank <= m.min(n), "rank must be in 1..={}, got {rank}", m.min(n));
     ensure!(observed >= 1 && observed <= m * n, "observed must be in 1..={}, got {observed}", m * n);
@@ -75,9 +81,7 @@ pub fn sample_distinct(g: &mut Rng, total: usize, count: usize) -> Vec<usize> {
 /// The course notebook's rank-2 checkerboard (`rows x cols`, default 40x70):
 /// `-3`/`+3` on even/odd rows plus `+1`/`-1` on even/odd columns.
 pub fn checkerboard(rows: usize, cols: usize) -> Mat<f64> {
-    Mat::from_fn(rows, cols, |i, j| {
-        (if i % 2 == 0 { -3.0 } else { 3.0 }) + (if j % 2 == 0 { 1.0 } else { -1.0 })
-    })
+    Mat::from_fn(rows, cols, |i, j| (if i % 2 == 0 { -3.0 } else { 3.0 }) + (if j % 2 == 0 { 1.0 } else { -1.0 }))
 }
 
 /// The notebook's `subsample(A, density)`: each entry is observed
@@ -123,7 +127,16 @@ pub struct RatingsSpec {
 
 impl Default for RatingsSpec {
     fn default() -> Self {
-        RatingsSpec { users: 20_000, items: 2_000, count: 1_000_000, rank: 16, noise: 0.1, stars: false, skew: 0.0, seed: 42 }
+        RatingsSpec {
+            users: 20_000,
+            items: 2_000,
+            count: 1_000_000,
+            rank: 16,
+            noise: 0.1,
+            stars: false,
+            skew: 0.0,
+            seed: 42,
+        }
     }
 }
 
@@ -172,11 +185,13 @@ pub fn ratings_like(spec: &RatingsSpec) -> Result<Ratings> {
             .flat_map_iter(|b| {
                 let mut g = rng::stream(spec.seed ^ 0xA5A5, round * 1_000_003 + b as u64);
                 let len = block.min(need - b * block);
-                (0..len).map(move |_| {
-                    let i = sampler(&mut g, m) as u64;
-                    let j = sampler(&mut g, n) as u64;
-                    (i << 32) | j
-                }).collect::<Vec<_>>()
+                (0..len)
+                    .map(move |_| {
+                        let i = sampler(&mut g, m) as u64;
+                        let j = sampler(&mut g, n) as u64;
+                        (i << 32) | j
+                    })
+                    .collect::<Vec<_>>()
             })
             .collect();
         keys.extend(fresh);
@@ -195,15 +210,18 @@ pub fn ratings_like(spec: &RatingsSpec) -> Result<Ratings> {
         .flat_map_iter(|(b, chunk)| {
             let mut g = rng::stream(spec.seed ^ 0x0015E, b as u64);
             let (p, q) = (&p, &q);
-            chunk.iter().map(move |&key| {
-                let (i, j) = ((key >> 32) as usize, (key & 0xFFFF_FFFF) as usize);
-                let mut v: f64 = (0..k).map(|t| p[i * k + t] as f64 * q[j * k + t] as f64).sum();
-                v += spec.noise * rng::normal(&mut g);
-                if spec.stars {
-                    v = (3.5 + v).round().clamp(1.0, 5.0);
-                }
-                (i as u32, j as u32, v as f32)
-            }).collect::<Vec<_>>()
+            chunk
+                .iter()
+                .map(move |&key| {
+                    let (i, j) = ((key >> 32) as usize, (key & 0xFFFF_FFFF) as usize);
+                    let mut v: f64 = (0..k).map(|t| p[i * k + t] as f64 * q[j * k + t] as f64).sum();
+                    v += spec.noise * rng::normal(&mut g);
+                    if spec.stars {
+                        v = (3.5 + v).round().clamp(1.0, 5.0);
+                    }
+                    (i as u32, j as u32, v as f32)
+                })
+                .collect::<Vec<_>>()
         })
         .collect();
     let rows = entries.iter().map(|e| e.0).collect();

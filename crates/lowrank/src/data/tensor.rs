@@ -22,10 +22,7 @@ impl Tensor3 {
             data.len()
         );
         if let Some(p) = data.iter().position(|v| !v.is_finite()) {
-            return Err(crate::Error::invalid(format!(
-                "tensor entry {:?} is not finite",
-                Self::unravel(dims, p)
-            )));
+            return Err(crate::Error::invalid(format!("tensor entry {:?} is not finite", Self::unravel(dims, p))));
         }
         Ok(Tensor3 { dims, data, mask: None })
     }
@@ -48,10 +45,7 @@ impl Tensor3 {
                 *v = 0.0;
                 any_missing = true;
             } else if !v.is_finite() {
-                return Err(crate::Error::invalid(format!(
-                    "tensor entry {:?} is infinite",
-                    Self::unravel(dims, p)
-                )));
+                return Err(crate::Error::invalid(format!("tensor entry {:?} is infinite", Self::unravel(dims, p))));
             }
         }
         ensure!(mask.iter().any(|&m| m), "the tensor has no observed entry");

@@ -4,9 +4,9 @@
 
 use faer::Mat;
 
+use super::ReadOptions;
 use super::source::Source;
 use super::triplets::{Separator, clip};
-use super::ReadOptions;
 use crate::error::{Error, Result};
 
 fn cell(f: &[u8]) -> std::result::Result<f64, String> {
@@ -66,7 +66,11 @@ pub fn read(src: &mut Source, opts: &ReadOptions) -> Result<Mat<f64>> {
         match width {
             None => width = Some(row.len()),
             Some(w) if w != row.len() => {
-                return Err(Error::parse(&path, no, format!("ragged rows: {} cells, but the first row has {w}", row.len())));
+                return Err(Error::parse(
+                    &path,
+                    no,
+                    format!("ragged rows: {} cells, but the first row has {w}", row.len()),
+                ));
             }
             _ => {}
         }

@@ -45,7 +45,10 @@ pub fn read(src: &mut Source, opts: &ReadOptions) -> Result<MatrixMarket> {
         "real" | "double" | "integer" => {}
         "complex" => return Err(perr(no, "complex matrices are not supported (real or integer only)".into())),
         "pattern" => {
-            return Err(perr(no, "pattern matrices have no values; a rating matrix needs real or integer values".into()));
+            return Err(perr(
+                no,
+                "pattern matrices have no values; a rating matrix needs real or integer values".into(),
+            ));
         }
         other => return Err(perr(no, format!("unknown field '{other}'"))),
     }

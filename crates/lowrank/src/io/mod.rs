@@ -8,8 +8,8 @@
 mod dense_text;
 pub mod matrix_market;
 pub mod npy;
-pub mod tensor_text;
 mod source;
+pub mod tensor_text;
 pub mod triplets;
 
 use std::io::{BufWriter, Write};
@@ -243,7 +243,10 @@ pub fn detect(name: &str, head: &[u8]) -> Format {
 pub fn load(path: &Path, opts: &ReadOptions) -> Result<Dataset> {
     let mut src = open(path)?;
     let head = src.peek()?.to_vec();
-    if opts.format == Format::Auto && tensor_text::detect(&src.inner_name, &head) { return tensor_text::read(&mut src, &tensor_text::TensorTextOptions::from_read_options(opts)).map(Dataset::Tensor); }
+    if opts.format == Format::Auto && tensor_text::detect(&src.inner_name, &head) {
+        return tensor_text::read(&mut src, &tensor_text::TensorTextOptions::from_read_options(opts))
+            .map(Dataset::Tensor);
+    }
     let format = match opts.format {
         Format::Auto => {
             if !npy::is_npy(&head) && looks_binary(&head) {

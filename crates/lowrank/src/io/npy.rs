@@ -93,7 +93,9 @@ pub fn read(src: &mut Source) -> Result<NpyArray> {
         "<f4" | "f4" | "=f4" => (4, false),
         ">f4" => (4, true),
         other => {
-            return Err(bad(&format!("unsupported dtype '{other}' (float32 or float64 only; convert with .astype('f8'))")));
+            return Err(bad(&format!(
+                "unsupported dtype '{other}' (float32 or float64 only; convert with .astype('f8'))"
+            )));
         }
     };
     let count = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).ok_or_else(|| bad("the shape overflows"))?;
@@ -101,9 +103,8 @@ pub fn read(src: &mut Source) -> Result<NpyArray> {
         return Err(bad("the array is empty"));
     }
     let mut raw = vec![0u8; count.checked_mul(size).ok_or_else(|| bad("the shape overflows"))?];
-    read_exact(r, &mut raw).map_err(|_| {
-        bad(&format!("truncated data: the header announces {count} values of {size} bytes"))
-    })?;
+    read_exact(r, &mut raw)
+        .map_err(|_| bad(&format!("truncated data: the header announces {count} values of {size} bytes")))?;
     let vals: Vec<f64> = match (size, big) {
         (8, false) => raw.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap())).collect(),
         (8, true) => raw.chunks_exact(8).map(|c| f64::from_be_bytes(c.try_into().unwrap())).collect(),

@@ -61,8 +61,7 @@ impl Source {
 
     /// Wrap an I/O error (including a corrupt gzip stream) with the path.
     pub fn io_err(&self, e: std::io::Error) -> Error {
-        if e.kind() == std::io::ErrorKind::InvalidInput || e.kind() == std::io::ErrorKind::InvalidData
-        {
+        if e.kind() == std::io::ErrorKind::InvalidInput || e.kind() == std::io::ErrorKind::InvalidData {
             Error::parse(&self.path, 0, format!("corrupt or unreadable data: {e}"))
         } else {
             Error::io(&self.path, e)
@@ -96,10 +95,7 @@ impl Lines<'_> {
     pub fn next_line(&mut self) -> Result<Option<(u64, &[u8])>> {
         self.buf.clear();
         let limit = self.max_len as u64 + 2;
-        let n = (&mut self.src.reader)
-            .take(limit)
-            .read_until(b'\n', &mut self.buf)
-            .map_err(|e| self.src.io_err(e))?;
+        let n = (&mut self.src.reader).take(limit).read_until(b'\n', &mut self.buf).map_err(|e| self.src.io_err(e))?;
         if n == 0 {
             return Ok(None);
         }
@@ -110,10 +106,7 @@ impl Lines<'_> {
             return Err(Error::parse(
                 &self.src.path,
                 self.line_no,
-                format!(
-                    "line is longer than {} bytes (binary data or the wrong format?)",
-                    self.max_len
-                ),
+                format!("line is longer than {} bytes (binary data or the wrong format?)", self.max_len),
             ));
         }
         if self.buf.last() == Some(&b'\r') {
@@ -123,10 +116,7 @@ impl Lines<'_> {
             return Err(Error::parse(
                 &self.src.path,
                 self.line_no,
-                format!(
-                    "line is longer than {} bytes (binary data or the wrong format?)",
-                    self.max_len
-                ),
+                format!("line is longer than {} bytes (binary data or the wrong format?)", self.max_len),
             ));
         }
         Ok(Some((self.line_no, &self.buf)))
@@ -144,9 +134,6 @@ pub fn looks_binary(head: &[u8]) -> bool {
     if sample.contains(&0) {
         return true;
     }
-    let odd = sample
-        .iter()
-        .filter(|&&b| b < 0x09 || (0x0e..0x20).contains(&b) || b == 0x7f)
-        .count();
+    let odd = sample.iter().filter(|&&b| b < 0x09 || (0x0e..0x20).contains(&b) || b == 0x7f).count();
     odd * 20 > sample.len()
 }

@@ -278,9 +278,8 @@ impl LineBook {
 /// [`parse_value`].
 #[inline]
 fn fast_value(f: &[u8]) -> Option<f32> {
-    const POW10: [f64; 19] = [
-        1.0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18,
-    ];
+    const POW10: [f64; 19] =
+        [1.0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18];
     let (neg, digits) = match f.first() {
         Some(b'-') => (true, &f[1..]),
         Some(b'+') => (false, &f[1..]),
@@ -420,13 +419,22 @@ fn parse_piece(chunk: &[u8], sep: Separator, ncols: usize, opts: &ReadOptions) -
         let mut fields: [&[u8]; 4] = [&[]; 4];
         let n = split_fields(line, sep, &mut fields);
         if n != ncols {
-            p.error = Some((no, format!("expected {ncols} {}-separated fields as on the first data line, found {n}", sep.name())));
+            p.error = Some((
+                no,
+                format!("expected {ncols} {}-separated fields as on the first data line, found {n}", sep.name()),
+            ));
             return p;
         }
         let (fu, fi, fr) = (trim(fields[0]), trim(fields[1]), trim(fields[2]));
         let (Some(u), Some(i)) = (parse_u64(fu), parse_u64(fi)) else {
             if index_mode {
-                p.error = Some((no, format!("the id '{}' is not a non-negative integer index", clip(&String::from_utf8_lossy(if parse_u64(fu).is_none() { fu } else { fi })))));
+                p.error = Some((
+                    no,
+                    format!(
+                        "the id '{}' is not a non-negative integer index",
+                        clip(&String::from_utf8_lossy(if parse_u64(fu).is_none() { fu } else { fi }))
+                    ),
+                ));
             } else {
                 p.needs_strings = true;
             }
@@ -506,7 +514,11 @@ impl ReadState<'_> {
         }
         if let Some(e) = self.ncols_expected {
             if n != e {
-                return Err(Error::parse(&self.path, no, format!("expected {e} fields as on the first data line, found {n}")));
+                return Err(Error::parse(
+                    &self.path,
+                    no,
+                    format!("expected {e} fields as on the first data line, found {n}"),
+                ));
             }
         }
         let (fu, fi, fr) = (trim(fields[0]), trim(fields[1]), trim(fields[2]));
@@ -587,7 +599,9 @@ pub fn read(src: &mut Source, sep: Option<Separator>, opts: &ReadOptions) -> Res
             buf.resize(start + block_size, 0);
             let mut filled = start;
             while filled < buf.len() {
-                let n = reader.read(&mut buf[filled..]).map_err(|e| Error::parse(&path, line_no + 1, format!("corrupt or unreadable data: {e}")))?;
+                let n = reader
+                    .read(&mut buf[filled..])
+                    .map_err(|e| Error::parse(&path, line_no + 1, format!("corrupt or unreadable data: {e}")))?;
                 if n == 0 {
                     break;
                 }
@@ -598,7 +612,11 @@ pub fn read(src: &mut Source, sep: Option<Separator>, opts: &ReadOptions) -> Res
             let cut = if eof { buf.len() } else { buf.iter().rposition(|&c| c == b'\n').map_or(0, |p| p + 1) };
             if cut == 0 && !eof {
                 if buf.len() > opts.max_line_bytes {
-                    return Err(Error::parse(&path, line_no + 1, format!("line is longer than {} bytes (binary data or the wrong format?)", opts.max_line_bytes)));
+                    return Err(Error::parse(
+                        &path,
+                        line_no + 1,
+                        format!("line is longer than {} bytes (binary data or the wrong format?)", opts.max_line_bytes),
+                    ));
                 }
                 continue;
             }
@@ -609,7 +627,14 @@ pub fn read(src: &mut Source, sep: Option<Separator>, opts: &ReadOptions) -> Res
                 for l in block.split(|&c| c == b'\n') {
                     no += 1;
                     if l.len() > opts.max_line_bytes {
-                        return Err(Error::parse(&path, no, format!("line is longer than {} bytes (binary data or the wrong format?)", opts.max_line_bytes)));
+                        return Err(Error::parse(
+                            &path,
+                            no,
+                            format!(
+                                "line is longer than {} bytes (binary data or the wrong format?)",
+                                opts.max_line_bytes
+                            ),
+                        ));
                     }
                 }
             }
@@ -675,7 +700,11 @@ pub fn read(src: &mut Source, sep: Option<Separator>, opts: &ReadOptions) -> Res
     }
     let ReadState { mut rows, mut cols, vals, ri, ci, book, seen_data, header_line, .. } = st;
     if !seen_data {
-        let reason = if header_line.is_some() { "the file has a header but no data lines" } else { "the file has no data lines" };
+        let reason = if header_line.is_some() {
+            "the file has a header but no data lines"
+        } else {
+            "the file has no data lines"
+        };
         return Err(Error::parse(&path, 0, reason));
     }
     let (row_ids, rperm) = ri.finish(opts.shape.map(|s| s.0), "user").map_err(|e| Error::parse(&path, 0, e))?;
@@ -686,7 +715,8 @@ pub fn read(src: &mut Source, sep: Option<Separator>, opts: &ReadOptions) -> Res
     if let Some(p) = cperm {
         cols.par_iter_mut().for_each(|c| *c = p[*c as usize]);
     }
-    let ratings = Ratings::with_ids(rows, cols, vals, row_ids, col_ids).map_err(|e| Error::parse(&path, 0, e.to_string()))?;
+    let ratings =
+        Ratings::with_ids(rows, cols, vals, row_ids, col_ids).map_err(|e| Error::parse(&path, 0, e.to_string()))?;
     if let Some((a, b)) = ratings.find_duplicate() {
         let (la, lb) = (book.line_of(a), book.line_of(b));
         return Err(Error::parse(

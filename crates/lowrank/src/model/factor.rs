@@ -133,10 +133,7 @@ impl FactorModel {
             .into_par_iter()
             .with_min_len(1024)
             .map(|j| {
-                self.global_mean
-                    + row_bias
-                    + self.col_bias.as_ref().map_or(0.0, |b| b[j] as f64)
-                    + dot(x, self.item(j))
+                self.global_mean + row_bias + self.col_bias.as_ref().map_or(0.0, |b| b[j] as f64) + dot(x, self.item(j))
             })
             .collect()
     }
@@ -198,7 +195,10 @@ impl FactorModel {
         for p in 0..d {
             a[(p, p)] += reg.max(1e-9);
         }
-        let sol = a.llt(faer::Side::Lower).map_err(|_| Error::Numerical("fold-in system is not positive definite".into()))?.solve(&b);
+        let sol = a
+            .llt(faer::Side::Lower)
+            .map_err(|_| Error::Numerical("fold-in system is not positive definite".into()))?
+            .solve(&b);
         let f: Vec<f32> = (0..k).map(|t| sol[(t, 0)] as f32).collect();
         Ok((f, if with_bias { sol[(k, 0)] } else { 0.0 }))
     }

@@ -45,7 +45,8 @@ fn ids_json(m: &IdMap) -> String {
 }
 
 fn ids_from_json(s: &str, what: &str) -> Result<IdMap> {
-    let ids: Vec<String> = serde_json::from_str(s).map_err(|e| Error::invalid(format!("bad {what} in model file: {e}")))?;
+    let ids: Vec<String> =
+        serde_json::from_str(s).map_err(|e| Error::invalid(format!("bad {what} in model file: {e}")))?;
     let mut m = IdMap::new();
     for id in &ids {
         m.get_or_insert(id);
@@ -60,7 +61,9 @@ fn serialize(tensors: Vec<(String, Dtype, Vec<usize>, Vec<u8>)>, meta: HashMap<S
     let views: Vec<(String, TensorView<'_>)> = tensors
         .iter()
         .map(|(name, dt, shape, data)| {
-            TensorView::new(*dt, shape.clone(), data).map(|v| (name.clone(), v)).map_err(|e| Error::invalid(format!("tensor {name}: {e}")))
+            TensorView::new(*dt, shape.clone(), data)
+                .map(|v| (name.clone(), v))
+                .map_err(|e| Error::invalid(format!("tensor {name}: {e}")))
         })
         .collect::<Result<_>>()?;
     safetensors::serialize(views, Some(meta)).map_err(|e| Error::invalid(format!("cannot serialize model: {e}")))
@@ -115,9 +118,12 @@ pub(crate) fn from_bytes(bytes: &[u8], origin: &str) -> Result<ModelFile> {
     if meta.get("format").map(String::as_str) != Some(FORMAT_NAME) {
         return Err(bad("a safetensors file, but not a lowrank model (no 'format: lowrank-model' metadata)".into()));
     }
-    let version: u32 = meta.get("format_version").and_then(|v| v.parse().ok()).ok_or_else(|| bad("missing format_version".into()))?;
+    let version: u32 =
+        meta.get("format_version").and_then(|v| v.parse().ok()).ok_or_else(|| bad("missing format_version".into()))?;
     if version > FORMAT_VERSION {
-        return Err(bad(format!("model format version {version} is newer than this lowrank ({FORMAT_VERSION}); upgrade lowrank")));
+        return Err(bad(format!(
+            "model format version {version} is newer than this lowrank ({FORMAT_VERSION}); upgrade lowrank"
+        )));
     }
     let st = safetensors::SafeTensors::deserialize(bytes).map_err(|e| bad(format!("corrupt model file: {e}")))?;
     let get = |name: &str, dt: Dtype| -> Result<Option<(Vec<usize>, Vec<u8>)>> {
@@ -131,7 +137,8 @@ pub(crate) fn from_bytes(bytes: &[u8], origin: &str) -> Result<ModelFile> {
             Err(_) => Ok(None),
         }
     };
-    let f32s = |b: &[u8]| -> Vec<f32> { b.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect() };
+    let f32s =
+        |b: &[u8]| -> Vec<f32> { b.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect() };
     match meta.get("kind").map(String::as_str) {
         Some("factor") => {
             let (us, ub) = get("user_factors", Dtype::F32)?.ok_or_else(|| bad("missing user_factors".into()))?;
@@ -147,11 +154,14 @@ pub(crate) fn from_bytes(bytes: &[u8], origin: &str) -> Result<ModelFile> {
             }
             let row_bias = get("user_bias", Dtype::F32)?.map(|(_, b)| f32s(&b));
             let col_bias = get("item_bias", Dtype::F32)?.map(|(_, b)| f32s(&b));
-            if row_bias.as_ref().is_some_and(|b| b.len() != us[0]) || col_bias.as_ref().is_some_and(|b| b.len() != vs[0]) {
+            if row_bias.as_ref().is_some_and(|b| b.len() != us[0])
+                || col_bias.as_ref().is_some_and(|b| b.len() != vs[0])
+            {
                 return Err(bad("bias arrays do not match the factor shapes".into()));
             }
             let global_mean = meta.get("global_mean").and_then(|s| s.parse().ok()).unwrap_or(0.0);
-            let params = meta.get("params").and_then(|s| serde_json::from_str(s).ok()).unwrap_or(serde_json::Value::Null);
+            let params =
+                meta.get("params").and_then(|s| serde_json::from_str(s).ok()).unwrap_or(serde_json::Value::Null);
             Ok(ModelFile::Factor(FactorModel {
                 rank,
                 u: f32s(&ub),

@@ -306,7 +306,11 @@ impl<'a, S: Solver> Executor<'a, S> {
             }
         }
         if !model.is_finite() {
-            return Err(Error::Diverged { iteration: 0, what: "the initial model".into(), hint: self.solver.divergence_hint() });
+            return Err(Error::Diverged {
+                iteration: 0,
+                what: "the initial model".into(),
+                hint: self.solver.divergence_hint(),
+            });
         }
         let name = self.solver.name();
         for o in self.observers.iter_mut() {
@@ -365,7 +369,9 @@ impl<'a, S: Solver> Executor<'a, S> {
                     } else {
                         since_best += 1;
                         if since_best >= e.patience {
-                            stop.get_or_insert(Termination::EarlyStopped { best_iteration: best.as_ref().map_or(it, |b| b.1) });
+                            stop.get_or_insert(Termination::EarlyStopped {
+                                best_iteration: best.as_ref().map_or(it, |b| b.1),
+                            });
                         }
                     }
                 }
@@ -396,7 +402,11 @@ impl<'a, S: Solver> Executor<'a, S> {
         }
         self.solver.finalize(self.data, &mut model)?;
         if !model.is_finite() {
-            return Err(Error::Diverged { iteration: it, what: "the final model".into(), hint: self.solver.divergence_hint() });
+            return Err(Error::Diverged {
+                iteration: it,
+                what: "the final model".into(),
+                hint: self.solver.divergence_hint(),
+            });
         }
         for o in self.observers.iter_mut() {
             o.finish(&termination);
@@ -405,7 +415,14 @@ impl<'a, S: Solver> Executor<'a, S> {
     }
 }
 
-fn write_checkpoint<S: Solver>(path: &Path, solver: &S, model: &S::Model, iteration: usize, seed: u64, history: &[Record]) -> Result<()> {
+fn write_checkpoint<S: Solver>(
+    path: &Path,
+    solver: &S,
+    model: &S::Model,
+    iteration: usize,
+    seed: u64,
+    history: &[Record],
+) -> Result<()> {
     let hdr = CheckpointHeader { solver: solver.name().to_string(), iteration, seed, history: history.to_vec() };
     let hdr = serde_json::to_vec(&hdr).map_err(|e| Error::invalid(e.to_string()))?;
     let state = solver.save_state()?;
@@ -438,4 +455,3 @@ fn read_checkpoint<M: ModelState>(path: &Path) -> Result<(CheckpointHeader, Vec<
     let model = M::from_bytes(&parts[2])?;
     Ok((hdr, std::mem::take(&mut parts[1]), model))
 }
-

@@ -304,7 +304,13 @@ impl TestSet {
 /// evaluation: `test_rmse` per iteration when a test set is given (clipped to
 /// the training range when `clip`), relative error to a ground truth, and the
 /// standard summary.
-pub fn run_factor_solver<'a, S>(mut req: FitRequest<'a>, solver: S, train: &'a Ratings, default_epochs: usize, clip: bool) -> Result<(FitOutcome, Fit<FactorModel>)>
+pub fn run_factor_solver<'a, S>(
+    mut req: FitRequest<'a>,
+    solver: S,
+    train: &'a Ratings,
+    default_epochs: usize,
+    clip: bool,
+) -> Result<(FitOutcome, Fit<FactorModel>)>
 where
     S: Solver<Data = Ratings, Model = FactorModel>,
 {
@@ -374,7 +380,12 @@ where
     summary.insert("seed".into(), json!(seed));
     summary.insert("termination".into(), json!(fit.termination.name()));
     summary.insert("params".into(), Value::Object(params));
-    let outcome = FitOutcome { model: FittedModel::Factor(model), summary, history: fit.history.clone(), termination: fit.termination.clone() };
+    let outcome = FitOutcome {
+        model: FittedModel::Factor(model),
+        summary,
+        history: fit.history.clone(),
+        termination: fit.termination.clone(),
+    };
     Ok((outcome, fit))
 }
 
@@ -384,4 +395,3 @@ fn run_baseline(req: FitRequest<'_>) -> Result<FitOutcome> {
     let train = req.train_ratings()?;
     run_factor_solver(req, solver, &train, 10, true).map(|(o, _)| o)
 }
-

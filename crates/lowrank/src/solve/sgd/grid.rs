@@ -196,7 +196,19 @@ impl Grid {
                 col_counts[clo + e.col as usize] += 1;
             }
         }
-        Ok(Grid { g, row_new, col_new, row_bounds, col_bounds, runs, block_runs, block_start, ent, row_counts, col_counts })
+        Ok(Grid {
+            g,
+            row_new,
+            col_new,
+            row_bounds,
+            col_bounds,
+            runs,
+            block_runs,
+            block_start,
+            ent,
+            row_counts,
+            col_counts,
+        })
     }
 
     /// Runs of block `b`.

@@ -118,7 +118,15 @@ pub struct BlockState<'a> {
 ///
 /// Panics if a run or entry points outside `st` (checked once per block, not
 /// per update) or if `kp` is not a multiple of [`LANES`].
-pub fn run_block(flags: Flags, kp: usize, st: BlockState<'_>, runs: &[Run], ent: &[Entry], start: usize, h: Hyper) -> f64 {
+pub fn run_block(
+    flags: Flags,
+    kp: usize,
+    st: BlockState<'_>,
+    runs: &[Run],
+    ent: &[Entry],
+    start: usize,
+    h: Hyper,
+) -> f64 {
     assert!(kp % LANES == 0 && kp > 0, "padded rank must be a positive multiple of {LANES}");
     let rows = st.pa.len();
     let cols = st.qa.len();
@@ -132,7 +140,17 @@ pub fn run_block(flags: Flags, kp: usize, st: BlockState<'_>, runs: &[Run], ent:
         assert!(r.end as usize >= prev, "runs are not in order");
         prev = r.end as usize;
     }
-    let args = Args { kp, p: st.p.as_mut_ptr(), pa: st.pa.as_mut_ptr(), q: st.q.as_mut_ptr(), qa: st.qa.as_mut_ptr(), runs, ent, start, h };
+    let args = Args {
+        kp,
+        p: st.p.as_mut_ptr(),
+        pa: st.pa.as_mut_ptr(),
+        q: st.q.as_mut_ptr(),
+        qa: st.qa.as_mut_ptr(),
+        runs,
+        ent,
+        start,
+        h,
+    };
     macro_rules! go {
         ($b:literal, $a:literal, $n:literal) => {{
             #[cfg(target_arch = "x86_64")]
@@ -200,7 +218,8 @@ mod portable {
     pub unsafe fn dot(p: *const f32, q: *const f32, chunks: usize) -> f32 {
         let mut acc = [0.0f32; LANES];
         for c in 0..chunks {
-            let (pc, qc) = unsafe { (*(p.add(c * LANES) as *const [f32; LANES]), *(q.add(c * LANES) as *const [f32; LANES])) };
+            let (pc, qc) =
+                unsafe { (*(p.add(c * LANES) as *const [f32; LANES]), *(q.add(c * LANES) as *const [f32; LANES])) };
             for l in 0..LANES {
                 acc[l] += pc[l] * qc[l];
             }
@@ -238,7 +257,15 @@ mod portable {
     /// # Safety
     /// As [`sgd`].
     #[inline(always)]
-    pub unsafe fn ada<const NN: bool>(p: *mut f32, q: *mut f32, chunks: usize, reg: f32, err: f32, ep: f32, eq: f32) -> (f32, f32) {
+    pub unsafe fn ada<const NN: bool>(
+        p: *mut f32,
+        q: *mut f32,
+        chunks: usize,
+        reg: f32,
+        err: f32,
+        ep: f32,
+        eq: f32,
+    ) -> (f32, f32) {
         let mut gp = [0.0f32; LANES];
         let mut gq = [0.0f32; LANES];
         for c in 0..chunks {
@@ -330,8 +357,17 @@ mod avx {
     /// As [`sgd`].
     #[inline]
     #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn ada<const NN: bool>(p: *mut f32, q: *mut f32, chunks: usize, reg: f32, err: f32, ep: f32, eq: f32) -> (f32, f32) {
-        let (r, ne, nep, neq, z) = (_mm256_set1_ps(reg), _mm256_set1_ps(-err), _mm256_set1_ps(-ep), _mm256_set1_ps(-eq), _mm256_setzero_ps());
+    pub unsafe fn ada<const NN: bool>(
+        p: *mut f32,
+        q: *mut f32,
+        chunks: usize,
+        reg: f32,
+        err: f32,
+        ep: f32,
+        eq: f32,
+    ) -> (f32, f32) {
+        let (r, ne, nep, neq, z) =
+            (_mm256_set1_ps(reg), _mm256_set1_ps(-err), _mm256_set1_ps(-ep), _mm256_set1_ps(-eq), _mm256_setzero_ps());
         let (mut gp, mut gq) = (_mm256_setzero_ps(), _mm256_setzero_ps());
         for c in 0..chunks {
             unsafe {
@@ -376,7 +412,15 @@ unsafe fn sgd_rows<const SIMD: bool, const NN: bool>(p: *mut f32, q: *mut f32, c
 }
 
 #[inline(always)]
-unsafe fn ada_rows<const SIMD: bool, const NN: bool>(p: *mut f32, q: *mut f32, chunks: usize, reg: f32, err: f32, ep: f32, eq: f32) -> (f32, f32) {
+unsafe fn ada_rows<const SIMD: bool, const NN: bool>(
+    p: *mut f32,
+    q: *mut f32,
+    chunks: usize,
+    reg: f32,
+    err: f32,
+    ep: f32,
+    eq: f32,
+) -> (f32, f32) {
     #[cfg(target_arch = "x86_64")]
     if SIMD {
         return unsafe { avx::ada::<NN>(p, q, chunks, reg, err, ep, eq) };

@@ -71,7 +71,14 @@ fn lab_update(u: &mut Mat<f64>, v: &mut Mat<f64>, r: usize, c: usize, a_rc: f64,
     }
 }
 
-fn lab_loop(a: &Mat<f64>, observed: impl Fn(usize, usize) -> bool, rank: usize, num_epochs: usize, lr: f64, seed: u64) -> Result<(Mat<f64>, Mat<f64>)> {
+fn lab_loop(
+    a: &Mat<f64>,
+    observed: impl Fn(usize, usize) -> bool,
+    rank: usize,
+    num_epochs: usize,
+    lr: f64,
+    seed: u64,
+) -> Result<(Mat<f64>, Mat<f64>)> {
     let (m, n) = (a.nrows(), a.ncols());
     check_lab(m, n, rank, num_epochs, lr)?;
     let mut g = rng::rng(seed);
@@ -115,7 +122,10 @@ fn lab_loop(a: &Mat<f64>, observed: impl Fn(usize, usize) -> bool, rank: usize, 
 pub fn sgd_factorise(a: &Mat<f64>, rank: usize, num_epochs: usize, lr: f64, seed: u64) -> Result<(Mat<f64>, Mat<f64>)> {
     for i in 0..a.nrows() {
         for j in 0..a.ncols() {
-            ensure!(a[(i, j)].is_finite(), "entry ({i}, {j}) is not finite; use sgd_factorise_masked for missing entries");
+            ensure!(
+                a[(i, j)].is_finite(),
+                "entry ({i}, {j}) is not finite; use sgd_factorise_masked for missing entries"
+            );
         }
     }
     lab_loop(a, |_, _| true, rank, num_epochs, lr, seed)
@@ -127,7 +137,14 @@ pub fn sgd_factorise(a: &Mat<f64>, rank: usize, num_epochs: usize, lr: f64, seed
 ///
 /// Errors: as [`sgd_factorise`], plus a mask of another shape, a mask that
 /// observes nothing, or a non-finite observed entry.
-pub fn sgd_factorise_masked(a: &Mat<f64>, mask: &Mat<f64>, rank: usize, num_epochs: usize, lr: f64, seed: u64) -> Result<(Mat<f64>, Mat<f64>)> {
+pub fn sgd_factorise_masked(
+    a: &Mat<f64>,
+    mask: &Mat<f64>,
+    rank: usize,
+    num_epochs: usize,
+    lr: f64,
+    seed: u64,
+) -> Result<(Mat<f64>, Mat<f64>)> {
     ensure!(
         a.nrows() == mask.nrows() && a.ncols() == mask.ncols(),
         "the matrix is {}x{} but the mask is {}x{}",
@@ -179,7 +196,12 @@ pub fn masked_loss(a: &Mat<f64>, mask: &Mat<f64>, u: &Mat<f64>, v: &Mat<f64>) ->
 /// singular values. By Eckart-Young this is the best rank-`keep`
 /// approximation in Frobenius norm.
 pub fn truncated_svd_reconstruction(a: &Mat<f64>, keep: usize) -> Result<(Mat<f64>, Vec<f64>)> {
-    ensure!(keep <= a.nrows().min(a.ncols()), "cannot keep {keep} singular values of a {}x{} matrix", a.nrows(), a.ncols());
+    ensure!(
+        keep <= a.nrows().min(a.ncols()),
+        "cannot keep {keep} singular values of a {}x{} matrix",
+        a.nrows(),
+        a.ncols()
+    );
     let svd = a.thin_svd().map_err(|e| Error::Numerical(format!("the SVD did not converge ({e:?})")))?;
     let s: Vec<f64> = svd.S().column_vector().iter().copied().collect();
     let (u, v) = (svd.U(), svd.V());
@@ -266,7 +288,12 @@ impl Solver for LabSgdSolver {
     }
 
     fn divergence_hint(&self) -> String {
-        format!("the updates blew up in epoch {}: lower lr (now {}; try {})", self.epoch, self.params.lr, self.params.lr / 10.0)
+        format!(
+            "the updates blew up in epoch {}: lower lr (now {}; try {})",
+            self.epoch,
+            self.params.lr,
+            self.params.lr / 10.0
+        )
     }
 
     fn load_state(&mut self, _bytes: &[u8]) -> Result<()> {

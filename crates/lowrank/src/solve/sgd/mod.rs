@@ -30,8 +30,8 @@ mod solver;
 mod tests;
 
 pub use lab::{
-    LAB_EPOCHS, LAB_LR, LabSgd, LabSgdSolver, masked_loss, nan_mask, reconstruction_loss, sgd_factorise, sgd_factorise_masked,
-    truncated_svd_reconstruction,
+    LAB_EPOCHS, LAB_LR, LabSgd, LabSgdSolver, masked_loss, nan_mask, reconstruction_loss, sgd_factorise,
+    sgd_factorise_masked, truncated_svd_reconstruction,
 };
 pub use params::{Init, LrSchedule, SGD_EPOCHS, SGD_KEYS, Sgd};
 pub use solver::SgdSolver;

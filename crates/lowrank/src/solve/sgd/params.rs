@@ -89,8 +89,21 @@ impl Default for Sgd {
 }
 
 /// Names of the settings `--algo sgd` understands.
-pub const SGD_KEYS: &[&str] =
-    &["rank", "lr", "lr_bias", "reg", "reg_bias", "biases", "schedule", "decay", "init", "init_scale", "nonneg", "grid", "preset"];
+pub const SGD_KEYS: &[&str] = &[
+    "rank",
+    "lr",
+    "lr_bias",
+    "reg",
+    "reg_bias",
+    "biases",
+    "schedule",
+    "decay",
+    "init",
+    "init_scale",
+    "nonneg",
+    "grid",
+    "preset",
+];
 
 /// Default number of epochs of `--algo sgd`.
 pub const SGD_EPOCHS: usize = 100;

@@ -168,8 +168,10 @@ impl SgdSolver {
         for &s in &order {
             let ps = split(&mut self.p, &grid.row_bounds, kp);
             let pas = split(&mut self.pa, &grid.row_bounds, 1);
-            let mut qs: Vec<Option<&mut [f32]>> = split(&mut self.q, &grid.col_bounds, kp).into_iter().map(Some).collect();
-            let mut qas: Vec<Option<&mut [Aux]>> = split(&mut self.qa, &grid.col_bounds, 1).into_iter().map(Some).collect();
+            let mut qs: Vec<Option<&mut [f32]>> =
+                split(&mut self.q, &grid.col_bounds, kp).into_iter().map(Some).collect();
+            let mut qas: Vec<Option<&mut [Aux]>> =
+                split(&mut self.qa, &grid.col_bounds, 1).into_iter().map(Some).collect();
             let tasks: Vec<(usize, BlockState<'_>)> = ps
                 .into_iter()
                 .zip(pas)
@@ -187,7 +189,8 @@ impl SgdSolver {
                 }
                 (b, kernel::run_block(flags, kp, st, grid.runs_of(b), &grid.ent, grid.block_start[b], h))
             };
-            let done: Vec<(usize, f64)> = if parallel { tasks.into_par_iter().map(run).collect() } else { tasks.into_iter().map(run).collect() };
+            let done: Vec<(usize, f64)> =
+                if parallel { tasks.into_par_iter().map(run).collect() } else { tasks.into_iter().map(run).collect() };
             for (b, sq) in done {
                 per_block[b] = sq;
             }
@@ -242,7 +245,12 @@ impl Solver for SgdSolver {
         let t0 = std::time::Instant::now();
         let (m, n) = data.shape();
         ensure!(!data.is_empty(), "the training data has no entries");
-        ensure!(self.params.rank <= m.min(n), "rank must be in 1..={} for a {m}x{n} matrix, got {}", m.min(n), self.params.rank);
+        ensure!(
+            self.params.rank <= m.min(n),
+            "rank must be in 1..={} for a {m}x{n} matrix, got {}",
+            m.min(n),
+            self.params.rank
+        );
         self.seed = rand::Rng::next_u64(rng);
         let g = match self.params.grid {
             0 => (2 * rayon::current_num_threads()).max(8),
@@ -294,7 +302,11 @@ impl Solver for SgdSolver {
     fn divergence_hint(&self) -> String {
         let lr = self.params.lr;
         let extra = if self.params.schedule == LrSchedule::Adaptive { "" } else { ", or schedule=adaptive" };
-        format!("the SGD updates overflowed in epoch {}: use a smaller lr (now {lr}; try {}){extra}", self.epoch, lr / 10.0)
+        format!(
+            "the SGD updates overflowed in epoch {}: use a smaller lr (now {lr}; try {}){extra}",
+            self.epoch,
+            lr / 10.0
+        )
     }
 
     fn save_state(&self) -> Result<Vec<u8>> {

@@ -15,7 +15,17 @@ use crate::solve::registry::{self, FitRequest};
 use crate::solve::{EarlyStopping, Executor, Termination};
 
 fn plain(rank: usize, lr: f64) -> Sgd {
-    Sgd { rank, lr, lr_bias: None, reg: 0.0, reg_bias: 0.0, biases: false, schedule: LrSchedule::Constant, init_scale: Some(0.1), ..Sgd::default() }
+    Sgd {
+        rank,
+        lr,
+        lr_bias: None,
+        reg: 0.0,
+        reg_bias: 0.0,
+        biases: false,
+        schedule: LrSchedule::Constant,
+        init_scale: Some(0.1),
+        ..Sgd::default()
+    }
 }
 
 // ---------------------------------------------------------------- the lab
@@ -109,7 +119,16 @@ fn entry_loss(x: &[f64], k: usize, r: f64, mu: f64, reg: f64, reg_b: f64) -> f64
 }
 
 /// One update of a single entry by the kernel; returns (p, q, bu, bi, aux_u, aux_i).
-fn one_update(k: usize, p0: &[f32], q0: &[f32], bu: f32, bi: f32, r: f32, h: Hyper, flags: Flags) -> (Vec<f32>, Vec<f32>, Aux, Aux) {
+fn one_update(
+    k: usize,
+    p0: &[f32],
+    q0: &[f32],
+    bu: f32,
+    bi: f32,
+    r: f32,
+    h: Hyper,
+    flags: Flags,
+) -> (Vec<f32>, Vec<f32>, Aux, Aux) {
     let kp = kernel::padded(k);
     let mut p = vec![0.0f32; kp];
     let mut q = vec![0.0f32; kp];
@@ -142,7 +161,8 @@ fn update_is_a_gradient_step_on_the_entry_loss() {
             let (mut a, mut b) = (x0.clone(), x0.clone());
             a[d] += 1e-6;
             b[d] -= 1e-6;
-            (entry_loss(&a, k, r as f64, mu as f64, reg, reg_b) - entry_loss(&b, k, r as f64, mu as f64, reg, reg_b)) / 2e-6
+            (entry_loss(&a, k, r as f64, mu as f64, reg, reg_b) - entry_loss(&b, k, r as f64, mu as f64, reg, reg_b))
+                / 2e-6
         })
         .collect();
     for avx2 in [false, true] {
@@ -153,7 +173,11 @@ fn update_is_a_gradient_step_on_the_entry_loss() {
             for d in 0..x0.len() {
                 // first adaptive step: G = 1, so the step is lr * grad too
                 let g = (x0[d] - x1[d]) / lr;
-                assert!((g - fd[d]).abs() < 2e-5, "coordinate {d} (adaptive {adaptive}): update {g} vs finite difference {}", fd[d]);
+                assert!(
+                    (g - fd[d]).abs() < 2e-5,
+                    "coordinate {d} (adaptive {adaptive}): update {g} vs finite difference {}",
+                    fd[d]
+                );
             }
             if adaptive {
                 // G_u += |grad_p|^2 / k, G_b += grad_b^2
@@ -270,7 +294,16 @@ fn learns_biases_of_a_bias_only_matrix() {
     }
     let train = Ratings::new(m, n, tr.0, tr.1, tr.2).unwrap();
     let test = Ratings::new(m, n, te.0, te.1, te.2).unwrap();
-    let p = Sgd { rank: 2, lr: 0.02, lr_bias: None, reg: 0.0, reg_bias: 0.0, schedule: LrSchedule::Constant, init_scale: Some(0.01), ..Sgd::default() };
+    let p = Sgd {
+        rank: 2,
+        lr: 0.02,
+        lr_bias: None,
+        reg: 0.0,
+        reg_bias: 0.0,
+        schedule: LrSchedule::Constant,
+        init_scale: Some(0.01),
+        ..Sgd::default()
+    };
     let fit = Executor::new(p.check().unwrap(), &train).seed(1).max_iters(300).run().unwrap();
     assert!((fit.model.global_mean - train.mean()).abs() < 1e-12);
     assert!(metrics::rmse(&fit.model, &train) < 1e-3);
@@ -282,7 +315,13 @@ fn same_seed_and_threads_give_the_same_model() {
     let problem = synth::planted_completion_rect(80, 60, 4, 2500, 3).unwrap();
     let run = |threads: usize, seed: u64, schedule: LrSchedule| {
         let p = Sgd { rank: 9, schedule, grid: 4, ..Sgd::default() };
-        Executor::new(p.check().unwrap(), &problem.observed).seed(seed).threads(threads).max_iters(4).run().unwrap().model
+        Executor::new(p.check().unwrap(), &problem.observed)
+            .seed(seed)
+            .threads(threads)
+            .max_iters(4)
+            .run()
+            .unwrap()
+            .model
     };
     for schedule in [LrSchedule::Inverse, LrSchedule::Adaptive] {
         let a = run(2, 11, schedule);
@@ -311,11 +350,21 @@ fn non_negative_factors_stay_non_negative() {
 fn early_stopping_through_the_executor() {
     // noisy data, no regularization, a large rank: the test RMSE turns up
     // and the executor stops, returning the best model.
-    let spec = synth::RatingsSpec { users: 60, items: 50, count: 1200, rank: 2, noise: 0.5, seed: 5, ..Default::default() };
+    let spec =
+        synth::RatingsSpec { users: 60, items: 50, count: 1200, rank: 2, noise: 0.5, seed: 5, ..Default::default() };
     let all = synth::ratings_like(&spec).unwrap();
     let train = all.filter(|i, j, _| (i + j) % 5 != 0);
     let test = all.filter(|i, j, _| (i + j) % 5 == 0);
-    let p = Sgd { rank: 20, lr: 0.05, lr_bias: None, reg: 0.0, reg_bias: 0.0, schedule: LrSchedule::Constant, init_scale: Some(0.1), ..Sgd::default() };
+    let p = Sgd {
+        rank: 20,
+        lr: 0.05,
+        lr_bias: None,
+        reg: 0.0,
+        reg_bias: 0.0,
+        schedule: LrSchedule::Constant,
+        init_scale: Some(0.1),
+        ..Sgd::default()
+    };
     let test2 = test.clone();
     let fit = Executor::new(p.check().unwrap(), &train)
         .max_iters(500)
@@ -336,9 +385,16 @@ fn resume_from_checkpoint_continues_exactly() {
     let ck = dir.path().join("sgd.ckpt");
     let problem = synth::planted_completion_rect(40, 30, 3, 700, 6).unwrap();
     let p = Sgd { rank: 4, schedule: LrSchedule::Adaptive, lr: 0.05, ..Sgd::default() };
-    let straight = Executor::new(p.clone().check().unwrap(), &problem.observed).seed(9).max_iters(6).run().unwrap().model;
+    let straight =
+        Executor::new(p.clone().check().unwrap(), &problem.observed).seed(9).max_iters(6).run().unwrap().model;
     Executor::new(p.clone().check().unwrap(), &problem.observed).seed(9).max_iters(3).checkpoint(&ck, 1).run().unwrap();
-    let resumed = Executor::new(p.check().unwrap(), &problem.observed).seed(9).max_iters(6).checkpoint(&ck, 1).resume(true).run().unwrap();
+    let resumed = Executor::new(p.check().unwrap(), &problem.observed)
+        .seed(9)
+        .max_iters(6)
+        .checkpoint(&ck, 1)
+        .resume(true)
+        .run()
+        .unwrap();
     assert_eq!(resumed.iterations, 6);
     assert_eq!(resumed.model, straight);
 }

@@ -17,8 +17,8 @@
 use faer::{Accum, Mat, MatRef, Par};
 use rayon::prelude::*;
 
-use crate::data::Ratings;
 use crate::data::Compressed;
+use crate::data::Ratings;
 
 /// A matrix seen only through products with blocks of vectors.
 pub trait LinOp: Sync {

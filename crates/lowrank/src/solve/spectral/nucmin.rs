@@ -239,7 +239,13 @@ fn dot(a: &[f64], b: &[f64]) -> f64 {
 
 /// Minimize a C^1 function by L-BFGS with an Armijo backtracking line search;
 /// returns the iterations used.
-fn lbfgs(x: &mut [f64], mut fg: impl FnMut(&[f64], &mut [f64]) -> f64, max_iter: usize, memory: usize, gtol: f64) -> usize {
+fn lbfgs(
+    x: &mut [f64],
+    mut fg: impl FnMut(&[f64], &mut [f64]) -> f64,
+    max_iter: usize,
+    memory: usize,
+    gtol: f64,
+) -> usize {
     let n = x.len();
     let mut g = vec![0.0; n];
     let mut f = fg(x, &mut g);
@@ -262,7 +268,11 @@ fn lbfgs(x: &mut [f64], mut fg: impl FnMut(&[f64], &mut [f64]) -> f64, max_iter:
             alpha[t] = rho * dot(&s_hist[t], &d);
             d.iter_mut().zip(&y_hist[t]).for_each(|(a, b)| *a -= alpha[t] * b);
         }
-        let gamma = if k > 0 { dot(&s_hist[k - 1], &y_hist[k - 1]) / dot(&y_hist[k - 1], &y_hist[k - 1]) } else { 1.0 / gnorm.max(1.0) };
+        let gamma = if k > 0 {
+            dot(&s_hist[k - 1], &y_hist[k - 1]) / dot(&y_hist[k - 1], &y_hist[k - 1])
+        } else {
+            1.0 / gnorm.max(1.0)
+        };
         d.iter_mut().for_each(|a| *a *= gamma);
         for t in 0..k {
             let rho = 1.0 / dot(&y_hist[t], &s_hist[t]);
@@ -511,9 +521,13 @@ impl Solver for NuclearMinSolver {
         if bytes.is_empty() {
             return Ok(());
         }
-        let st: State = serde_json::from_slice(bytes).map_err(|e| Error::invalid(format!("bad nuclear-min state: {e}")))?;
+        let st: State =
+            serde_json::from_slice(bytes).map_err(|e| Error::invalid(format!("bad nuclear-min state: {e}")))?;
         if let Some((p, old)) = self.st.as_mut() {
-            ensure!(st.y.len() == old.y.len() && st.x.len() == (p.m + p.n) * st.r, "the checkpoint does not match the data");
+            ensure!(
+                st.y.len() == old.y.len() && st.x.len() == (p.m + p.n) * st.r,
+                "the checkpoint does not match the data"
+            );
             *old = st;
         }
         Ok(())

@@ -101,10 +101,19 @@ impl Svd {
     /// Randomized SVD from a given `n x l` start block (`l >= k`), e.g. the
     /// right singular vectors of the previous iterate plus a few random
     /// columns.
-    pub fn randomized_from<O: LinOp + ?Sized>(op: &O, start: MatRef<'_, f64>, k: usize, power_iters: usize) -> Result<Svd> {
+    pub fn randomized_from<O: LinOp + ?Sized>(
+        op: &O,
+        start: MatRef<'_, f64>,
+        k: usize,
+        power_iters: usize,
+    ) -> Result<Svd> {
         let (m, n) = op.shape();
         ensure!(start.nrows() == n, "the start block has {} rows, the operator {n} columns", start.nrows());
-        ensure!(k >= 1 && k <= start.ncols() && k <= m.min(n), "k = {k} must be in 1..={}", start.ncols().min(m.min(n)));
+        ensure!(
+            k >= 1 && k <= start.ncols() && k <= m.min(n),
+            "k = {k} must be in 1..={}",
+            start.ncols().min(m.min(n))
+        );
         let mut q = orthonormalize(op.apply(start).as_ref());
         for _ in 0..power_iters {
             let z = orthonormalize(op.apply_t(q.as_ref()).as_ref());

@@ -657,7 +657,10 @@ impl Solver for CpAlsSolver {
         );
         let norm_sq = t.norm().powi(2);
         ensure!(t.n_observed() > 0, "the tensor has no observed entry");
-        ensure!(norm_sq.is_finite() && norm_sq > 0.0, "the tensor is zero on all its observed entries; there is nothing to decompose");
+        ensure!(
+            norm_sq.is_finite() && norm_sq > 0.0,
+            "the tensor is zero on all its observed entries; there is nothing to decompose"
+        );
         let masked = t.mask().is_some();
         ensure!(
             !(self.p.line_search && masked),

@@ -102,7 +102,10 @@ impl CpModel {
     /// Relative error `‖T̂ − T‖_F / ‖T‖_F` over the observed entries of `t`.
     pub fn relative_error(&self, t: &Tensor3) -> Result<f64> {
         let norm = t.norm();
-        ensure!(norm.is_finite() && norm > 0.0, "the tensor is zero on its observed entries; the relative error is undefined");
+        ensure!(
+            norm.is_finite() && norm > 0.0,
+            "the tensor is zero on its observed entries; the relative error is undefined"
+        );
         Ok(self.residual_sq(t)?.sqrt() / norm)
     }
 
