@@ -16,7 +16,7 @@ impl Hasher for FxHasher {
     fn write(&mut self, bytes: &[u8]) {
         let mut chunks = bytes.chunks_exact(8);
         for c in &mut chunks {
-            self.write_u64(u64::from_le_bytes(c.try_into().unwrap()));
+            self.write_u64(u64::from_le_bytes(c.try_into().unwrap())); // ok: chunks_exact yields full chunks
         }
         let rest = chunks.remainder();
         if !rest.is_empty() {

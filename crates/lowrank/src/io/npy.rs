@@ -106,10 +106,10 @@ pub fn read(src: &mut Source) -> Result<NpyArray> {
     read_exact(r, &mut raw)
         .map_err(|_| bad(&format!("truncated data: the header announces {count} values of {size} bytes")))?;
     let vals: Vec<f64> = match (size, big) {
-        (8, false) => raw.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap())).collect(),
-        (8, true) => raw.chunks_exact(8).map(|c| f64::from_be_bytes(c.try_into().unwrap())).collect(),
-        (4, false) => raw.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap()) as f64).collect(),
-        _ => raw.chunks_exact(4).map(|c| f32::from_be_bytes(c.try_into().unwrap()) as f64).collect(),
+        (8, false) => raw.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap())).collect(), // ok: chunks_exact yields full chunks
+        (8, true) => raw.chunks_exact(8).map(|c| f64::from_be_bytes(c.try_into().unwrap())).collect(), // ok: chunks_exact yields full chunks
+        (4, false) => raw.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap()) as f64).collect(), // ok: chunks_exact yields full chunks
+        _ => raw.chunks_exact(4).map(|c| f32::from_be_bytes(c.try_into().unwrap()) as f64).collect(), // ok: chunks_exact yields full chunks
     };
     let data = if fortran && shape.len() > 1 { fortran_to_c(&vals, &shape) } else { vals };
     Ok(NpyArray { shape, data })

@@ -138,7 +138,7 @@ pub(crate) fn from_bytes(bytes: &[u8], origin: &str) -> Result<ModelFile> {
         }
     };
     let f32s =
-        |b: &[u8]| -> Vec<f32> { b.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect() };
+        |b: &[u8]| -> Vec<f32> { b.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect() }; // ok: chunks_exact yields full chunks
     match meta.get("kind").map(String::as_str) {
         Some("factor") => {
             let (us, ub) = get("user_factors", Dtype::F32)?.ok_or_else(|| bad("missing user_factors".into()))?;
@@ -180,7 +180,7 @@ pub(crate) fn from_bytes(bytes: &[u8], origin: &str) -> Result<ModelFile> {
             if s.len() != 2 {
                 return Err(bad("x must be 2-D".into()));
             }
-            let v: Vec<f64> = b.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap())).collect();
+            let v: Vec<f64> = b.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap())).collect(); // ok: chunks_exact yields full chunks
             Ok(ModelFile::Dense(Mat::from_fn(s[0], s[1], |i, j| v[i * s[1] + j])))
         }
         other => Err(bad(format!("unknown model kind {other:?}"))),

@@ -49,7 +49,7 @@ pub struct BaselineSolver {
 impl BaselineSolver {
     /// The regularized least-squares objective.
     pub fn objective(&self, data: &Ratings, m: &FactorModel) -> f64 {
-        let (bu, bi) = (m.row_bias.as_ref().unwrap(), m.col_bias.as_ref().unwrap());
+        let (bu, bi) = (m.row_bias.as_ref().unwrap(), m.col_bias.as_ref().unwrap()); // ok: init (and every checkpoint) sets both biases
         let mut s = 0.0;
         for (u, i, r) in data.iter() {
             let e = r as f64 - m.global_mean - bu[u] as f64 - bi[i] as f64;
@@ -84,8 +84,8 @@ impl Solver for BaselineSolver {
     fn step(&mut self, data: &Ratings, m: &mut FactorModel, state: &mut IterState) -> Result<()> {
         let mu = m.global_mean;
         let csc = data.csc();
-        let bu = m.row_bias.take().unwrap();
-        let mut bi = m.col_bias.take().unwrap();
+        let bu = m.row_bias.take().unwrap(); // ok: init (and every checkpoint) sets both biases
+        let mut bi = m.col_bias.take().unwrap(); // ok: init (and every checkpoint) sets both biases
         for i in 0..data.ncols() {
             let (users, vals) = csc.lane(i);
             let s: f64 = users.iter().zip(vals).map(|(&u, &r)| r as f64 - mu - bu[u as usize] as f64).sum();

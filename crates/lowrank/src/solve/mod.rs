@@ -446,7 +446,7 @@ fn read_checkpoint<M: ModelState>(path: &Path) -> Result<(CheckpointHeader, Vec<
     let mut pos = 8;
     let mut parts = Vec::new();
     for _ in 0..3 {
-        let len = u64::from_le_bytes(bytes.get(pos..pos + 8).ok_or_else(bad)?.try_into().unwrap()) as usize;
+        let len = u64::from_le_bytes(bytes.get(pos..pos + 8).ok_or_else(bad)?.try_into().unwrap()) as usize; // ok: the slice has 8 bytes
         pos += 8;
         parts.push(bytes.get(pos..pos.checked_add(len).ok_or_else(bad)?).ok_or_else(bad)?.to_vec());
         pos += len;
