@@ -63,3 +63,58 @@ impl Observer for Progress {
         self.bar.finish_and_clear();
     }
 }
+
+/// Environment variable naming the file a run reports its live status to
+/// (set by `lowrank sweep` for each child run).
+pub const STATUS_FILE_ENV: &str = "LOWRANK_STATUS_FILE";
+
+/// Writes the latest iteration of a run to a small JSON file (atomically, at
+/// most every quarter second and at the end), for `lowrank sweep`'s live
+/// status table: `{"iteration", "max_iters", "elapsed", "objective",
+/// "metrics": {...}, "finished"}`.
+pub struct StatusFile {
+    path: std::path::PathBuf,
+    max_iters: usize,
+    last_write: Option<std::time::Instant>,
+    last: Option<Record>,
+}
+
+impl StatusFile {
+    /// The observer named by [`STATUS_FILE_ENV`], if it is set.
+    pub fn from_env() -> Option<StatusFile> {
+        let p = std::env::var_os(STATUS_FILE_ENV)?;
+        Some(StatusFile { path: p.into(), max_iters: 0, last_write: None, last: None })
+    }
+
+    fn write(&self, finished: Option<&str>) {
+        let Some(r) = &self.last else { return };
+        let metrics: serde_json::Map<String, serde_json::Value> = ["rel_error", "test_rmse", "train_rmse", "grad_norm"]
+            .iter()
+            .filter_map(|k| r.values.get(*k).map(|v| (k.to_string(), serde_json::json!(v))))
+            .collect();
+        let v = serde_json::json!({
+            "iteration": r.iteration, "max_iters": self.max_iters, "elapsed": r.elapsed,
+            "objective": r.objective, "metrics": metrics, "finished": finished,
+        });
+        // best effort: a status line is not worth failing a run for
+        let _ = lowrank::io::atomic_write(&self.path, |w| w.write_all(v.to_string().as_bytes()));
+    }
+}
+
+impl Observer for StatusFile {
+    fn start(&mut self, _solver: &str, max_iters: usize) {
+        self.max_iters = max_iters;
+    }
+    fn observe(&mut self, r: &Record) -> Control {
+        self.last = Some(r.clone());
+        let due = self.last_write.is_none_or(|t| t.elapsed() >= std::time::Duration::from_millis(250));
+        if due {
+            self.write(None);
+            self.last_write = Some(std::time::Instant::now());
+        }
+        Control::Continue
+    }
+    fn finish(&mut self, t: &Termination) {
+        self.write(Some(t.name()));
+    }
+}

@@ -257,3 +257,69 @@ fn demo_runs_without_files() {
     let s = String::from_utf8_lossy(&out.stdout);
     assert!(s.contains("baseline") && s.contains("next:"), "{s}");
 }
+
+#[test]
+fn tensor_text_format_and_eval_of_cp_and_dense_models() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path();
+    // coordinate text forced by --format (the name says nothing)
+    let t = write(p, "t.txt", b"0 0 0 1.0\n1 2 3 2.5\n0 1 1 -1\n");
+    let v = inspect_json(&t, &["--format", "tensor-text"]);
+    assert_eq!(v["dims"], serde_json::json!([2, 3, 4]));
+    // a CP model saved by fit is evaluated on its tensor, and matches fit's train RMSE
+    let tn = p.join("t.npy");
+    let out = lowrank().args(["gen", "tensor", "--dims", "6", "--rank", "2", "--out"]).arg(&tn).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let cp = p.join("cp.safetensors");
+    let out = lowrank()
+        .args(["fit", "--algo", "cp-als", "--rank", "2", "--epochs", "30", "--json", "--data"])
+        .arg(&tn)
+        .arg("--save-model")
+        .arg(&cp)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let fit: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let out = lowrank().args(["eval", "--json", "--model"]).arg(&cp).arg("--data").arg(&tn).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let e: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(e["n"], 216);
+    let (a, b) = (e["rmse"].as_f64().unwrap(), fit["train_rmse"].as_f64().unwrap());
+    assert!((a - b).abs() <= 1e-12 + 1e-9 * b, "{a} vs {b}");
+    // a CP model on a matrix: one clear line, exit 2
+    let m = write(p, "m.tsv", b"0\t0\t1\n1\t1\t2\n");
+    let out = lowrank().args(["eval", "--model"]).arg(&cp).arg("--data").arg(&m).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("3-way tensor"));
+    // a dense model (deep factorization) is evaluated by position on a dense matrix
+    let dense = write(p, "d.csv", b"1,2,NaN\n2,4,6\n3,NaN,9\n");
+    let dm = p.join("dense.safetensors");
+    let out = lowrank()
+        .args(["fit", "--algo", "deep", "--epochs", "200", "--set", "optimizer=sgd", "--set", "lr=0.05", "--json"])
+        .args(["--set", "init_scale=0.1", "--data"])
+        .arg(&dense)
+        .arg("--save-model")
+        .arg(&dm)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let fit: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let out = lowrank().args(["eval", "--json", "--model"]).arg(&dm).arg("--data").arg(&dense).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let e: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(e["n"], 7);
+    let (a, b) = (e["rmse"].as_f64().unwrap(), fit["train_rmse"].as_f64().unwrap());
+    assert!((a - b).abs() <= 1e-9 * (1.0 + b), "{a} vs {b}");
+    // triplets need positional ids for a dense model
+    let out = lowrank().args(["eval", "--model"]).arg(&dm).arg("--data").arg(&m).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--ids zero-based"));
+    let out = lowrank()
+        .args(["eval", "--json", "--ids", "zero-based", "--model"])
+        .arg(&dm)
+        .arg("--data")
+        .arg(&m)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}

@@ -93,6 +93,11 @@ fn sweep_runs_the_grid_skips_finished_runs_and_tabulates() {
     assert_eq!(csv.lines().count(), 5, "{csv}");
     assert!(csv.starts_with("run,reg_user,seed,"), "{csv}");
     assert!(logs.join("s/results.md").exists());
+    // the status table, as a file: every point done, no scratch files left
+    let status = std::fs::read_to_string(logs.join("s/status.md")).unwrap();
+    assert!(status.contains("4/4 finished, 0 failed"), "{status}");
+    assert_eq!(status.matches("| done |").count(), 4, "{status}");
+    assert!(!logs.join("s/.status").exists());
     let out = sweep(&[]);
     ok(&out);
     assert!(String::from_utf8_lossy(&out.stderr).contains("4 already finished"));
@@ -194,6 +199,18 @@ fn decomposition_and_learning_rate_heatmaps() {
     let svg = d.path().join("lr.svg");
     ok(&lowrank().arg("plot").arg(logs.join("1")).args(["--kind", "lr-heatmap", "--out"]).arg(&svg).output().unwrap());
     assert!(std::fs::read_to_string(&svg).unwrap().contains("lr_u @ 50"));
+    // the blog's animation: an animated GIF with one frame per requested iteration
+    let gif = d.path().join("lr.gif");
+    ok(&lowrank()
+        .arg("plot")
+        .arg(logs.join("1"))
+        .args(["--kind", "lr-heatmap", "--frames", "5", "--out"])
+        .arg(&gif)
+        .output()
+        .unwrap());
+    let bytes = std::fs::read(&gif).unwrap();
+    assert!(bytes.starts_with(b"GIF89a"));
+    assert_eq!(bytes.windows(2).filter(|w| w == &[0x21, 0xF9]).count(), 5, "one frame each");
     // a run without learning rates: clear error, nothing written
     let none = d.path().join("none.svg");
     usage_error(

@@ -1,7 +1,8 @@
 //! Plots of runs with plotters (SVG or PNG, with an embedded font, so no
 //! system font is needed): convergence curves on a log scale (objective,
 //! distance to the ground truth, train/test RMSE) for one or many runs, and
-//! singular-value dynamics.
+//! singular-value dynamics; heatmaps of matrices and animated GIFs of them
+//! over iterations.
 
 use std::path::Path;
 use std::sync::Once;
@@ -210,6 +211,50 @@ pub fn heatmaps(out: &Path, title: &str, panels: &[Panel]) -> Result<()> {
     Ok(())
 }
 
+/// An animated GIF of heatmap figures, one frame per entry of `frames`
+/// (`(frame title, panels)`), all drawn with one shared color scale so the
+/// frames compare (the Adagrad blog's learning-rate animation). `delay_ms`
+/// is the time each frame is shown.
+pub fn heatmap_animation(out: &Path, title: &str, frames: &[(String, Vec<Panel>)], delay_ms: u32) -> Result<()> {
+    let npanels = frames.first().map_or(0, |(_, p)| p.len());
+    if npanels == 0 || frames.iter().any(|(_, p)| p.len() != npanels) {
+        return Err(Error::invalid("an animation needs frames with the same, non-zero number of panels"));
+    }
+    let ext = out.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+    if ext != "gif" {
+        return Err(Error::invalid(format!("an animation is written as .gif, not '.{ext}'")));
+    }
+    register_font();
+    let frames: Vec<(String, Vec<Panel>)> = frames
+        .iter()
+        .map(|(t, ps)| (t.clone(), ps.iter().map(|(n, a)| (n.clone(), shrink(a, 120))).collect()))
+        .collect();
+    let scale = frames
+        .iter()
+        .flat_map(|(_, ps)| ps.iter())
+        .flat_map(|(_, a)| (0..a.nrows()).flat_map(move |i| (0..a.ncols()).map(move |j| a[(i, j)])))
+        .filter(|v| v.is_finite())
+        .fold(0.0f64, |m, v| m.max(v.abs()))
+        .max(1e-300);
+    let width = (320 * npanels).max(400) as u32;
+    // written next to the target and renamed: never a half-written GIF
+    let tmp = out.with_extension(format!("gif.tmp{}", std::process::id()));
+    let drawn = (|| -> std::result::Result<(), String> {
+        let root = BitMapBackend::gif(&tmp, (width, 380), delay_ms).map_err(|e| e.to_string())?.into_drawing_area();
+        for (t, ps) in &frames {
+            draw_heatmaps(root.clone(), &format!("{title} - {t}"), ps, scale)?;
+        }
+        Ok(())
+    })();
+    match drawn {
+        Ok(()) => std::fs::rename(&tmp, out).map_err(|e| Error::io(out, e)),
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            Err(Error::invalid(format!("cannot draw {}: {e}", out.display())))
+        }
+    }
+}
+
 fn draw_heatmaps<DB: DrawingBackend>(
     root: DrawingArea<DB, plotters::coord::Shift>,
     title: &str,
@@ -271,5 +316,29 @@ mod tests {
         line_chart(&png, "singular values", "sigma", &singular_series(&recs, 5)).unwrap();
         assert!(std::fs::metadata(&png).unwrap().len() > 1000);
         assert!(line_chart(&dir.path().join("x.svg"), "t", "y", &[("a".into(), vec![])]).is_err());
+    }
+
+    #[test]
+    fn animated_gif_has_one_frame_per_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let frames: Vec<(String, Vec<Panel>)> = (0..3)
+            .map(|f| {
+                let a = faer::Mat::from_fn(4, 2, |i, j| (i + j + f) as f64);
+                (format!("iteration {f}"), vec![("lr_u".to_string(), a.clone()), ("lr_v".to_string(), a)])
+            })
+            .collect();
+        let gif = dir.path().join("a.gif");
+        heatmap_animation(&gif, "lr", &frames, 200).unwrap();
+        let bytes = std::fs::read(&gif).unwrap();
+        assert!(bytes.starts_with(b"GIF89a"));
+        // one graphic control extension (0x21 0xF9) per frame
+        let gce = bytes.windows(2).filter(|w| w == &[0x21, 0xF9]).count();
+        assert_eq!(gce, 3, "frames");
+        // no temp file left behind; wrong extension and ragged frames are errors
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        assert!(heatmap_animation(&dir.path().join("a.png"), "lr", &frames, 200).is_err());
+        let mut ragged = frames.clone();
+        ragged[1].1.pop();
+        assert!(heatmap_animation(&dir.path().join("b.gif"), "lr", &ragged, 200).is_err());
     }
 }

@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::Args;
 use lowrank::FactorModel;
+use lowrank::io::Dataset;
+use lowrank::model::{DenseModel, ModelFile};
 use lowrank::solve::registry::TestSet;
 use serde_json::json;
 
@@ -29,14 +31,109 @@ pub struct EvalArgs {
     pub json: bool,
 }
 
-/// `lowrank eval`.
+/// `lowrank eval`: factor models are matched by external ids; a dense model
+/// (e.g. `nuclear-min`) by position, so its data must be a dense matrix of the
+/// model's shape (NaN = missing) or triplets read with `--ids zero-based` /
+/// `one-based`; a CP model needs a tensor of the model's shape.
 pub fn run(a: EvalArgs) -> anyhow::Result<()> {
-    let model = FactorModel::load(&a.model)?;
-    let data = lowrank::io::read_ratings(&a.data, &a.read.options()?)?;
+    let clip = match a.clip.as_deref() {
+        None => None,
+        Some([lo, hi]) if lo < hi => Some((*lo, *hi)),
+        Some(c) => return Err(lowrank::Error::invalid(format!("--clip expects LO,HI with LO < HI, got {c:?}")).into()),
+    };
+    let opts = a.read.options()?;
+    let (n, unseen, rmse, mae) = match lowrank::model::load_any(&a.model)? {
+        ModelFile::Factor(model) => {
+            let data = lowrank::io::read_ratings(&a.data, &opts)?;
+            eval_factor(&model, &data, clip)?
+        }
+        ModelFile::Dense(x) => {
+            let data = match lowrank::io::load(&a.data, &opts)? {
+                Dataset::Dense(d) => {
+                    if d.shape() != x.shape() {
+                        return Err(shape_error(&a, x.shape(), d.shape()).into());
+                    }
+                    lowrank::data::dense::ratings_from_masked(&d)?
+                }
+                Dataset::Ratings(r) => {
+                    if opts.ids == lowrank::io::IdMode::Map {
+                        return Err(lowrank::Error::invalid(format!(
+                            "{}: a dense model is indexed by position; pass a dense matrix, or read triplets with --ids zero-based or --ids one-based",
+                            a.model.display()
+                        ))
+                        .into());
+                    }
+                    if r.nrows() > x.nrows() || r.ncols() > x.ncols() {
+                        return Err(shape_error(&a, x.shape(), r.shape()).into());
+                    }
+                    r
+                }
+                Dataset::Tensor(_) => {
+                    return Err(lowrank::Error::invalid(format!(
+                        "{}: a matrix model cannot be evaluated on a tensor",
+                        a.data.display()
+                    ))
+                    .into());
+                }
+            };
+            let model = DenseModel { x };
+            let t = TestSet::new(&data, &data);
+            let (r, m) = t.evaluate(&model, clip);
+            (t.total, 0, r, m)
+        }
+        ModelFile::Cp(model) => {
+            let Dataset::Tensor(t) = lowrank::io::load(&a.data, &opts)? else {
+                return Err(lowrank::Error::invalid(format!(
+                    "{}: a CP model is evaluated on a 3-way tensor (.npy or 'i j k value' text)",
+                    a.data.display()
+                ))
+                .into());
+            };
+            if t.dims() != model.dims() {
+                return Err(lowrank::Error::invalid(format!(
+                    "{}: tensor shape {:?}, the model's {:?}",
+                    a.data.display(),
+                    t.dims(),
+                    model.dims()
+                ))
+                .into());
+            }
+            (t.n_observed(), 0, model.rmse(&t)?, model.mae(&t)?)
+        }
+        _ => return Err(lowrank::Error::invalid("unsupported model kind").into()),
+    };
+    let out = json!({"model": a.model.display().to_string(), "data": a.data.display().to_string(),
+        "n": n, "unseen": unseen, "rmse": rmse, "mae": mae});
+    if a.json {
+        println!("{out}");
+    } else {
+        println!("entries  {n}\nunseen   {unseen}\nrmse     {rmse:.6}\nmae      {mae:.6}");
+    }
+    Ok(())
+}
+
+fn shape_error(a: &EvalArgs, model: (usize, usize), data: (usize, usize)) -> lowrank::Error {
+    lowrank::Error::invalid(format!(
+        "{}: data of shape {}x{} does not fit the dense model {} of shape {}x{}",
+        a.data.display(),
+        data.0,
+        data.1,
+        a.model.display(),
+        model.0,
+        model.1
+    ))
+}
+
+/// Evaluate a factor model on ratings matched by external ids; entries with
+/// an unseen user or item are predicted by the model's global mean.
+fn eval_factor(
+    model: &FactorModel,
+    data: &lowrank::Ratings,
+    clip: Option<(f64, f64)>,
+) -> anyhow::Result<(usize, usize, f64, f64)> {
     // express the model's id space as ratings to align the test set
     let ids_only = lowrank::Ratings::with_ids(vec![], vec![], vec![], model.row_ids.clone(), model.col_ids.clone())?;
-    let mut t = TestSet::new(&ids_only, &data);
-    // unseen entries are predicted by the model's global mean
+    let mut t = TestSet::new(&ids_only, data);
     let mu = model.global_mean;
     let (mut sq, mut ab) = (0.0, 0.0);
     if t.unseen > 0 {
@@ -51,18 +148,6 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
     }
     t.unseen_sq = sq;
     t.unseen_abs = ab;
-    let clip = match a.clip.as_deref() {
-        None => None,
-        Some([lo, hi]) if lo < hi => Some((*lo, *hi)),
-        Some(c) => return Err(lowrank::Error::invalid(format!("--clip expects LO,HI with LO < HI, got {c:?}")).into()),
-    };
-    let (rmse, mae) = t.evaluate(&model, clip);
-    let out = json!({"model": a.model.display().to_string(), "data": a.data.display().to_string(),
-        "n": t.total, "unseen": t.unseen, "rmse": rmse, "mae": mae});
-    if a.json {
-        println!("{out}");
-    } else {
-        println!("entries  {}\nunseen   {}\nrmse     {rmse:.6}\nmae      {mae:.6}", t.total, t.unseen);
-    }
-    Ok(())
+    let (rmse, mae) = t.evaluate(model, clip);
+    Ok((t.total, t.unseen, rmse, mae))
 }

@@ -219,6 +219,9 @@ pub fn execute_loaded(
         req.early_stopping = Some(EarlyStopping { key: "test_rmse".into(), patience: p, min_delta: 0.0 });
     }
     req.observers.push(Box::new(Progress::new(quiet)));
+    if let Some(status) = crate::progress::StatusFile::from_env() {
+        req.observers.push(Box::new(status));
+    }
     if let Some((path, append)) = trace {
         req.observers.push(Box::new(JsonlTrace::create(&path, append)?));
     }

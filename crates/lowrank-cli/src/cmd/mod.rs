@@ -63,7 +63,7 @@ pub fn list_algos() -> anyhow::Result<()> {
 /// Options shared by commands that read data files.
 #[derive(clap::Args, Clone, Debug)]
 pub struct ReadArgs {
-    /// File format: auto, movielens, movielens-dat, movielens-csv, triplets, matrix-market, dense, npy.
+    /// File format: auto, movielens, movielens-dat, movielens-csv, triplets, matrix-market, dense, npy, tensor-text.
     #[arg(long, default_value = "auto")]
     pub format: String,
     /// How ids become indices: map (any ids), zero-based or one-based (ids are indices).

@@ -13,12 +13,13 @@ use lowrank_experiment::plot;
   lowrank plot logs/3 --kind singular-values --out sv.svg          # needs a solver that records them (deep)
   lowrank plot logs/3 --key grad_norm --out g.svg
   lowrank plot logs/3 --kind heatmap --out decomposition.png     # truth, observed, reconstruction, U, V^T
-  lowrank plot logs/3 --kind lr-heatmap --out lr.png             # gd with record_lr = true")]
+  lowrank plot logs/3 --kind lr-heatmap --out lr.png             # gd with record_lr = true
+  lowrank plot logs/3 --kind lr-heatmap --out lr.gif --frames 50 # the same, animated over iterations")]
 pub struct PlotArgs {
     /// Run directories (each with a trace.jsonl).
     #[arg(required = true)]
     pub runs: Vec<PathBuf>,
-    /// Output file: .svg or .png.
+    /// Output file: .svg or .png (lr-heatmap also .gif: an animation).
     #[arg(long)]
     pub out: PathBuf,
     /// convergence, train-test, singular-values, heatmap or lr-heatmap.
@@ -27,9 +28,15 @@ pub struct PlotArgs {
     /// Plot this record value instead (e.g. grad_norm, test_rmse).
     #[arg(long)]
     pub key: Option<String>,
-    /// How many singular values (singular-values).
+    /// How many singular values (singular-values), or panels (lr-heatmap as an image).
     #[arg(long, default_value_t = 10)]
     pub top: usize,
+    /// Frames of an animated .gif (spread evenly over the recorded iterations).
+    #[arg(long, default_value_t = 40)]
+    pub frames: usize,
+    /// Time each frame of an animated .gif is shown, in milliseconds.
+    #[arg(long, default_value_t = 150)]
+    pub delay_ms: u32,
 }
 
 fn factor_rank(run: &std::path::Path) -> anyhow::Result<usize> {
@@ -71,12 +78,11 @@ fn matrix_panels(run: &std::path::Path) -> anyhow::Result<Vec<plot::Panel>> {
     Ok(panels)
 }
 
-/// Learning-rate heatmaps (record vectors `lr_u`, `lr_v`) at a few iterations.
-fn lr_panels(
+/// The records carrying per-parameter learning rates, and the factor rank.
+fn lr_records<'t>(
     run: &std::path::Path,
-    trace: &[lowrank::observe::Record],
-    frames: usize,
-) -> anyhow::Result<Vec<plot::Panel>> {
+    trace: &'t [lowrank::observe::Record],
+) -> anyhow::Result<(Vec<&'t lowrank::observe::Record>, usize)> {
     let k = factor_rank(run)?;
     let with: Vec<&lowrank::observe::Record> = trace.iter().filter(|r| r.vectors.contains_key("lr_u")).collect();
     if with.is_empty() || k == 0 {
@@ -85,10 +91,36 @@ fn lr_panels(
         )
         .into());
     }
+    Ok((with, k))
+}
+
+/// `frames` records spread evenly over `with` (first and last included).
+fn spread<'a, T>(with: &'a [T], frames: usize) -> impl Iterator<Item = &'a T> + 'a {
     let frames = frames.max(1).min(with.len());
+    (0..frames).map(move |f| &with[f * (with.len() - 1) / (frames.max(2) - 1).max(1)])
+}
+
+/// The learning rates of `U` and `V` at one record, as matrices.
+fn lr_matrices(r: &lowrank::observe::Record, k: usize) -> Vec<plot::Panel> {
+    let mut out = Vec::new();
+    for (key, name) in [("lr_u", "U"), ("lr_v", "V")] {
+        if let Some(v) = r.vectors.get(key) {
+            let m = v.len() / k;
+            out.push((format!("lr of {name}"), faer::Mat::from_fn(m, k, |i, t| v[i * k + t])));
+        }
+    }
+    out
+}
+
+/// Learning-rate heatmaps (record vectors `lr_u`, `lr_v`) at a few iterations.
+fn lr_panels(
+    run: &std::path::Path,
+    trace: &[lowrank::observe::Record],
+    frames: usize,
+) -> anyhow::Result<Vec<plot::Panel>> {
+    let (with, k) = lr_records(run, trace)?;
     let mut panels = Vec::new();
-    for f in 0..frames {
-        let r = with[f * (with.len() - 1) / (frames.max(2) - 1).max(1)];
+    for r in spread(&with, frames) {
         let v = &r.vectors["lr_u"];
         let m = v.len() / k;
         panels.push((format!("lr_u @ {}", r.iteration), faer::Mat::from_fn(m, k, |i, t| v[i * k + t])));
@@ -132,6 +164,15 @@ pub fn run(a: PlotArgs) -> anyhow::Result<()> {
             let panels = matrix_panels(&a.runs[0])?;
             plot::heatmaps(&a.out, "decomposition", &panels)?;
             eprintln!("wrote {}", a.out.display());
+            return Ok(());
+        }
+        (None, "lr-heatmap") if a.out.extension().is_some_and(|e| e.eq_ignore_ascii_case("gif")) => {
+            super::ensure_parent(&a.out)?;
+            let (with, k) = lr_records(&a.runs[0], &traces[0].1)?;
+            let frames: Vec<(String, Vec<plot::Panel>)> =
+                spread(&with, a.frames).map(|r| (format!("iteration {}", r.iteration), lr_matrices(r, k))).collect();
+            plot::heatmap_animation(&a.out, "per-parameter learning rates", &frames, a.delay_ms)?;
+            eprintln!("wrote {} ({} frames)", a.out.display(), frames.len());
             return Ok(());
         }
         (None, "lr-heatmap") => {

@@ -122,6 +122,12 @@ pub fn run(a: SweepArgs) -> anyhow::Result<()> {
     );
     let mut queue: Vec<usize> = (0..total).filter(|&i| run_of[i].is_none()).collect();
     queue.reverse();
+    let status_dir = dir.join(".status");
+    std::fs::create_dir_all(&status_dir).map_err(|e| lowrank::Error::io(&status_dir, e))?;
+    let mut status: Vec<RunStatus> =
+        run_of.iter().map(|r| if r.is_some() { RunStatus::Skipped } else { RunStatus::Queued }).collect();
+    let mut table = LiveTable::new(&a.name, a.jobs);
+    let started = std::time::Instant::now();
     let mut active: Vec<(usize, Child)> = Vec::new();
     let mut failed = 0usize;
     let mut finished = skipped;
@@ -136,10 +142,14 @@ pub fn run(a: SweepArgs) -> anyhow::Result<()> {
             for s in &points[i].sets {
                 cmd.arg("--set").arg(s);
             }
+            let sf = status_dir.join(format!("{i}.json"));
+            let _ = std::fs::remove_file(&sf);
+            cmd.env(crate::progress::STATUS_FILE_ENV, &sf);
             let child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
+            status[i] = RunStatus::Running(std::time::Instant::now());
             active.push((i, child));
         }
-        std::thread::sleep(std::time::Duration::from_millis(50));
+        std::thread::sleep(std::time::Duration::from_millis(100));
         let mut k = 0;
         while k < active.len() {
             if active[k].1.try_wait()?.is_some() {
@@ -154,23 +164,177 @@ pub fn run(a: SweepArgs) -> anyhow::Result<()> {
                         .iter()
                         .find_map(|m| v[m].as_f64().map(|x| format!("{m} {x:.4e}")))
                         .unwrap_or_default();
-                    eprintln!("[{finished}/{total}] done   {} -> {metric}", label.join(" "));
+                    table.println(&format!("[{finished}/{total}] done   {} -> {metric}", label.join(" ")));
+                    status[i] = RunStatus::Done(metric);
                 } else {
                     failed += 1;
                     let err = String::from_utf8_lossy(&out.stderr);
-                    eprintln!("[{finished}/{total}] FAILED {}: {}", label.join(" "), err.lines().next().unwrap_or(""));
+                    let first = err.lines().next().unwrap_or("").to_string();
+                    table.println(&format!("[{finished}/{total}] FAILED {}: {first}", label.join(" ")));
+                    status[i] = RunStatus::Failed(first);
                 }
             } else {
                 k += 1;
             }
         }
+        let rows = status_rows(&points, &status, &status_dir);
+        table.update(finished, total, failed, started.elapsed(), &rows);
+        // the same table as a file, for a sweep watched from elsewhere
+        let _ = write_status(&dir, &a.name, finished, total, failed, started.elapsed(), &rows);
     }
+    table.finish();
+    let _ = std::fs::remove_dir_all(&status_dir);
     write_results(&dir, &axes, &points, &run_of)?;
     eprintln!("results: {}/results.csv and results.md", dir.display());
     if failed > 0 {
         return Err(lowrank::Error::Numerical(format!("{failed} of {total} runs failed")).into());
     }
     Ok(())
+}
+
+/// Where one grid point stands.
+enum RunStatus {
+    /// Finished before this sweep started (same resolved config).
+    Skipped,
+    /// Waiting for a free slot.
+    Queued,
+    /// Running since.
+    Running(std::time::Instant),
+    /// Finished, with its headline metric.
+    Done(String),
+    /// Failed, with the first line of its error.
+    Failed(String),
+}
+
+/// One line of the status table per grid point: `(label, state, progress)`.
+fn status_rows(points: &[Point], status: &[RunStatus], status_dir: &Path) -> Vec<(String, String, String)> {
+    points
+        .iter()
+        .zip(status)
+        .enumerate()
+        .map(|(i, (p, st))| {
+            let label: Vec<String> = p.label.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let (state, detail) = match st {
+                RunStatus::Skipped => ("skipped".to_string(), "finished earlier".to_string()),
+                RunStatus::Queued => ("queued".to_string(), String::new()),
+                RunStatus::Done(m) => ("done".to_string(), m.clone()),
+                RunStatus::Failed(e) => ("FAILED".to_string(), e.clone()),
+                RunStatus::Running(t0) => {
+                    let v: serde_json::Value = std::fs::read_to_string(status_dir.join(format!("{i}.json")))
+                        .ok()
+                        .and_then(|t| serde_json::from_str(&t).ok())
+                        .unwrap_or_default();
+                    let mut d = format!("{:.0}s", t0.elapsed().as_secs_f64());
+                    if let Some(it) = v["iteration"].as_u64() {
+                        d.push_str(&format!("  iter {it}/{}", v["max_iters"].as_u64().unwrap_or(0)));
+                    }
+                    if let Some((k, x)) = v["metrics"].as_object().and_then(|m| m.iter().next()) {
+                        d.push_str(&format!("  {k} {:.4e}", x.as_f64().unwrap_or(f64::NAN)));
+                    } else if let Some(o) = v["objective"].as_f64() {
+                        d.push_str(&format!("  objective {o:.4e}"));
+                    }
+                    ("running".to_string(), d)
+                }
+            };
+            (label.join(" "), state, detail)
+        })
+        .collect()
+}
+
+/// Write `status.md` in the sweep directory: the whole table, atomically.
+fn write_status(
+    dir: &Path,
+    name: &str,
+    finished: usize,
+    total: usize,
+    failed: usize,
+    elapsed: std::time::Duration,
+    rows: &[(String, String, String)],
+) -> lowrank::Result<()> {
+    atomic_write(&dir.join("status.md"), |w| {
+        writeln!(w, "# sweep {name}: {finished}/{total} finished, {failed} failed, {:.0} s", elapsed.as_secs_f64())?;
+        writeln!(w)?;
+        writeln!(w, "| point | state | progress |")?;
+        writeln!(w, "|---|---|---|")?;
+        for (l, s, d) in rows {
+            writeln!(w, "| {l} | {s} | {d} |")?;
+        }
+        Ok(())
+    })
+}
+
+/// The live status table on a terminal: a header bar (finished / total) and
+/// one line per running run, redrawn in place (indicatif); hidden when
+/// stderr is not a terminal, where finished runs are printed one per line.
+struct LiveTable {
+    multi: indicatif::MultiProgress,
+    header: indicatif::ProgressBar,
+    lines: Vec<indicatif::ProgressBar>,
+    tty: bool,
+}
+
+impl LiveTable {
+    fn new(name: &str, jobs: usize) -> LiveTable {
+        use std::io::IsTerminal;
+        let tty = std::io::stderr().is_terminal();
+        let multi = if tty {
+            indicatif::MultiProgress::new()
+        } else {
+            indicatif::MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::hidden())
+        };
+        let header = multi.add(indicatif::ProgressBar::new(0));
+        header.set_style(
+            indicatif::ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {elapsed_precise} {msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+        header.set_prefix(format!("sweep {name}"));
+        let style = indicatif::ProgressStyle::with_template("  {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+        let lines = (0..jobs)
+            .map(|_| {
+                let b = multi.add(indicatif::ProgressBar::new(0));
+                b.set_style(style.clone());
+                b
+            })
+            .collect();
+        LiveTable { multi, header, lines, tty }
+    }
+
+    fn println(&self, line: &str) {
+        if self.tty {
+            let _ = self.multi.println(line);
+        } else {
+            eprintln!("{line}");
+        }
+    }
+
+    fn update(
+        &mut self,
+        finished: usize,
+        total: usize,
+        failed: usize,
+        _elapsed: std::time::Duration,
+        rows: &[(String, String, String)],
+    ) {
+        self.header.set_length(total as u64);
+        self.header.set_position(finished as u64);
+        self.header.set_message(if failed > 0 { format!("{failed} failed") } else { String::new() });
+        let running: Vec<&(String, String, String)> = rows.iter().filter(|r| r.1 == "running").collect();
+        for (k, bar) in self.lines.iter().enumerate() {
+            match running.get(k) {
+                Some((l, _, d)) => bar.set_message(format!("{l:<48} {d}")),
+                None => bar.set_message(String::new()),
+            }
+        }
+    }
+
+    fn finish(&self) {
+        for b in &self.lines {
+            b.finish_and_clear();
+        }
+        self.header.finish_and_clear();
+    }
 }
 
 const METRICS: &[&str] =

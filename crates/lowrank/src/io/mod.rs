@@ -45,6 +45,9 @@ pub enum Format {
     Dense,
     /// NumPy `.npy` (2-D matrix, 3-D tensor).
     Npy,
+    /// Coordinate text of a 3-way tensor: `i j k value` per line (0-based
+    /// indices; an optional `# tensor D1 D2 D3` header gives the shape).
+    TensorText,
 }
 
 impl Format {
@@ -59,9 +62,10 @@ impl Format {
             "matrix-market" | "mtx" | "mm" => Format::MatrixMarket,
             "dense" | "dense-csv" | "dense-tsv" => Format::Dense,
             "npy" => Format::Npy,
+            "tensor-text" | "tensor" | "tns" => Format::TensorText,
             other => {
                 return Err(Error::invalid(format!(
-                    "unknown format '{other}' (auto, movielens, movielens-dat, movielens-csv, triplets, matrix-market, dense, npy)"
+                    "unknown format '{other}' (auto, movielens, movielens-dat, movielens-csv, triplets, matrix-market, dense, npy, tensor-text)"
                 )));
             }
         })
@@ -78,6 +82,7 @@ impl Format {
             Format::MatrixMarket => "matrix-market",
             Format::Dense => "dense",
             Format::Npy => "npy",
+            Format::TensorText => "tensor-text",
         }
     }
 }
@@ -260,6 +265,9 @@ pub fn load(path: &Path, opts: &ReadOptions) -> Result<Dataset> {
         return Err(Error::parse(path, 1, format!("binary data, not a {} file", format.name())));
     }
     match format {
+        Format::TensorText => {
+            tensor_text::read(&mut src, &tensor_text::TensorTextOptions::from_read_options(opts)).map(Dataset::Tensor)
+        }
         Format::Npy => {
             let a = npy::read(&mut src)?;
             match a.shape.len() {

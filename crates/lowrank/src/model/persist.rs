@@ -34,6 +34,8 @@ pub enum ModelFile {
     Factor(FactorModel),
     /// A dense matrix model.
     Dense(Mat<f64>),
+    /// A CP tensor model (`cp-als`).
+    Cp(crate::solve::tensor::CpModel),
 }
 
 fn f32_bytes(v: &[f32]) -> Vec<u8> {
@@ -183,6 +185,7 @@ pub(crate) fn from_bytes(bytes: &[u8], origin: &str) -> Result<ModelFile> {
             let v: Vec<f64> = b.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap())).collect(); // ok: chunks_exact yields full chunks
             Ok(ModelFile::Dense(Mat::from_fn(s[0], s[1], |i, j| v[i * s[1] + j])))
         }
+        Some("cp") => crate::solve::tensor::CpModel::from_bytes_named(bytes, origin).map(ModelFile::Cp),
         other => Err(bad(format!("unknown model kind {other:?}"))),
     }
 }
@@ -204,7 +207,10 @@ impl FactorModel {
     pub fn load(path: &Path) -> Result<FactorModel> {
         match load_any(path)? {
             ModelFile::Factor(m) => Ok(m),
-            _ => Err(Error::parse(path, 0, "this model file holds a dense matrix, not factors")),
+            ModelFile::Dense(_) => Err(Error::parse(path, 0, "this model file holds a dense matrix, not factors")),
+            ModelFile::Cp(_) => {
+                Err(Error::parse(path, 0, "this model file holds a CP tensor model, not matrix factors"))
+            }
         }
     }
 }
