@@ -255,7 +255,12 @@ impl Solver for SvdSolver {
         *model = svd.to_factor_model(shift);
         // Eckart-Young / trace identity: the residual of the filled matrix.
         let kept: f64 = svd.s.iter().map(|s| s * s).sum();
-        state.record.objective = Some((total - kept).max(0.0));
+        let residual = (total - kept).max(0.0);
+        state.record.objective = Some(residual);
+        if total > 0.0 {
+            // ||A - U S V^T||_F / ||A||_F of the (centred, missing = 0) matrix
+            state.record.values.insert("rel_residual".into(), (residual / total).sqrt());
+        }
         state.record.values.insert("sigma_1".into(), svd.s[0]);
         state.record.vectors.insert("singular_values".into(), svd.s.clone());
         state.converged = true;
