@@ -251,6 +251,12 @@ impl Observed {
     /// `i` of the result is `sum_{j in row i} g_ij b[:, j]`.
     pub fn b_gt(&self, b: &[f64], p: usize, out: &mut [f64]) {
         assert!(b.len() >= p * self.n && out.len() == p * self.m, "b_gt: bad buffer sizes");
+        if min_tasks(self.len() * p) == usize::MAX {
+            // one pass over all columns (same sums in the same order as the
+            // task split): each 32-row block of `b` stays in L1 throughout
+            dispatch!(gather_cols(out, p, &self.row_ptr, &self.row_ent, &self.cols, &self.grad, b));
+            return;
+        }
         out.par_chunks_mut(p * COLS_PER_TASK).with_min_len(min_tasks(self.len() * p)).enumerate().for_each(
             |(c, chunk)| {
                 let i0 = c * COLS_PER_TASK;
@@ -264,6 +270,11 @@ impl Observed {
     /// of the result is `sum_{i in col j} g_ij at[:, i]`.
     pub fn at_g(&self, at: &[f64], p: usize, out: &mut [f64]) {
         assert!(at.len() >= p * self.m && out.len() == p * self.n, "at_g: bad buffer sizes");
+        if min_tasks(self.len() * p) == usize::MAX {
+            // one pass, as in `b_gt`
+            dispatch!(gather_cols(out, p, &self.col_ptr, &self.col_ent, &self.rows, &self.grad, at));
+            return;
+        }
         out.par_chunks_mut(p * COLS_PER_TASK).with_min_len(min_tasks(self.len() * p)).enumerate().for_each(
             |(c, chunk)| {
                 let j0 = c * COLS_PER_TASK;
@@ -337,12 +348,30 @@ mod fma {
             let i = i0 + c;
             let a = &ft[i * p..(i + 1) * p];
             let (e0, e1) = (ptr[c], ptr[c + 1]);
-            for e in e0..e1 {
+            let mut e = e0;
+            // four entries of the row at a time: eight independent FMA
+            // chains instead of two (the single dot is latency-bound)
+            while e + 4 <= e1 {
+                let b = |q: usize| {
+                    let j = cols[e + q] as usize;
+                    &r[j * p..(j + 1) * p]
+                };
+                // SAFETY: AVX2 + FMA available (the caller's contract).
+                let d = unsafe { dot4(a, [b(0), b(1), b(2), b(3)]) };
+                for (q, dq) in d.iter().enumerate() {
+                    let res = dq - vals[e + q];
+                    s += res * res;
+                    g[e + q - base] = scale * res;
+                }
+                e += 4;
+            }
+            while e < e1 {
                 let j = cols[e] as usize;
                 // SAFETY: AVX2 + FMA available (the caller's contract).
                 let res = unsafe { dot(a, &r[j * p..(j + 1) * p]) } - vals[e];
                 s += res * res;
                 g[e - base] = scale * res;
+                e += 1;
             }
             // SAFETY: as above; the columns just read are L1-resident.
             unsafe { gather_one(col, p, &g[e0 - base..e1 - base], &cols[e0..e1], r) };
@@ -357,15 +386,16 @@ mod fma {
     /// index in `idx`, `col.len() == p`.
     #[target_feature(enable = "avx2,fma")]
     unsafe fn gather_one(col: &mut [f64], p: usize, g: &[f64], idx: &[u32], src: &[f64]) {
+        assert!(col.len() == p && idx.iter().all(|&k| (k as usize + 1) * p <= src.len()));
         let mut b0 = 0;
         while b0 + BLOCK <= p {
             // SAFETY: loads read src[k p + b0 .. k p + b0 + 32] with
-            // (k + 1) p <= src.len(); stores write col[b0 .. b0 + 32].
+            // (k + 1) p <= src.len() (asserted above); stores write
+            // col[b0 .. b0 + 32], b0 + 32 <= p.
             unsafe {
                 let mut acc = [_mm256_setzero_pd(); 8];
                 for (&gv, &k) in g.iter().zip(idx) {
                     let k = k as usize;
-                    assert!((k + 1) * p <= src.len());
                     let gv = _mm256_set1_pd(gv);
                     let sp = src.as_ptr().add(k * p + b0);
                     for (t, a) in acc.iter_mut().enumerate() {
@@ -379,12 +409,82 @@ mod fma {
             b0 += BLOCK;
         }
         if b0 < p {
-            let tail = &mut col[b0..];
-            tail.fill(0.0);
-            for (&gv, &k) in g.iter().zip(idx) {
-                let k = k as usize;
-                // SAFETY: AVX2 + FMA available.
-                unsafe { axpy(tail, gv, &src[k * p + b0..(k + 1) * p]) };
+            // SAFETY: as above, for the last p - b0 < 32 rows.
+            unsafe { tail(col, p, b0, || g.iter().zip(idx).map(|(&gv, &k)| (gv, k as usize)), src) };
+        }
+    }
+
+    /// Rows `b0..p` (fewer than 32) of one output column: `col[b0..p] =
+    /// sum over (g, k) of g src[k p + b0 .. (k + 1) p]`, in register blocks
+    /// of `4 nv` rows and a scalar remainder, each element summing the
+    /// pairs in order with fused multiply-adds.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 and FMA; `(k + 1) p <= src.len()` for every
+    /// pair, `col.len() == p`.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn tail<I: Iterator<Item = (f64, usize)>>(
+        col: &mut [f64],
+        p: usize,
+        b0: usize,
+        pairs: impl Fn() -> I,
+        src: &[f64],
+    ) {
+        let nv = (p - b0) / 4;
+        let (d, sp) = (col.as_mut_ptr(), src.as_ptr());
+        // SAFETY: the caller's contract; 4 nv <= p - b0.
+        unsafe {
+            match nv {
+                1 => vec_block::<1, I>(d, p, b0, pairs(), sp),
+                2 => vec_block::<2, I>(d, p, b0, pairs(), sp),
+                3 => vec_block::<3, I>(d, p, b0, pairs(), sp),
+                4 => vec_block::<4, I>(d, p, b0, pairs(), sp),
+                5 => vec_block::<5, I>(d, p, b0, pairs(), sp),
+                6 => vec_block::<6, I>(d, p, b0, pairs(), sp),
+                7 => vec_block::<7, I>(d, p, b0, pairs(), sp),
+                _ => {}
+            }
+        }
+        let r0 = b0 + 4 * nv;
+        if r0 < p {
+            let rest = &mut col[r0..];
+            rest.fill(0.0);
+            for (gv, k) in pairs() {
+                for (y, x) in rest.iter_mut().zip(&src[k * p + r0..(k + 1) * p]) {
+                    *y = gv.mul_add(*x, *y);
+                }
+            }
+        }
+    }
+
+    /// `dst[b0 .. b0 + 4 NV] = sum over (g, k) of g src[k p + b0 ..]`, the
+    /// `NV` vectors held in registers.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 and FMA; `dst` valid for `b0 + 4 NV`
+    /// doubles, `src` for `k p + b0 + 4 NV` doubles for every pair.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn vec_block<const NV: usize, I: Iterator<Item = (f64, usize)>>(
+        dst: *mut f64,
+        p: usize,
+        b0: usize,
+        pairs: I,
+        src: *const f64,
+    ) {
+        // SAFETY: the caller's contract.
+        unsafe {
+            let mut acc = [_mm256_setzero_pd(); NV];
+            for (gv, k) in pairs {
+                let g = _mm256_set1_pd(gv);
+                let sp = src.add(k * p + b0);
+                for (t, a) in acc.iter_mut().enumerate() {
+                    *a = _mm256_fmadd_pd(g, _mm256_loadu_pd(sp.add(4 * t)), *a);
+                }
+            }
+            for (t, a) in acc.iter().enumerate() {
+                _mm256_storeu_pd(dst.add(b0 + 4 * t), *a);
             }
         }
     }
@@ -408,18 +508,21 @@ mod fma {
         src: &[f64],
     ) {
         let ncol = out.len() / p;
+        assert!(
+            out.len() == ncol * p
+                && ent[ptr[0]..ptr[ncol]].iter().all(|&e| (other[e as usize] as usize + 1) * p <= src.len())
+        );
         let mut b0 = 0;
         while b0 + BLOCK <= p {
             for c in 0..ncol {
                 // SAFETY: loads read src[k p + b0 .. + 32] with (k + 1) p <=
-                // src.len() (asserted); stores write out[c p + b0 .. + 32]
-                // with b0 + 32 <= p.
+                // src.len() (asserted above for every entry of the columns);
+                // stores write out[c p + b0 .. + 32] with b0 + 32 <= p.
                 unsafe {
                     let mut acc = [_mm256_setzero_pd(); 8];
                     for &e in &ent[ptr[c]..ptr[c + 1]] {
                         let e = e as usize;
                         let k = other[e] as usize;
-                        assert!((k + 1) * p <= src.len());
                         let g = _mm256_set1_pd(grad[e]);
                         let sp = src.as_ptr().add(k * p + b0);
                         for (t, a) in acc.iter_mut().enumerate() {
@@ -436,15 +539,64 @@ mod fma {
         }
         if b0 < p {
             for (c, col) in out.chunks_mut(p).enumerate() {
-                let tail = &mut col[b0..];
-                tail.fill(0.0);
-                for &e in &ent[ptr[c]..ptr[c + 1]] {
-                    let e = e as usize;
-                    let k = other[e] as usize;
-                    // SAFETY: AVX2 + FMA available.
-                    unsafe { axpy(tail, grad[e], &src[k * p + b0..(k + 1) * p]) };
-                }
+                let es = &ent[ptr[c]..ptr[c + 1]];
+                let pairs = || es.iter().map(|&e| (grad[e as usize], other[e as usize] as usize));
+                // SAFETY: as above, for the last p - b0 < 32 rows.
+                unsafe { tail(col, p, b0, pairs, src) };
             }
+        }
+    }
+
+    /// The four dot products `a · b[q]` (every `b[q]` at least as long as
+    /// `a`), each summed in two 4-wide accumulators (even and odd blocks of
+    /// four), then the tail in order.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn dot4(a: &[f64], b: [&[f64]; 4]) -> [f64; 4] {
+        let n = a.len();
+        assert!(b.iter().all(|x| x.len() >= n));
+        let pa = a.as_ptr();
+        let pb = [b[0].as_ptr(), b[1].as_ptr(), b[2].as_ptr(), b[3].as_ptr()];
+        let mut k = 0;
+        // SAFETY: every load reads 4 doubles at k..k+4 <= n of slices of
+        // length >= n (asserted above).
+        unsafe {
+            let mut x = [_mm256_setzero_pd(); 4];
+            let mut y = [_mm256_setzero_pd(); 4];
+            while k + 8 <= n {
+                let (a0, a1) = (_mm256_loadu_pd(pa.add(k)), _mm256_loadu_pd(pa.add(k + 4)));
+                for q in 0..4 {
+                    x[q] = _mm256_fmadd_pd(a0, _mm256_loadu_pd(pb[q].add(k)), x[q]);
+                    y[q] = _mm256_fmadd_pd(a1, _mm256_loadu_pd(pb[q].add(k + 4)), y[q]);
+                }
+                k += 8;
+            }
+            if k + 4 <= n {
+                let a0 = _mm256_loadu_pd(pa.add(k));
+                for q in 0..4 {
+                    x[q] = _mm256_fmadd_pd(a0, _mm256_loadu_pd(pb[q].add(k)), x[q]);
+                }
+                k += 4;
+            }
+            for q in 0..4 {
+                x[q] = _mm256_add_pd(x[q], y[q]);
+            }
+            // horizontal sums of the four accumulators into one vector
+            let s01 = _mm256_hadd_pd(x[0], x[1]);
+            let s23 = _mm256_hadd_pd(x[2], x[3]);
+            let lo = _mm256_permute2f128_pd(s01, s23, 0x20);
+            let hi = _mm256_permute2f128_pd(s01, s23, 0x31);
+            let mut out = [0.0f64; 4];
+            _mm256_storeu_pd(out.as_mut_ptr(), _mm256_add_pd(lo, hi));
+            while k < n {
+                for q in 0..4 {
+                    out[q] = a[k].mul_add(b[q][k], out[q]);
+                }
+                k += 1;
+            }
+            out
         }
     }
 
@@ -477,30 +629,6 @@ mod fma {
                 k += 1;
             }
             s
-        }
-    }
-
-    /// `y += a x` over the common length.
-    ///
-    /// # Safety
-    /// The CPU must support AVX2 and FMA.
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn axpy(y: &mut [f64], a: f64, x: &[f64]) {
-        let n = y.len().min(x.len());
-        let (py, px) = (y.as_mut_ptr(), x.as_ptr());
-        let mut k = 0;
-        // SAFETY: every load/store touches 4 doubles at k..k+4 <= n.
-        unsafe {
-            let va = _mm256_set1_pd(a);
-            while k + 4 <= n {
-                let v = _mm256_fmadd_pd(va, _mm256_loadu_pd(px.add(k)), _mm256_loadu_pd(py.add(k)));
-                _mm256_storeu_pd(py.add(k), v);
-                k += 4;
-            }
-        }
-        while k < n {
-            y[k] = a.mul_add(x[k], y[k]);
-            k += 1;
         }
     }
 }
@@ -618,6 +746,45 @@ mod tests {
             o.at_g(&at, p, &mut out);
             let want = naive(a.transpose(), g.as_ref());
             assert!((to_mat(&out, p, 4) - want).norm_l2() < 1e-13);
+        }
+    }
+
+    #[test]
+    fn fused_loss_with_long_rows_matches_dense() {
+        // rows with 0..=11 entries: the 4-entry dot kernel, its remainder
+        // and empty rows; p = 100 and 37 exercise the 8-, 4- and 1-wide tails
+        let (m, n) = (7, 12);
+        let (mut rows, mut cols, mut vals) = (vec![], vec![], vec![]);
+        for i in 0..m {
+            for j in 0..(i * 2).min(n) {
+                rows.push(i as u32);
+                cols.push(((j * 5 + i) % n) as u32);
+                vals.push(((i + j) % 3) as f32 - 1.0);
+            }
+        }
+        let mut o = Observed::new(&Ratings::new(m, n, rows, cols, vals).unwrap());
+        for p in [5, 37, 100] {
+            let f = Mat::from_fn(m, p, |i, j| ((i * 3 + j) % 7) as f64 * 0.2 - 0.6);
+            let r = Mat::from_fn(p, n, |i, j| ((i + 2 * j) % 5) as f64 * 0.3 - 0.5);
+            let e = naive(f.as_ref(), r.as_ref());
+            let mut ft = vec![0.0; p * m];
+            transpose_into(&mut ft, &to_buf(f.as_ref()), m, p);
+            let mut out = vec![0.0; p * m];
+            let loss = o.loss_first(&ft, &to_buf(r.as_ref()), p, &mut out);
+            let (mut want, mut gd) = (0.0, Mat::<f64>::zeros(m, n));
+            for k in 0..o.len() {
+                let (i, j) = (o.rows[k] as usize, o.cols[k] as usize);
+                let res = e[(i, j)] - o.vals[k];
+                want += res * res / o.len() as f64;
+                gd[(i, j)] = 2.0 * res / o.len() as f64;
+            }
+            assert!((loss - want).abs() < 1e-12 * want, "p = {p}: {loss} vs {want}");
+            let want_first = naive(r.as_ref(), gd.transpose());
+            assert!((to_mat(&out, p, m) - &want_first).norm_l2() < 1e-12 * want_first.norm_l2(), "p = {p}");
+            let mut z = vec![0.0; p * n];
+            o.at_g(&ft, p, &mut z);
+            let want_z = naive(f.transpose(), gd.as_ref());
+            assert!((to_mat(&z, p, n) - &want_z).norm_l2() < 1e-12 * want_z.norm_l2(), "p = {p}");
         }
     }
 

@@ -556,7 +556,7 @@ impl Solver for DeepMfSolver {
             rec.values.insert("lr".into(), self.opt.as_ref().expect("prepared").group_lr());
             if loss.is_finite() && model.is_finite() {
                 let e = model.end_to_end();
-                self.eval.record(&e, self.p.depth, rec)?;
+                self.eval.record_periodic(&e, self.p.depth, rec)?;
             }
         }
         state.converged = converged;

@@ -268,6 +268,55 @@ fn deep_svd_keeps_u_v_orthonormal_and_recovers() {
 }
 
 #[test]
+fn deep_svd_plain_riemannian_gradient_still_works() {
+    // the unpreconditioned path (precondition = false) on the same problem
+    let prob = synth::planted_completion(20, 2, 200, 5).unwrap();
+    let p = DeepSvd { depth: 3, lr: 3e-3, init_scale: 1e-4, precondition: false, ..Default::default() };
+    let s = p.check().unwrap().with_max_iters(8000);
+    let fit = Executor::new(s, &prob.observed).max_iters(8000).seed(3).run().unwrap();
+    let (eu, ev) = fit.model.orthogonality_error();
+    assert!(eu < 1e-10 && ev < 1e-10, "orthogonality lost: {eu:e} {ev:e}");
+    let rel = crate::metrics::relative_error(&fit.model.end_to_end(), &prob.truth);
+    assert!(rel < 1e-2, "relative error {rel} after {} iterations ({:?})", fit.iterations, fit.termination);
+}
+
+#[test]
+fn deep_svd_preconditioner_by_hand() {
+    // column t times N |d_t|^(-2/N): depth 3, d = (8, -1/8, 0) gives the
+    // factors 3 * 8^(-2/3) = 3/4, 3 * (1/8)^(-2/3) = 12, and 0
+    let mut g = vec![1.0, -2.0, 4.0, 0.5, 1.0, 2.0, 7.0, 7.0];
+    svd::precondition_columns(&mut g[..6], 2, &[8.0, -0.125, 0.0], 3);
+    let want = [0.75, -1.5, 48.0, 6.0, 0.0, 0.0, 7.0, 7.0];
+    for (a, b) in g.iter().zip(want) {
+        assert!((a - b).abs() < 1e-13 * b.abs().max(1.0), "{g:?}");
+    }
+}
+
+#[test]
+fn periodic_record_skips_only_the_spectrum() {
+    let prob = synth::planted_completion(12, 2, 60, 2).unwrap();
+    let e = faer::Mat::from_fn(12, 12, |i, j| prob.truth[(i, j)] + 0.01 * ((i * 7 + j * 3) % 5) as f64);
+    let mut eval = DevEval { truth: Some(Arc::new(prob.truth.clone())), n_singulars_save: 0, ..Default::default() };
+    let mut rec = crate::observe::Record::default();
+    eval.record_periodic(&e, 3, &mut rec).unwrap();
+    let want = crate::metrics::relative_error(&e, &prob.truth);
+    assert!((rec.values["rel_error"] - want).abs() < 1e-12 * want);
+    let mse = crate::metrics::mse_dense(&e, &prob.truth);
+    assert!((rec.values["test_loss"] - mse).abs() < 1e-12 * mse);
+    assert!(!rec.values.contains_key("schatten") && !rec.vectors.contains_key("singular_values"));
+    // asked for singular values, or the full record: the spectrum is there
+    eval.n_singulars_save = 3;
+    let mut rec = crate::observe::Record::default();
+    eval.record_periodic(&e, 3, &mut rec).unwrap();
+    assert_eq!(rec.vectors["singular_values"].len(), 3);
+    eval.n_singulars_save = 0;
+    let mut rec = crate::observe::Record::default();
+    eval.record(&e, 3, &mut rec).unwrap();
+    let nuc: f64 = Spectrum::of(&e).unwrap().s.iter().sum();
+    assert!((rec.values["nuclear_norm"] - nuc).abs() < 1e-12 * nuc);
+}
+
+#[test]
 fn deep_svd_invalid_settings_and_init_norm() {
     assert!(DeepSvd { depth: 0, ..Default::default() }.check().is_err());
     assert!(DeepSvd { init_scale: 0.0, ..Default::default() }.check().is_err());
