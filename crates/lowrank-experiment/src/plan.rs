@@ -27,6 +27,7 @@ pub const RUN_KEYS: &[&str] = &[
     "threads",
     "save_model",
     "checkpoint_every",
+    "checkpoint_seconds",
     "time_budget",
     "patience",
     "eval_every",
@@ -85,6 +86,11 @@ pub struct FitPlan {
     pub save_model: Option<PathBuf>,
     /// Checkpoint frequency (iterations) when a checkpoint path is given.
     pub checkpoint_every: usize,
+    /// Least time between two scheduled checkpoints (seconds; default 30,
+    /// or 0 when `checkpoint_every` is set: then exactly every
+    /// `checkpoint_every` iterations). The last iteration and a
+    /// stop (Ctrl-C, time budget) are always checkpointed.
+    pub checkpoint_seconds: f64,
     /// Time budget.
     pub time_budget: Option<Duration>,
     /// Early-stopping patience on `test_rmse` (needs a test set).
@@ -181,6 +187,14 @@ impl FitPlan {
         if time_budget.is_some_and(|s| s <= 0.0 || !s.is_finite()) {
             return Err(Error::Config("'time_budget' must be a positive number of seconds".into()));
         }
+        let checkpoint_seconds = t
+            .get("checkpoint_seconds")
+            .map(|v| as_f64(v, "checkpoint_seconds"))
+            .transpose()?
+            .unwrap_or(if t.contains_key("checkpoint_every") { 0.0 } else { 30.0 });
+        if checkpoint_seconds < 0.0 || !checkpoint_seconds.is_finite() {
+            return Err(Error::Config("'checkpoint_seconds' must be a number of seconds >= 0".into()));
+        }
         let epochs = get_usize("epochs")?;
         if epochs == Some(0) {
             return Err(Error::InvalidInput("epochs must be at least 1".into()));
@@ -192,7 +206,8 @@ impl FitPlan {
             seed,
             threads: get_usize("threads")?.unwrap_or(0),
             save_model: path("save_model")?,
-            checkpoint_every: get_usize("checkpoint_every")?.unwrap_or(10).max(1),
+            checkpoint_every: get_usize("checkpoint_every")?.unwrap_or(1).max(1),
+            checkpoint_seconds,
             time_budget: time_budget.map(Duration::from_secs_f64),
             patience: get_usize("patience")?,
             eval_every: get_usize("eval_every")?.unwrap_or(1).max(1),

@@ -32,7 +32,9 @@ fn cases() -> Vec<Case> {
         c("altmin", json!({"rank": 3}), 30, Some(0.01)),
         c("gd", json!({"rank": 3, "lr": 0.01, "optimizer": "adam"}), 500, Some(0.1)),
         c("softimpute", json!({"rank": 3}), 100, Some(0.2)),
-        c("nuclear-min", json!({}), 300, Some(0.1)),
+        // the certified minimizer of this 30x30 problem (gap 8e-7) is 0.12 from the truth:
+        // 450 of 900 entries are too few for the convex relaxation to recover rank 3 exactly
+        c("nuclear-min", json!({}), 300, Some(0.15)),
         c("deep", json!({"depth": 3, "optimizer": "sgd", "lr": 3.0}), 3000, Some(0.01)),
     ]
 }

@@ -69,7 +69,7 @@ pub struct FitArgs {
     /// Save the fitted model here (safetensors).
     #[arg(long)]
     pub save_model: Option<PathBuf>,
-    /// Write a checkpoint here every --checkpoint-every iterations.
+    /// Write a checkpoint here every --checkpoint-every iterations (default: at most every 30 s, see checkpoint_seconds).
     #[arg(long)]
     pub checkpoint: Option<PathBuf>,
     /// Checkpoint frequency.
@@ -227,6 +227,7 @@ pub fn execute_loaded(
     }
     if let Some((path, resume)) = checkpoint {
         req.checkpoint = Some((path, plan.checkpoint_every));
+        req.checkpoint_min_interval = std::time::Duration::from_secs_f64(plan.checkpoint_seconds);
         req.resume = resume;
     }
     let out = registry::fit(req)?;

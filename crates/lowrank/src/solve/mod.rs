@@ -175,6 +175,7 @@ pub struct Executor<'a, S: Solver> {
     eval_every: usize,
     early: Option<EarlyStopping>,
     checkpoint: Option<(PathBuf, usize)>,
+    checkpoint_gap: Duration,
     resume: bool,
     interrupt: Option<Arc<AtomicBool>>,
     threads: Option<usize>,
@@ -204,6 +205,7 @@ impl<'a, S: Solver> Executor<'a, S> {
             eval_every: 1,
             early: None,
             checkpoint: None,
+            checkpoint_gap: Duration::ZERO,
             resume: false,
             interrupt: None,
             threads: None,
@@ -251,6 +253,15 @@ impl<'a, S: Solver> Executor<'a, S> {
     /// Write a checkpoint to `path` every `every` iterations (atomically).
     pub fn checkpoint(mut self, path: impl Into<PathBuf>, every: usize) -> Self {
         self.checkpoint = Some((path.into(), every.max(1)));
+        self
+    }
+    /// Write a scheduled checkpoint only when at least `gap` has passed since
+    /// the previous one (the last iteration and any stop are always
+    /// checkpointed). A checkpoint holds the run's whole history, so for
+    /// fast iterations a time gap keeps checkpointing from dominating the
+    /// run. Default: no gap.
+    pub fn checkpoint_min_interval(mut self, gap: Duration) -> Self {
+        self.checkpoint_gap = gap;
         self
     }
     /// Resume from the checkpoint path when the file exists.
@@ -318,6 +329,7 @@ impl<'a, S: Solver> Executor<'a, S> {
         }
         let offset = history.last().map_or(0.0, |r| r.elapsed);
         let t0 = Instant::now();
+        let mut last_checkpoint = t0;
         let mut best: Option<(f64, usize, S::Model)> = None;
         let mut since_best = 0usize;
         let mut termination = Termination::MaxIters;
@@ -378,8 +390,10 @@ impl<'a, S: Solver> Executor<'a, S> {
             }
             history.push(rec);
             if let Some((path, every)) = &self.checkpoint {
-                if it % every == 0 || last || stop.is_some() {
+                let due = it % every == 0 && last_checkpoint.elapsed() >= self.checkpoint_gap;
+                if due || last || stop.is_some() {
                     write_checkpoint(path, &self.solver, &model, it, self.seed, &history)?;
+                    last_checkpoint = Instant::now();
                 }
             }
             if let Some(s) = stop {

@@ -47,6 +47,9 @@ pub struct FitRequest<'a> {
     pub observers: Vec<Box<dyn Observer + 'a>>,
     /// Checkpoint file and frequency.
     pub checkpoint: Option<(PathBuf, usize)>,
+    /// Least time between two scheduled checkpoints (see
+    /// [`Executor::checkpoint_min_interval`]); zero by default.
+    pub checkpoint_min_interval: Duration,
     /// Resume from the checkpoint if it exists.
     pub resume: bool,
     /// Interrupt flag (Ctrl-C).
@@ -73,6 +76,7 @@ impl<'a> FitRequest<'a> {
             threads: 0,
             observers: Vec::new(),
             checkpoint: None,
+            checkpoint_min_interval: Duration::ZERO,
             resume: false,
             interrupt: None,
             time_budget: None,
@@ -97,7 +101,7 @@ impl<'a> FitRequest<'a> {
             ex = ex.boxed_observer(o);
         }
         if let Some((p, every)) = self.checkpoint.clone() {
-            ex = ex.checkpoint(p, every).resume(self.resume);
+            ex = ex.checkpoint(p, every).checkpoint_min_interval(self.checkpoint_min_interval).resume(self.resume);
         }
         if let Some(f) = self.interrupt.clone() {
             ex = ex.interrupt(f);
@@ -172,17 +176,11 @@ pub struct AlgoEntry {
 
 /// Every algorithm lowrank knows, family by family.
 pub fn algos() -> impl Iterator<Item = &'static AlgoEntry> {
-    [
-        BASELINE,
-        super::sgd::ALGOS,
-        super::als::ALGOS,
-        super::gradient::ALGOS,
-        super::spectral::ALGOS,
-        super::deep::ALGOS,
-        super::tensor::ALGOS,
-    ]
-    .into_iter()
-    .flatten()
+    [BASELINE, super::sgd::ALGOS, super::als::ALGOS, super::gradient::ALGOS]
+        .into_iter()
+        .flatten()
+        .chain(super::spectral::algos())
+        .chain([super::deep::ALGOS, super::tensor::ALGOS].into_iter().flatten())
 }
 
 static BASELINE: &[AlgoEntry] = &[AlgoEntry {

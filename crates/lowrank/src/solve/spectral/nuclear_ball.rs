@@ -1,0 +1,1365 @@
+//! Matrix completion over the nuclear-norm ball: projected gradient
+//! (`--algo pgd-nuclear`) and Frank-Wolfe (`--algo frank-wolfe`).
+//!
+//! Both minimize the completion loss of the course notebook (seed 000,
+//! lecture 5 and "Comparison with gradient descent and nuclear norm
+//! projection")
+//!
+//! ```text
+//! f(X) = 1/2 ||P_Omega(X - A)||_F^2   subject to   ||X||_* <= tau,
+//! ```
+//!
+//! whose gradient `P_Omega(X - A)` is 1-Lipschitz, so every step size
+//! `lr <= 1` decreases `f` monotonically (and `lr < 2` converges).
+//!
+//! **Projected gradient** ([`PgdNuclear`]): `X <- Proj_tau(X - lr * grad)`.
+//! The projection onto the ball is an SVD whose singular values are projected
+//! onto `{s >= 0, sum s <= tau}` ([`crate::optim::projection`]), the notebook's
+//! `nuclear_projection`. The iterate is kept in SVD form `U diag(s) V^T`, so
+//! `X - lr * grad` is "low rank + sparse" ([`SparsePlusLowRank`]) and its top
+//! singular triplets come from a restarted block Krylov method (block
+//! Golub-Kahan-Lanczos with Rayleigh-Ritz, [`krylov_svd`]) warm-started at the
+//! previous `V`, of block width `rank + margin`. When at least one entry in
+//! eight is observed (and `m n <= 2^24`) `X - lr * grad` is formed densely
+//! (the dense iterate is kept from the previous step): a dense block product
+//! then costs less than the indexed sparse one; otherwise the `m x n` matrix
+//! is never formed.
+//!
+//! *Why the truncated projection is exact.* Let `sigma_1 >= sigma_2 >= ...` be
+//! all singular values of `Y` and `theta_l` the simplex threshold computed
+//! from the top `l` only (`sum_{i <= l} (sigma_i - theta_l)_+ = tau`). If
+//! `theta_l >= sigma_{l}` then, for every `j > l`, `sigma_j <= sigma_l <=
+//! theta_l`, so `(sigma_j - theta_l)_+ = 0` and `theta_l` solves the equation
+//! over *all* singular values; the left side is strictly decreasing in theta
+//! where positive, so `theta_l` is the threshold of the full projection and
+//! the triplets `i < l` with `sigma_i > theta_l` are all that survive. The
+//! solver therefore checks that at least one computed triplet falls at or
+//! below the threshold (and that those up to it have converged: residual
+//! `||Y^T u_i - sigma_i v_i|| <= svd_tol sigma_1`, `Y v_i = sigma_i u_i` holds by
+//! construction); otherwise it doubles the block, and past half the smaller
+//! dimension it takes the dense SVD (exact, `O(m n min(m, n))`). When the
+//! constraint is inactive (`sum sigma <= tau`) the projection is the identity,
+//! which needs every non-zero singular value, so the same test applies with
+//! `theta = 0` (singular values below `1e-12 sigma_1` count as zero).
+//!
+//! **Frank-Wolfe** ([`FrankWolfe`], conditional gradient; Jaggi 2013,
+//! "Revisiting Frank-Wolfe: projection-free sparse convex optimization"):
+//! the linear minimization oracle over the ball is `S = -tau u_1 v_1^T` for the
+//! top singular pair of the gradient, found by the restarted block Krylov
+//! method of width 2 (block Lanczos, warm-started from the previous pair plus
+//! a Gaussian column, stopped on the relative residual of the pair). The step
+//! is `2 / (t + 2)` or the exact line search of the quadratic (closed form
+//! `gamma = gap / ||P_Omega(S - X)||^2`, clipped to `[0, 1]`). The iterate is a
+//! list of rank-one atoms `(w, u, v)`, re-compressed to SVD form after each
+//! step (QR of both sides and an SVD of the small core, so the atoms stay
+//! orthogonal and their weights are the nuclear norm); the values of `X` on
+//! the observed entries are updated incrementally, so with sparse data the
+//! dense `m x n` iterate is never formed. The duality gap `<X - S, grad>`
+//! bounds `f(X) - f*` and is recorded as `gap` (with an inexact oracle
+//! the recorded value is a lower estimate of the true gap).
+//!
+//! Both record per iteration: `objective`, `nuclear_norm`, `rank`, and
+//! `rel_error` to the ground truth when one is given (`fit --truth`, planted
+//! problems). Output: a [`FactorModel`] with the balanced factors
+//! `(U sqrt(s), V sqrt(s))`.
+//!
+//! Radius `tau`: explicit (the notebook takes it from the truth, `tau = 1`
+//! for its nuclear-norm-1 matrix), or by default [`default_tau`]: the sum of
+//! the singular values of the rescaled zero-filled matrix `P_Omega(A) / p`
+//! (`p` = fraction observed) that rise above the sampling-noise edge
+//! `e = s (sqrt m + sqrt n)`, `s^2 = (1 - p) / p * mean(a^2)`, each debiased
+//! to `sqrt(sigma^2 - e^2)` (the spectral
+//! estimator of Keshavan, Montanari and Oh 2010; all of them when fully
+//! observed, so then `tau = ||A||_*`). The nuclear norm of the whole rescaled
+//! matrix would include the noise bulk and, on the planted 1000 x 1000 rank-10
+//! problem at half density, overshoot `||A||_*` about tenfold.
+
+use faer::{Mat, MatRef};
+use serde::{Deserialize, Serialize};
+
+use super::linop::{LinOp, SparseOp, SparsePlusLowRank, low_rank_at, mul};
+use super::svd::{orthonormalize, thin_svd};
+use crate::data::Ratings;
+use crate::error::{Error, Result, ensure};
+use crate::model::FactorModel;
+use crate::optim::projection::{SvdFactors, nuclear_ball_svd, simplex_threshold};
+use crate::rng::{self, Rng};
+use crate::solve::registry::{AlgoEntry, FitOutcome, FitRequest, parse_params, run_factor_solver};
+use crate::solve::{IterState, Solver};
+
+/// Settings of `pgd-nuclear`.
+pub const PGD_KEYS: &[&str] = &["tau", "lr", "init", "svd", "margin", "svd_tol", "svd_iters", "tol"];
+/// Settings of `frank-wolfe`.
+pub const FW_KEYS: &[&str] = &["tau", "step", "power_iters", "power_tol", "tol"];
+
+/// Algorithms of this module, registered by name.
+pub static ALGOS: &[AlgoEntry] = &[
+    AlgoEntry {
+        name: "pgd-nuclear",
+        about: "projected gradient on the nuclear-norm ball ||X||_* <= tau (notebook lecture 5), truncated-SVD projection",
+        keys: PGD_KEYS,
+        run: run_pgd,
+    },
+    AlgoEntry {
+        name: "frank-wolfe",
+        about: "Frank-Wolfe (conditional gradient) on the nuclear-norm ball: block Lanczos oracle, factored iterate, duality gap",
+        keys: FW_KEYS,
+        run: run_fw,
+    },
+];
+
+fn run_pgd(req: FitRequest<'_>) -> Result<FitOutcome> {
+    let p: PgdNuclear = parse_params("pgd-nuclear", &req.params, PGD_KEYS)?;
+    let solver = p.check()?;
+    let train = req.train_ratings()?;
+    let (mut out, fit) = run_factor_solver(req, solver, &train, PGD_DEFAULT_EPOCHS, false)?;
+    add_summary(&mut out, &fit.history, &["tau", "nuclear_norm"]);
+    Ok(out)
+}
+
+fn run_fw(req: FitRequest<'_>) -> Result<FitOutcome> {
+    let p: FrankWolfe = parse_params("frank-wolfe", &req.params, FW_KEYS)?;
+    let solver = p.check()?;
+    let train = req.train_ratings()?;
+    let (mut out, fit) = run_factor_solver(req, solver, &train, FW_DEFAULT_EPOCHS, false)?;
+    add_summary(&mut out, &fit.history, &["tau", "nuclear_norm", "gap"]);
+    Ok(out)
+}
+
+fn add_summary(out: &mut FitOutcome, history: &[crate::observe::Record], keys: &[&str]) {
+    if let Some(last) = history.last() {
+        for k in keys {
+            if let Some(v) = last.values.get(*k) {
+                out.summary.insert((*k).into(), serde_json::json!(v));
+            }
+        }
+        if let Some(o) = last.objective {
+            out.summary.insert("objective".into(), serde_json::json!(o));
+        }
+    }
+}
+
+/// Iterations of `pgd-nuclear` when `epochs` is not given.
+pub const PGD_DEFAULT_EPOCHS: usize = 100;
+/// Iterations of `frank-wolfe` when `epochs` is not given.
+pub const FW_DEFAULT_EPOCHS: usize = 200;
+
+// ---------------------------------------------------------------- shared
+
+/// `U diag(s)`.
+fn scaled_u(x: &SvdFactors) -> Mat<f64> {
+    Mat::from_fn(x.u.nrows(), x.s.len(), |i, t| x.u[(i, t)] * x.s[t])
+}
+
+/// The empty (zero) iterate of an `m x n` problem.
+fn zero_iterate(m: usize, n: usize) -> SvdFactors {
+    SvdFactors { u: Mat::zeros(m, 0), s: Vec::new(), v: Mat::zeros(n, 0) }
+}
+
+/// `X` on the observed entries of `data`.
+fn values_at(x: &SvdFactors, data: &Ratings) -> Vec<f64> {
+    if x.s.is_empty() {
+        return vec![0.0; data.len()];
+    }
+    low_rank_at(scaled_u(x).as_ref(), x.v.as_ref(), data.rows(), data.cols())
+}
+
+/// `0.5 sum (x - a)^2`.
+fn half_sq(x: &[f64], a: &[f64]) -> f64 {
+    0.5 * x.iter().zip(a).map(|(p, q)| (p - q) * (p - q)).sum::<f64>()
+}
+
+/// `<X, Y>` for two iterates in SVD form, in `O((m + n) r1 r2)`.
+fn inner(x: &SvdFactors, y: &SvdFactors) -> f64 {
+    if x.s.is_empty() || y.s.is_empty() {
+        return 0.0;
+    }
+    // tr(Sx Ux^T Uy Sy Vy^T Vx)
+    let uu = mul(x.u.as_ref().transpose(), y.u.as_ref());
+    let vv = mul(y.v.as_ref().transpose(), x.v.as_ref());
+    let mut t = 0.0;
+    for a in 0..x.s.len() {
+        for b in 0..y.s.len() {
+            t += x.s[a] * uu[(a, b)] * y.s[b] * vv[(b, a)];
+        }
+    }
+    t
+}
+
+/// `||X - Y||_F` for two iterates in SVD form (orthonormal factors).
+fn frob_dist(x: &SvdFactors, y: &SvdFactors) -> f64 {
+    let nx: f64 = x.s.iter().map(|s| s * s).sum();
+    let ny: f64 = y.s.iter().map(|s| s * s).sum();
+    (nx + ny - 2.0 * inner(x, y)).max(0.0).sqrt()
+}
+
+/// The balanced factor model `(U sqrt(s), V sqrt(s))`.
+fn to_model(x: &SvdFactors) -> FactorModel {
+    let a = Mat::from_fn(x.u.nrows(), x.s.len(), |i, t| x.u[(i, t)] * x.s[t].sqrt());
+    let b = Mat::from_fn(x.v.nrows(), x.s.len(), |j, t| x.v[(j, t)] * x.s[t].sqrt());
+    FactorModel::from_dense(&a, &b)
+}
+
+/// Threshold of the projection of the (non-negative, descending) values `s`
+/// onto `{x >= 0, sum x <= tau}`: 0 when the constraint is inactive.
+fn ball_threshold(s: &[f64], tau: f64) -> f64 {
+    let total: f64 = s.iter().map(|x| x.max(0.0)).sum();
+    if total <= tau { 0.0 } else { simplex_threshold(s, tau) }
+}
+
+/// Number of values that survive a threshold (values below `1e-12 s_1`
+/// count as zero: the numerical rank).
+fn surviving(s: &[f64], theta: f64) -> usize {
+    let floor = 1e-12 * s.first().copied().unwrap_or(0.0);
+    s.iter().take_while(|&&x| x > theta && x > floor).count()
+}
+
+/// Top singular triplets of an operator by block subspace iteration.
+struct TopSvd {
+    u: Mat<f64>,
+    s: Vec<f64>,
+    v: Mat<f64>,
+    iters: usize,
+    resid: f64,
+}
+
+/// Subspace iteration from `start` (`n x l`): `Z = orth(Y^T Q)`, then the
+/// SVD of `Y Z = Q S R^T` gives triplets `(Q, S, Z R)` with `Y v_i = s_i u_i`
+/// exactly; it stops when the residuals `||Y^T u_i - s_i v_i||` of the
+/// triplets up to the first one at or below `cut(s)` are `<= tol s_1`.
+fn top_svd<O: LinOp + ?Sized>(
+    op: &O,
+    start: MatRef<'_, f64>,
+    cut: &dyn Fn(&[f64]) -> f64,
+    tol: f64,
+    max_iters: usize,
+) -> Result<TopSvd> {
+    let l = start.ncols();
+    let mut z = orthonormalize(start);
+    let mut iters = 0usize;
+    loop {
+        let w = op.apply(z.as_ref());
+        let sv = thin_svd(w.as_ref())?;
+        let v = mul(z.as_ref(), sv.v.as_ref());
+        let (u, s) = (sv.u, sv.s);
+        let p = op.apply_t(u.as_ref());
+        let need = (surviving(&s, cut(&s)) + 1).min(l);
+        let scale = s.first().copied().unwrap_or(0.0);
+        let mut resid = 0.0f64;
+        for i in 0..need {
+            let r2: f64 = (0..v.nrows()).map(|j| (p[(j, i)] - s[i] * v[(j, i)]).powi(2)).sum();
+            resid = resid.max(r2.sqrt());
+        }
+        iters += 1;
+        let rel = if scale > 0.0 { resid / scale } else { 0.0 };
+        if rel <= tol || iters > max_iters {
+            return Ok(TopSvd { u, s, v, iters, resid: rel });
+        }
+        z = orthonormalize(p.as_ref());
+    }
+}
+
+/// An orthonormal basis of the part of the columns of `p` orthogonal to the
+/// orthonormal columns of `k` (`p.ncols()` columns; block classical
+/// Gram-Schmidt applied twice, a Householder QR, and a re-projection when the
+/// QR of a nearly dependent block has leaked back into `span(k)`). When
+/// `p` lies (numerically) inside `span(k)` the result is still orthonormal and
+/// orthogonal to `k`: it then adds arbitrary directions, harmless to a
+/// Rayleigh-Ritz step.
+fn orth_against(k: MatRef<'_, f64>, mut p: Mat<f64>) -> Mat<f64> {
+    if k.ncols() == 0 {
+        return orthonormalize(p.as_ref());
+    }
+    for _ in 0..2 {
+        let c = pmul(k.transpose(), p.as_ref());
+        p -= pmul(k, c.as_ref());
+    }
+    let mut q = orthonormalize(p.as_ref());
+    for _ in 0..3 {
+        let c = pmul(k.transpose(), q.as_ref());
+        if c.norm_max() <= 1e-13 {
+            break;
+        }
+        q -= pmul(k, c.as_ref());
+        q = orthonormalize(q.as_ref());
+    }
+    q
+}
+
+/// Top singular triplets of an operator by a restarted block Krylov method
+/// (block Golub-Kahan-Lanczos with full re-orthogonalization; Musco and
+/// Musco 2015, "Randomized block Krylov methods for stronger and faster
+/// approximate singular value decomposition"). From an orthonormal `n x b`
+/// block `Z` it grows the orthonormal basis `K = [Z, Z_1, Z_2, ...]` of
+/// `span(Z, Y^T Y Z, (Y^T Y)^2 Z, ...)` one block at a time (at most
+/// `max_blocks` blocks and `min(m, n)` columns), keeping `Y K` and `Y^T Y K`.
+/// From the third block on (earlier when the basis is full) a Rayleigh-Ritz
+/// step follows every block: the eigenvectors `W` of the Gram matrix `(Y
+/// K)^T (Y K)` give triplets `v = K w`, `s = ||Y K w||`, `u = Y K w / s` with
+/// `Y v = s u` exactly, and the residuals `||Y^T u - s v||` come for free from
+/// `Y^T Y K`. It stops when the residuals of the triplets up to the first one
+/// at or below `cut(s)` are `<= tol s_1`, where the last of them (the one
+/// that certifies the cut) also passes when `s + residual <= cut(s)`: it is
+/// only needed to lie below the cut. When the basis is full it restarts from
+/// `Y^T` of the top `max(b, need)` left Ritz vectors, at most `max_cycles`
+/// times in all. Returns those `max(b, need)` triplets (at most the basis
+/// size); `iters` counts blocks.
+fn krylov_svd<O: LinOp + ?Sized>(
+    op: &O,
+    start: MatRef<'_, f64>,
+    max_blocks: usize,
+    cut: &dyn Fn(&[f64]) -> f64,
+    tol: f64,
+    max_cycles: usize,
+) -> Result<TopSvd> {
+    let (m, n) = op.shape();
+    let kmax = m.min(n).max(1);
+    let mut z = if start.ncols() == 0 {
+        orthonormalize(Mat::<f64>::from_fn(n, 1, |_, _| 1.0).as_ref())
+    } else {
+        orthonormalize(start.subcols(0, start.ncols().min(kmax)))
+    };
+    let (mut cycles, mut blocks) = (0usize, 0usize);
+    loop {
+        cycles += 1;
+        let b = z.ncols();
+        let cap = (b * max_blocks.max(1)).min(kmax).max(b);
+        let first_rr = (3 * b).min(cap);
+        let mut basis = Mat::<f64>::zeros(n, cap);
+        let mut image = Mat::<f64>::zeros(m, cap);
+        let mut back = Mat::<f64>::zeros(n, cap);
+        let mut cols = 0usize;
+        let mut blk = z;
+        loop {
+            let bw = blk.ncols();
+            let w = op.apply(blk.as_ref());
+            let p = op.apply_t(w.as_ref());
+            blocks += 1;
+            basis.subcols_mut(cols, bw).copy_from(&blk);
+            image.subcols_mut(cols, bw).copy_from(&w);
+            back.subcols_mut(cols, bw).copy_from(&p);
+            cols += bw;
+            if cols >= first_rr {
+                let img = image.subcols(0, cols);
+                let gram = pmul(img.transpose(), img);
+                let eig = gram.self_adjoint_eigen(faer::Side::Lower).map_err(|e| {
+                    Error::Numerical(format!("the Rayleigh-Ritz eigenproblem did not converge ({e:?})"))
+                })?;
+                let mut s: Vec<f64> = (0..cols).rev().map(|i| eig.S()[i].max(0.0).sqrt()).collect();
+                let need = (surviving(&s, cut(&s)) + 1).min(cols);
+                let width = need.max(b).min(cols);
+                let wm = Mat::from_fn(cols, width, |a, t| eig.U()[(a, cols - 1 - t)]);
+                let v = pmul(basis.subcols(0, cols), wm.as_ref());
+                let mut u = pmul(img, wm.as_ref());
+                let mut yu = pmul(back.subcols(0, cols), wm.as_ref());
+                for t in 0..width {
+                    let nu = u.col(t).norm_l2();
+                    s[t] = nu;
+                    if nu > 0.0 {
+                        u.col_mut(t).iter_mut().for_each(|x| *x /= nu);
+                        yu.col_mut(t).iter_mut().for_each(|x| *x /= nu);
+                    }
+                }
+                let theta = cut(&s);
+                let mut resid = 0.0f64;
+                for i in 0..need {
+                    let r = (0..n).map(|j| (yu[(j, i)] - s[i] * v[(j, i)]).powi(2)).sum::<f64>().sqrt();
+                    let certifies = i + 1 == need && i + 1 < cols && s[i] + r <= theta;
+                    if !certifies {
+                        resid = resid.max(r);
+                    }
+                }
+                let scale = s.first().copied().unwrap_or(0.0);
+                let rel = if scale > 0.0 { resid / scale } else { 0.0 };
+                if rel <= tol || (cols >= cap && cycles >= max_cycles) {
+                    s.truncate(width);
+                    return Ok(TopSvd { u, s, v, iters: blocks, resid: rel });
+                }
+                if cols >= cap {
+                    z = orthonormalize(yu.as_ref());
+                    break;
+                }
+            }
+            let next = (cap - cols).min(b);
+            blk = orth_against(basis.subcols(0, cols), p.subcols(0, next).to_owned());
+        }
+    }
+}
+
+/// Blocks at most per cycle of the truncated projection's block Krylov method.
+const PGD_KRYLOV_BLOCKS: usize = 8;
+/// Blocks (of width 2) at most per cycle of the Frank-Wolfe oracle.
+const FW_KRYLOV_BLOCKS: usize = 10;
+
+/// Options of the truncated projection ([`project_truncated`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TruncatedOptions {
+    /// Extra columns beyond the warm start's rank.
+    pub margin: usize,
+    /// Relative residual at which the block Krylov iteration stops.
+    pub tol: f64,
+    /// Block Krylov cycles at most (per block width).
+    pub max_iters: usize,
+}
+
+impl Default for TruncatedOptions {
+    fn default() -> Self {
+        TruncatedOptions { margin: 10, tol: 1e-10, max_iters: 100 }
+    }
+}
+
+/// How a projection was computed.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct ProjectionInfo {
+    /// Width of the block that certified the projection (`min(m, n)` for the
+    /// dense SVD).
+    pub block: usize,
+    /// Subspace iterations (all blocks together).
+    pub iters: usize,
+    /// Relative residual of the kept triplets.
+    pub resid: f64,
+    /// Whether the dense SVD was needed.
+    pub full: bool,
+    /// The threshold subtracted from the singular values.
+    pub theta: f64,
+}
+
+/// Projection of the operator `op` onto `{||X||_* <= tau}` from its top
+/// singular triplets (see the module docs for why it is exact), starting the
+/// subspace iteration from `warm` (`n x r`, e.g. the previous `V`) plus
+/// `margin` Gaussian columns from `g`; doubles the block when the threshold is
+/// not certified and calls `dense()` for an exact dense SVD past half of
+/// `min(m, n)`.
+pub fn project_truncated<O: LinOp + ?Sized>(
+    op: &O,
+    tau: f64,
+    warm: Option<MatRef<'_, f64>>,
+    opts: &TruncatedOptions,
+    g: &mut Rng,
+    dense: &dyn Fn() -> Mat<f64>,
+) -> Result<(SvdFactors, ProjectionInfo)> {
+    ensure!(tau.is_finite() && tau >= 0.0, "tau must be finite and >= 0, got {tau}");
+    let (m, n) = op.shape();
+    let kmax = m.min(n);
+    let r = warm.map_or(0, |w| w.ncols()).min(kmax);
+    let mut l = (r + opts.margin).max(1);
+    let mut total_iters = 0usize;
+    while 2 * l <= kmax {
+        let start = Mat::from_fn(n, l, |j, t| match warm {
+            Some(w) if t < r => w[(j, t)],
+            _ => rng::normal(g),
+        });
+        let cut = |s: &[f64]| ball_threshold(s, tau);
+        let blocks = std::env::var("LR_DEPTH").ok().and_then(|x| x.parse().ok()).unwrap_or(PGD_KRYLOV_BLOCKS);
+        let tol = std::env::var("LR_TOL").ok().and_then(|x| x.parse().ok()).unwrap_or(opts.tol);
+        let top = krylov_svd(op, start.as_ref(), blocks, &cut, tol, opts.max_iters)?;
+        total_iters += top.iters;
+        let theta = ball_threshold(&top.s, tau);
+        let keep = surviving(&top.s, theta);
+        if keep < top.s.len() {
+            let f = SvdFactors {
+                u: top.u.subcols(0, keep).to_owned(),
+                s: top.s[..keep].iter().map(|x| x - theta).collect(),
+                v: top.v.subcols(0, keep).to_owned(),
+            };
+            let info = ProjectionInfo { block: l, iters: total_iters, resid: top.resid, full: false, theta };
+            return Ok((f, info));
+        }
+        l *= 2;
+    }
+    let y = dense();
+    let sv = thin_svd(y.as_ref())?;
+    let theta = ball_threshold(&sv.s, tau);
+    let keep = surviving(&sv.s, theta);
+    let f = nuclear_ball_svd(y.as_ref(), tau)?;
+    // same triplets as `sv` (same matrix, same routine); drop the numerically zero ones
+    let keep = keep.min(f.s.len());
+    let f =
+        SvdFactors { u: f.u.subcols(0, keep).to_owned(), s: f.s[..keep].to_vec(), v: f.v.subcols(0, keep).to_owned() };
+    Ok((f, ProjectionInfo { block: kmax, iters: total_iters, resid: 0.0, full: true, theta }))
+}
+
+/// The default radius (see the module docs): the sum of the singular values
+/// `sigma` of `P_Omega(A) / p` above the sampling-noise edge `e = s (sqrt m +
+/// sqrt n)`, `s^2 = (1 - p) / p * mean(a^2)`, each debiased to `sqrt(sigma^2 -
+/// e^2)` (noise adds its energy to a spike's); the top singular value when
+/// none rises above the edge.
+pub fn default_tau(data: &Ratings, seed: u64) -> Result<f64> {
+    ensure!(!data.is_empty(), "the training data has no entries");
+    let (m, n) = data.shape();
+    let p = data.len() as f64 / (m as f64 * n as f64);
+    let vals: Vec<f64> = data.values().iter().map(|&v| v as f64 / p).collect();
+    let ms: f64 = data.values().iter().map(|&v| (v as f64).powi(2)).sum::<f64>() / data.len() as f64;
+    let edge = ((1.0 - p) / p * ms).max(0.0).sqrt() * ((m as f64).sqrt() + (n as f64).sqrt());
+    let op = SparseOp::with_values(data, &vals);
+    let kmax = m.min(n);
+    let sum_above = |s: &[f64]| -> f64 {
+        let floor = 1e-12 * s.first().copied().unwrap_or(0.0);
+        let t: f64 = s.iter().filter(|&&x| x > edge && x > floor).map(|x| (x * x - edge * edge).sqrt()).sum();
+        if t > 0.0 { t } else { s.first().copied().unwrap_or(0.0) }
+    };
+    let mut g = rng::stream(seed, u64::MAX);
+    let mut l = 16usize.min(kmax);
+    while 2 * l <= kmax {
+        let start = Mat::from_fn(n, l, |_, _| rng::normal(&mut g));
+        let top = top_svd(&op, start.as_ref(), &|_| edge, 1e-6, 50)?;
+        if top.s[l - 1] <= edge {
+            return Ok(sum_above(&top.s));
+        }
+        l *= 2;
+    }
+    let mut a = Mat::zeros(m, n);
+    for (k, (i, j, _)) in data.iter().enumerate() {
+        a[(i, j)] = vals[k];
+    }
+    Ok(sum_above(&thin_svd(a.as_ref())?.s))
+}
+
+fn check_tau(tau: Option<f64>) -> Result<()> {
+    if let Some(t) = tau {
+        ensure!(t.is_finite() && t > 0.0, "tau must be a finite number > 0, got {t}");
+    }
+    Ok(())
+}
+
+/// Checkpoint state of both solvers (serde_json round-trips f64 exactly).
+#[derive(Serialize, Deserialize)]
+struct Saved {
+    m: usize,
+    n: usize,
+    u: Vec<f64>,
+    s: Vec<f64>,
+    v: Vec<f64>,
+    tau: f64,
+    seed: u64,
+    warm: Vec<f64>,
+}
+
+fn col_major(a: &Mat<f64>) -> Vec<f64> {
+    (0..a.ncols()).flat_map(|t| (0..a.nrows()).map(move |i| a[(i, t)])).collect()
+}
+
+fn save(x: &SvdFactors, tau: f64, seed: u64, warm: &[f64]) -> Result<Vec<u8>> {
+    let s = Saved {
+        m: x.u.nrows(),
+        n: x.v.nrows(),
+        u: col_major(&x.u),
+        s: x.s.clone(),
+        v: col_major(&x.v),
+        tau,
+        seed,
+        warm: warm.to_vec(),
+    };
+    serde_json::to_vec(&s).map_err(|e| Error::invalid(e.to_string()))
+}
+
+fn load(bytes: &[u8]) -> Result<(SvdFactors, f64, u64, Vec<f64>)> {
+    let s: Saved =
+        serde_json::from_slice(bytes).map_err(|e| Error::invalid(format!("bad nuclear-ball solver state: {e}")))?;
+    let r = s.s.len();
+    ensure!(s.u.len() == s.m * r && s.v.len() == s.n * r, "bad nuclear-ball solver state: factor sizes");
+    let u = Mat::from_fn(s.m, r, |i, t| s.u[t * s.m + i]);
+    let v = Mat::from_fn(s.n, r, |j, t| s.v[t * s.n + j]);
+    Ok((SvdFactors { u, s: s.s, v }, s.tau, s.seed, s.warm))
+}
+
+fn check_shape(x: &SvdFactors, data: &Ratings) -> Result<()> {
+    ensure!(
+        x.u.nrows() == data.nrows() && x.v.nrows() == data.ncols(),
+        "the checkpoint is for a {}x{} matrix, the data is {}x{}",
+        x.u.nrows(),
+        x.v.nrows(),
+        data.nrows(),
+        data.ncols()
+    );
+    Ok(())
+}
+
+// ---------------------------------------------------------------- PGD
+
+/// `--algo pgd-nuclear`: projected gradient descent on the nuclear-norm
+/// ball (module docs). Defaults: `lr = 1` (= 1/L, the largest step that is
+/// monotone for this 1-Lipschitz gradient; the notebook uses 0.2), `tau` from
+/// [`default_tau`], start at zero, truncated projection with a margin of 10,
+/// relative residual 1e-7 and at most 30 block Krylov cycles per step.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PgdNuclear {
+    /// Radius of the ball; `None` = [`default_tau`].
+    pub tau: Option<f64>,
+    /// Step size.
+    pub lr: f64,
+    /// `zero`, or `random`: `tau u v^T` for random unit vectors `u`, `v` (a
+    /// point on the boundary, like the notebook's nearly rank-one start).
+    pub init: String,
+    /// `truncated` (block Krylov, certified; dense SVD fallback) or
+    /// `full` (the dense SVD every step, as the notebook).
+    pub svd: String,
+    /// Extra columns of the subspace-iteration block beyond the rank.
+    pub margin: usize,
+    /// Relative residual of the truncated SVD.
+    pub svd_tol: f64,
+    /// Block Krylov cycles (restarts) at most per projection.
+    pub svd_iters: usize,
+    /// Stop when `||X_{t+1} - X_t||_F <= tol ||X_{t+1}||_F` (0 = never).
+    pub tol: f64,
+}
+
+impl Default for PgdNuclear {
+    fn default() -> Self {
+        PgdNuclear {
+            tau: None,
+            lr: 1.0,
+            init: "zero".into(),
+            svd: "truncated".into(),
+            margin: 10,
+            svd_tol: 1e-7,
+            svd_iters: 30,
+            tol: 1e-10,
+        }
+    }
+}
+
+impl PgdNuclear {
+    /// Validate into a solver.
+    pub fn check(self) -> Result<PgdNuclearSolver> {
+        check_tau(self.tau)?;
+        ensure!(self.lr.is_finite() && self.lr > 0.0, "lr must be > 0, got {}", self.lr);
+        ensure!(self.init == "zero" || self.init == "random", "init must be 'zero' or 'random', got '{}'", self.init);
+        ensure!(self.svd == "truncated" || self.svd == "full", "svd must be 'truncated' or 'full', got '{}'", self.svd);
+        ensure!(self.margin >= 1, "margin must be >= 1, got {}", self.margin);
+        ensure!(self.svd_tol.is_finite() && self.svd_tol > 0.0, "svd_tol must be > 0, got {}", self.svd_tol);
+        ensure!(self.svd_iters >= 1, "svd_iters must be >= 1, got {}", self.svd_iters);
+        ensure!(self.tol.is_finite() && self.tol >= 0.0, "tol must be >= 0, got {}", self.tol);
+        Ok(PgdNuclearSolver {
+            p: self,
+            tau: 0.0,
+            seed: 0,
+            x: zero_iterate(0, 0),
+            x_obs: Vec::new(),
+            a: Vec::new(),
+            x_dense: None,
+        })
+    }
+}
+
+/// The validated `pgd-nuclear` solver.
+#[derive(Clone, Debug)]
+pub struct PgdNuclearSolver {
+    p: PgdNuclear,
+    tau: f64,
+    seed: u64,
+    x: SvdFactors,
+    x_obs: Vec<f64>,
+    a: Vec<f64>,
+    /// `U diag(s) V^T` of `x` as a dense matrix, kept between steps on the
+    /// dense path ([`dense_is_cheaper`]).
+    x_dense: Option<Mat<f64>>,
+}
+
+/// Whether `X - lr G` is better formed densely: at least one entry in eight
+/// observed (a dense product then costs less than the indexed sparse one) and
+/// at most `2^24` entries (128 MiB).
+fn dense_is_cheaper(m: usize, n: usize, nnz: usize) -> bool {
+    let mn = m.saturating_mul(n);
+    mn <= 1 << 24 && nnz.saturating_mul(8) >= mn
+}
+
+/// `a * b`, the rows of the output split over the rayon pool, each block a
+/// sequential faer product. faer's own parallel product synchronizes its
+/// threads by spinning, which on a machine with more runnable threads than
+/// cores (a shared box) cost a factor 3 here; independent row blocks do not
+/// wait on each other. The split depends only on the pool size, so the result
+/// is the same for the same thread count.
+fn pmul(a: MatRef<'_, f64>, b: MatRef<'_, f64>) -> Mat<f64> {
+    use rayon::prelude::*;
+    let (m, k, n) = (a.nrows(), a.ncols(), b.ncols());
+    let mut out = Mat::zeros(m, n);
+    let chunks = rayon::current_num_threads().min(m / 64).max(1);
+    if chunks == 1 || m.saturating_mul(k).saturating_mul(n) < 1 << 20 {
+        faer::linalg::matmul::matmul(&mut out, faer::Accum::Replace, a, b, 1.0, faer::Par::Seq);
+        return out;
+    }
+    let step = m.div_ceil(chunks);
+    let parts: Vec<(usize, Mat<f64>)> = (0..chunks)
+        .into_par_iter()
+        .map(|c| {
+            let i0 = (c * step).min(m);
+            let rows = step.min(m - i0);
+            let mut part = Mat::zeros(rows, n);
+            faer::linalg::matmul::matmul(&mut part, faer::Accum::Replace, a.subrows(i0, rows), b, 1.0, faer::Par::Seq);
+            (i0, part)
+        })
+        .collect();
+    for (i0, part) in parts {
+        out.subrows_mut(i0, part.nrows()).copy_from(&part);
+    }
+    out
+}
+
+/// A dense matrix as an operator, products by [`pmul`].
+struct DenseY<'a>(MatRef<'a, f64>);
+
+impl LinOp for DenseY<'_> {
+    fn shape(&self) -> (usize, usize) {
+        (self.0.nrows(), self.0.ncols())
+    }
+    fn apply(&self, x: MatRef<'_, f64>) -> Mat<f64> {
+        pmul(self.0, x)
+    }
+    fn apply_t(&self, y: MatRef<'_, f64>) -> Mat<f64> {
+        pmul(self.0.transpose(), y)
+    }
+}
+
+/// `U diag(s) V^T` as a dense `m x n` matrix.
+fn dense_iterate(x: &SvdFactors) -> Mat<f64> {
+    if x.s.is_empty() {
+        return Mat::zeros(x.u.nrows(), x.v.nrows());
+    }
+    pmul(scaled_u(x).as_ref(), x.v.as_ref().transpose())
+}
+
+impl PgdNuclearSolver {
+    /// The current iterate in SVD form.
+    pub fn iterate(&self) -> &SvdFactors {
+        &self.x
+    }
+    /// The radius in use (after [`Solver::init`]).
+    pub fn tau(&self) -> f64 {
+        self.tau
+    }
+}
+
+impl Solver for PgdNuclearSolver {
+    type Data = Ratings;
+    type Model = FactorModel;
+
+    fn name(&self) -> &'static str {
+        "pgd-nuclear"
+    }
+
+    fn divergence_hint(&self) -> String {
+        "use lr <= 1 (the gradient of the completion loss is 1-Lipschitz)".into()
+    }
+
+    fn init(&mut self, data: &Ratings, rng: &mut Rng) -> Result<FactorModel> {
+        ensure!(!data.is_empty(), "the training data has no entries");
+        let (m, n) = data.shape();
+        self.seed = rng::uniform(rng).to_bits();
+        self.tau = match self.p.tau {
+            Some(t) => t,
+            None => default_tau(data, self.seed)?,
+        };
+        self.a = data.values().iter().map(|&v| v as f64).collect();
+        self.x = if self.p.init == "random" {
+            let mut unit = |k: usize| {
+                let c: Vec<f64> = (0..k).map(|_| rng::normal(rng)).collect();
+                let nrm = c.iter().map(|x| x * x).sum::<f64>().sqrt().max(f64::MIN_POSITIVE);
+                Mat::from_fn(k, 1, |i, _| c[i] / nrm)
+            };
+            let u = unit(m);
+            let v = unit(n);
+            SvdFactors { u, s: vec![self.tau], v }
+        } else {
+            zero_iterate(m, n)
+        };
+        self.x_dense = None;
+        self.x_obs = values_at(&self.x, data);
+        Ok(to_model(&self.x))
+    }
+
+    fn step(&mut self, data: &Ratings, model: &mut FactorModel, state: &mut IterState) -> Result<()> {
+        check_shape(&self.x, data)?;
+        let (m, n) = data.shape();
+        let dense_path = self.p.svd == "full" || dense_is_cheaper(m, n, data.len());
+        if self.x_obs.len() != data.len() {
+            if dense_path {
+                let xd = dense_iterate(&self.x);
+                self.x_obs = data.iter().map(|(i, j, _)| xd[(i, j)]).collect();
+                self.x_dense = Some(xd);
+            } else {
+                self.x_obs = values_at(&self.x, data);
+            }
+        }
+        let lr = self.p.lr;
+        let vals: Vec<f64> = self.x_obs.iter().zip(&self.a).map(|(x, a)| -lr * (x - a)).collect();
+        let opts = TruncatedOptions { margin: self.p.margin, tol: self.p.svd_tol, max_iters: self.p.svd_iters };
+        let mut g = rng::stream(self.seed, state.iteration as u64);
+        let warm = (!self.x.s.is_empty()).then(|| self.x.v.as_ref());
+        let (next, info) = if dense_path {
+            // Y = X - lr G formed densely (X cached from the previous step)
+            let mut y = match self.x_dense.take() {
+                Some(xd) if xd.nrows() == m && xd.ncols() == n => xd,
+                _ => dense_iterate(&self.x),
+            };
+            for (k, (i, j, _)) in data.iter().enumerate() {
+                y[(i, j)] += vals[k];
+            }
+            if self.p.svd == "full" {
+                let f = nuclear_ball_svd(y.as_ref(), self.tau)?;
+                (f, ProjectionInfo { block: m.min(n), full: true, ..Default::default() })
+            } else {
+                let op = DenseY(y.as_ref());
+                project_truncated(&op, self.tau, warm, &opts, &mut g, &|| y.clone())?
+            }
+        } else {
+            let sp = SparseOp::with_values(data, &vals);
+            let us = scaled_u(&self.x);
+            let op = SparsePlusLowRank { sparse: &sp, u: us.as_ref(), v: self.x.v.as_ref() };
+            let dense = || {
+                let mut y = dense_iterate(&self.x);
+                for (k, (i, j, _)) in data.iter().enumerate() {
+                    y[(i, j)] += vals[k];
+                }
+                y
+            };
+            project_truncated(&op, self.tau, warm, &opts, &mut g, &dense)?
+        };
+        let moved = frob_dist(&self.x, &next);
+        let size: f64 = next.s.iter().map(|s| s * s).sum::<f64>().sqrt();
+        self.x = next;
+        if dense_path {
+            let xd = dense_iterate(&self.x);
+            self.x_obs = data.iter().map(|(i, j, _)| xd[(i, j)]).collect();
+            self.x_dense = Some(xd);
+        } else {
+            self.x_obs = values_at(&self.x, data);
+        }
+        let obj = half_sq(&self.x_obs, &self.a);
+        *model = to_model(&self.x);
+        let r = &mut state.record;
+        r.objective = Some(obj);
+        r.values.insert("nuclear_norm".into(), self.x.nuclear_norm());
+        r.values.insert("rank".into(), self.x.s.len() as f64);
+        r.values.insert("tau".into(), self.tau);
+        r.values.insert("step_norm".into(), moved);
+        r.values.insert("svd_block".into(), info.block as f64);
+        r.values.insert("svd_iters".into(), info.iters as f64);
+        r.values.insert("svd_resid".into(), info.resid);
+        r.values.insert("svd_full".into(), if info.full { 1.0 } else { 0.0 });
+        if self.p.tol > 0.0 && moved <= self.p.tol * size.max(f64::MIN_POSITIVE) {
+            state.converged = true;
+        }
+        Ok(())
+    }
+
+    fn save_state(&self) -> Result<Vec<u8>> {
+        save(&self.x, self.tau, self.seed, &[])
+    }
+
+    fn load_state(&mut self, bytes: &[u8]) -> Result<()> {
+        let (x, tau, seed, _) = load(bytes)?;
+        self.x = x;
+        self.tau = tau;
+        self.seed = seed;
+        self.x_dense = None;
+        self.x_obs.clear();
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------- Frank-Wolfe
+
+/// `--algo frank-wolfe`: conditional gradient on the nuclear-norm ball
+/// (module docs). Defaults: `tau` from [`default_tau`], exact line search,
+/// block Lanczos oracle of at most 100 products with the gradient, stopped at a
+/// relative residual of `1e-9`, stop when the gap falls below `tol * f(0)`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FrankWolfe {
+    /// Radius of the ball; `None` = [`default_tau`].
+    pub tau: Option<f64>,
+    /// `line-search` (exact, closed form) or `open-loop` (`2 / (t + 2)`).
+    pub step: String,
+    /// Products with the gradient at most per oracle call (rounded up to
+    /// whole Krylov cycles; the name is kept from the power method).
+    pub power_iters: usize,
+    /// Relative residual `||G^T u - sigma v|| / sigma` at which the oracle
+    /// stops.
+    pub power_tol: f64,
+    /// Stop when the duality gap is `<= tol * f(0)` (0 = never).
+    pub tol: f64,
+}
+
+impl Default for FrankWolfe {
+    fn default() -> Self {
+        FrankWolfe { tau: None, step: "line-search".into(), power_iters: 100, power_tol: 1e-9, tol: 1e-8 }
+    }
+}
+
+impl FrankWolfe {
+    /// Validate into a solver.
+    pub fn check(self) -> Result<FrankWolfeSolver> {
+        check_tau(self.tau)?;
+        ensure!(
+            self.step == "line-search" || self.step == "open-loop",
+            "step must be 'line-search' or 'open-loop', got '{}'",
+            self.step
+        );
+        ensure!(self.power_iters >= 1, "power_iters must be >= 1, got {}", self.power_iters);
+        ensure!(self.power_tol.is_finite() && self.power_tol > 0.0, "power_tol must be > 0, got {}", self.power_tol);
+        ensure!(self.tol.is_finite() && self.tol >= 0.0, "tol must be >= 0, got {}", self.tol);
+        Ok(FrankWolfeSolver {
+            p: self,
+            tau: 0.0,
+            seed: 0,
+            x: zero_iterate(0, 0),
+            x_obs: Vec::new(),
+            a: Vec::new(),
+            v1: Vec::new(),
+        })
+    }
+}
+
+/// The validated `frank-wolfe` solver.
+#[derive(Clone, Debug)]
+pub struct FrankWolfeSolver {
+    p: FrankWolfe,
+    tau: f64,
+    seed: u64,
+    x: SvdFactors,
+    x_obs: Vec<f64>,
+    a: Vec<f64>,
+    v1: Vec<f64>,
+}
+
+/// Top singular pair `(u, sigma, v)` of an operator: the block
+/// Krylov method ([`krylov_svd`]) from the block `[v0, r]` (`r` Gaussian: an
+/// exact lower singular pair, e.g. the top one of an earlier gradient, would
+/// otherwise pass the residual test), at most `FW_KRYLOV_BLOCKS` blocks per
+/// cycle and `max_products` block products with `G` and `G^T` (rounded up
+/// to whole cycles).
+/// `G v = sigma u`, hence `u^T G v = sigma`, holds exactly for the returned
+/// pair; it stops when the other residual `||G^T u - sigma v||` is `<= tol
+/// sigma` (for a simple top singular value this bounds the error of the pair
+/// by `tol sigma / (sigma_1 - sigma_2)`). Returns the blocks used (each
+/// one product with `G` and one with `G^T`).
+fn top_pair<O: LinOp + ?Sized>(
+    g: &O,
+    v0: &[f64],
+    r: &[f64],
+    max_products: usize,
+    tol: f64,
+) -> Result<(Vec<f64>, f64, Vec<f64>, usize)> {
+    let n = v0.len();
+    let start = Mat::from_fn(n, 2, |j, t| if t == 0 { v0[j] } else { r[j] });
+    let cycles = max_products.div_ceil(FW_KRYLOV_BLOCKS).max(1);
+    let first = |s: &[f64]| s.first().copied().unwrap_or(0.0);
+    let top = krylov_svd(g, start.as_ref(), FW_KRYLOV_BLOCKS, &first, tol, cycles)?;
+    let sigma = top.s.first().copied().unwrap_or(0.0);
+    let u: Vec<f64> = (0..top.u.nrows()).map(|i| top.u[(i, 0)]).collect();
+    let v: Vec<f64> = (0..top.v.nrows()).map(|j| top.v[(j, 0)]).collect();
+    Ok((u, sigma, v, top.iters))
+}
+
+/// `X <- w_old * X + w u v^T` in SVD form: QR of both sides and an SVD of
+/// the small core (exact re-compression; values below `1e-13 s_1` dropped).
+fn add_atom(x: &SvdFactors, keep: f64, w: f64, u: &[f64], v: &[f64]) -> Result<SvdFactors> {
+    let (m, n, r) = (x.u.nrows(), x.v.nrows(), x.s.len());
+    let ua = Mat::from_fn(m, r + 1, |i, t| if t < r { x.u[(i, t)] } else { u[i] });
+    let va = Mat::from_fn(n, r + 1, |j, t| if t < r { x.v[(j, t)] } else { v[j] });
+    let wts: Vec<f64> = x.s.iter().map(|s| s * keep).chain([w]).collect();
+    let (qu, qv) = (ua.qr(), va.qr());
+    let (ru, rv) = (qu.thin_R(), qv.thin_R());
+    let core = Mat::from_fn(ru.nrows(), rv.nrows(), |a, b| (0..r + 1).map(|t| ru[(a, t)] * wts[t] * rv[(b, t)]).sum());
+    let sv = thin_svd(core.as_ref())?;
+    let s1 = sv.s.first().copied().unwrap_or(0.0);
+    let k = sv.s.iter().take_while(|&&s| s > 1e-13 * s1 && s > 0.0).count();
+    let u = mul(qu.compute_thin_Q().as_ref(), sv.u.subcols(0, k));
+    let v = mul(qv.compute_thin_Q().as_ref(), sv.v.subcols(0, k));
+    Ok(SvdFactors { u, s: sv.s[..k].to_vec(), v })
+}
+
+impl FrankWolfeSolver {
+    /// The current iterate in SVD form.
+    pub fn iterate(&self) -> &SvdFactors {
+        &self.x
+    }
+}
+
+impl Solver for FrankWolfeSolver {
+    type Data = Ratings;
+    type Model = FactorModel;
+
+    fn name(&self) -> &'static str {
+        "frank-wolfe"
+    }
+
+    fn init(&mut self, data: &Ratings, rng: &mut Rng) -> Result<FactorModel> {
+        ensure!(!data.is_empty(), "the training data has no entries");
+        let (m, n) = data.shape();
+        self.seed = rng::uniform(rng).to_bits();
+        self.tau = match self.p.tau {
+            Some(t) => t,
+            None => default_tau(data, self.seed)?,
+        };
+        self.a = data.values().iter().map(|&v| v as f64).collect();
+        self.x = zero_iterate(m, n);
+        self.x_obs = vec![0.0; data.len()];
+        let mut g = rng::stream(self.seed, u64::MAX - 1);
+        self.v1 = (0..n).map(|_| rng::normal(&mut g)).collect();
+        Ok(to_model(&self.x))
+    }
+
+    fn step(&mut self, data: &Ratings, model: &mut FactorModel, state: &mut IterState) -> Result<()> {
+        check_shape(&self.x, data)?;
+        let t = state.iteration;
+        if self.x_obs.len() != data.len() || (t > 0 && t % 50 == 0) {
+            // fresh values now and then, against drift of the incremental update
+            self.x_obs = values_at(&self.x, data);
+        }
+        if self.v1.len() != data.ncols() {
+            let mut g = rng::stream(self.seed, u64::MAX - 1);
+            self.v1 = (0..data.ncols()).map(|_| rng::normal(&mut g)).collect();
+        }
+        let grad: Vec<f64> = self.x_obs.iter().zip(&self.a).map(|(x, a)| x - a).collect();
+        // warm start plus a random column
+        let mut g = rng::stream(self.seed, t as u64);
+        let r: Vec<f64> = (0..data.ncols()).map(|_| rng::normal(&mut g)).collect();
+        let (m, n) = data.shape();
+        let (u1, sigma, v1, piters) = if dense_is_cheaper(m, n, data.len()) {
+            let mut gd = Mat::<f64>::zeros(m, n);
+            for (k, (i, j, _)) in data.iter().enumerate() {
+                gd[(i, j)] = grad[k];
+            }
+            top_pair(&DenseY(gd.as_ref()), &self.v1, &r, self.p.power_iters, self.p.power_tol)?
+        } else {
+            let sp = SparseOp::with_values(data, &grad);
+            top_pair(&sp, &self.v1, &r, self.p.power_iters, self.p.power_tol)?
+        };
+        let tau = self.tau;
+        let xg: f64 = self.x_obs.iter().zip(&grad).map(|(x, g)| x * g).sum();
+        let gap = xg + tau * sigma;
+        let (rows, cols) = (data.rows(), data.cols());
+        let s_obs: Vec<f64> = rows.iter().zip(cols).map(|(&i, &j)| -tau * u1[i as usize] * v1[j as usize]).collect();
+        let gamma = if self.p.step == "open-loop" {
+            2.0 / (t as f64 + 2.0)
+        } else {
+            let dd: f64 = s_obs.iter().zip(&self.x_obs).map(|(s, x)| (s - x) * (s - x)).sum();
+            if dd > 0.0 { (gap / dd).clamp(0.0, 1.0) } else { 0.0 }
+        };
+        if gamma > 0.0 {
+            let neg_u: Vec<f64> = u1.iter().map(|x| -x).collect();
+            self.x = add_atom(&self.x, 1.0 - gamma, gamma * tau, &neg_u, &v1)?;
+            for (x, s) in self.x_obs.iter_mut().zip(&s_obs) {
+                *x = (1.0 - gamma) * *x + gamma * s;
+            }
+        }
+        if sigma > 0.0 {
+            self.v1 = v1;
+        }
+        let obj = half_sq(&self.x_obs, &self.a);
+        *model = to_model(&self.x);
+        let r = &mut state.record;
+        r.objective = Some(obj);
+        r.values.insert("gap".into(), gap);
+        r.values.insert("gamma".into(), gamma);
+        r.values.insert("sigma_1".into(), sigma);
+        r.values.insert("power_iters".into(), piters as f64);
+        r.values.insert("nuclear_norm".into(), self.x.nuclear_norm());
+        r.values.insert("rank".into(), self.x.s.len() as f64);
+        r.values.insert("tau".into(), tau);
+        let f0 = 0.5 * self.a.iter().map(|a| a * a).sum::<f64>();
+        if self.p.tol > 0.0 && gap <= self.p.tol * f0 {
+            state.converged = true;
+        }
+        Ok(())
+    }
+
+    fn save_state(&self) -> Result<Vec<u8>> {
+        save(&self.x, self.tau, self.seed, &self.v1)
+    }
+
+    fn load_state(&mut self, bytes: &[u8]) -> Result<()> {
+        let (x, tau, seed, warm) = load(bytes)?;
+        self.x = x;
+        self.tau = tau;
+        self.seed = seed;
+        self.v1 = warm;
+        self.x_obs.clear();
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::dense::ratings_from_full;
+    use crate::solve::Executor;
+
+    fn randm(seed: u64, m: usize, n: usize) -> Mat<f64> {
+        let mut g = rng::rng(seed);
+        Mat::from_fn(m, n, |_, _| rng::normal(&mut g))
+    }
+
+    /// A rank-`k` `m x n` matrix with `||A||_* = 1` and roughly half the
+    /// entries observed (the notebook's example, small and rectangular).
+    fn problem(m: usize, n: usize, k: usize, frac: f64, seed: u64) -> (Mat<f64>, Ratings) {
+        let a = &randm(seed, m, k) * randm(seed + 1, n, k).transpose();
+        let nn: f64 = thin_svd(a.as_ref()).unwrap().s.iter().sum();
+        let a = a * faer::Scale(1.0 / nn);
+        let mut g = rng::rng(seed + 2);
+        let (mut rows, mut cols, mut vals) = (vec![], vec![], vec![]);
+        for i in 0..m {
+            for j in 0..n {
+                if rng::uniform(&mut g) < frac {
+                    rows.push(i as u32);
+                    cols.push(j as u32);
+                    vals.push(a[(i, j)] as f32);
+                }
+            }
+        }
+        (a, Ratings::new(m, n, rows, cols, vals).unwrap())
+    }
+
+    fn dense_of(x: &SvdFactors) -> Mat<f64> {
+        if x.s.is_empty() {
+            return Mat::zeros(x.u.nrows(), x.v.nrows());
+        }
+        x.to_dense()
+    }
+
+    fn run_pgd(p: PgdNuclear, data: &Ratings, iters: usize) -> (crate::solve::Fit<FactorModel>, PgdNuclearSolver) {
+        let s = p.check().unwrap();
+        // run the steps by hand to keep the solver (and its iterate)
+        let mut s2 = s.clone();
+        let mut rng = rng::rng(0);
+        let mut model = s2.init(data, &mut rng).unwrap();
+        for it in 0..iters {
+            let mut st = IterState { iteration: it, ..Default::default() };
+            s2.step(data, &mut model, &mut st).unwrap();
+        }
+        let fit = Executor::new(s, data).max_iters(iters).run().unwrap();
+        (fit, s2)
+    }
+
+    #[test]
+    fn truncated_projection_equals_full() {
+        // a low-rank-plus-sparse operator: X - lr G of the solver
+        let (_, data) = problem(60, 50, 3, 0.5, 1);
+        let x0 = SvdFactors {
+            u: orthonormalize(randm(3, 60, 4).as_ref()),
+            s: vec![0.5, 0.3, 0.2, 0.1],
+            v: orthonormalize(randm(4, 50, 4).as_ref()),
+        };
+        let vals: Vec<f64> =
+            values_at(&x0, &data).iter().zip(data.values()).map(|(x, &a)| -0.7 * (x - a as f64)).collect();
+        let sp = SparseOp::with_values(&data, &vals);
+        let us = scaled_u(&x0);
+        let op = SparsePlusLowRank { sparse: &sp, u: us.as_ref(), v: x0.v.as_ref() };
+        let mut y = x0.to_dense();
+        for (k, (i, j, _)) in data.iter().enumerate() {
+            y[(i, j)] += vals[k];
+        }
+        let sfull = thin_svd(y.as_ref()).unwrap().s;
+        for tau in [0.3, 0.8, 0.95, 10.0] {
+            let exact = nuclear_ball_svd(y.as_ref(), tau).unwrap().to_dense();
+            let opts = TruncatedOptions { margin: 3, tol: 1e-12, max_iters: 500 };
+            let (f, info) =
+                project_truncated(&op, tau, Some(x0.v.as_ref()), &opts, &mut rng::rng(5), &|| y.clone()).unwrap();
+            let err = (dense_of(&f) - &exact).norm_max();
+            assert!(err < 1e-9, "tau {tau}: {err} ({info:?})");
+            // the certificate: the threshold is at or above the first dropped value
+            if !info.full {
+                assert!(info.theta >= sfull[f.s.len()] - 1e-9, "{tau}: {info:?}");
+            }
+            let nn: f64 = f.s.iter().sum();
+            assert!(nn <= tau * (1.0 + 1e-9));
+            if tau < 0.9 {
+                assert!(!info.full, "tau {tau} should not need the dense SVD: {info:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn pgd_stays_in_ball_and_decreases() {
+        let (_, data) = problem(60, 50, 3, 0.5, 7);
+        for (lr, init) in [(0.2, "random"), (1.0, "zero"), (0.6, "random")] {
+            let p = PgdNuclear { tau: Some(0.8), lr, init: init.into(), tol: 0.0, ..Default::default() };
+            let fit = Executor::new(p.check().unwrap(), &data).max_iters(40).run().unwrap();
+            let mut prev = f64::INFINITY;
+            for r in &fit.history {
+                let o = r.objective.unwrap();
+                assert!(o <= prev * (1.0 + 1e-12) + 1e-15, "lr {lr}: {o} > {prev}");
+                prev = o;
+                assert!(r.values["nuclear_norm"] <= 0.8 * (1.0 + 1e-9));
+            }
+        }
+    }
+
+    #[test]
+    fn pgd_full_svd_matches_truncated_run() {
+        let (_, data) = problem(60, 50, 3, 0.5, 11);
+        let base = PgdNuclear { tau: Some(0.7), lr: 0.5, svd_tol: 1e-13, tol: 0.0, ..Default::default() };
+        let (_, a) = run_pgd(base.clone(), &data, 15);
+        let (_, b) = run_pgd(PgdNuclear { svd: "full".into(), ..base }, &data, 15);
+        let d = (dense_of(a.iterate()) - dense_of(b.iterate())).norm_max();
+        assert!(d < 1e-9, "{d}");
+    }
+
+    #[test]
+    fn pgd_recovers_fully_observed_matrix_inside_the_ball() {
+        let a = &randm(20, 30, 3) * randm(21, 25, 3).transpose();
+        let nn: f64 = thin_svd(a.as_ref()).unwrap().s.iter().sum();
+        let data = ratings_from_full(&a).unwrap();
+        // f32 storage: the data is A rounded to f32
+        let af = Mat::from_fn(30, 25, |i, j| a[(i, j)] as f32 as f64);
+        let p = PgdNuclear { tau: Some(nn * 1.01), lr: 0.5, tol: 0.0, ..Default::default() };
+        let (_, s) = run_pgd(p.clone(), &data, 60);
+        let err = (dense_of(s.iterate()) - &af).norm_l2() / af.norm_l2();
+        assert!(err < 1e-12, "{err}");
+        // the default radius of a fully observed matrix is its nuclear norm
+        let t = default_tau(&data, 3).unwrap();
+        let nnf: f64 = thin_svd(af.as_ref()).unwrap().s.iter().sum();
+        assert!((t - nnf).abs() < 1e-9 * nnf, "{t} vs {nnf}");
+    }
+
+    /// The projection optimality condition at a fixed point `X*`:
+    /// `<-grad f(X*), Y - X*> <= 0` for all `Y` in the ball, i.e. the
+    /// Frank-Wolfe gap `<X*, G> + tau sigma_1(G)` vanishes; and the
+    /// Frank-Wolfe run reaches the same optimum.
+    #[test]
+    fn fixed_point_optimality_and_frank_wolfe_agree() {
+        let (_, data) = problem(40, 30, 3, 0.6, 13);
+        let tau = 0.6;
+        let p = PgdNuclear { tau: Some(tau), lr: 1.0, tol: 0.0, svd_tol: 1e-13, ..Default::default() };
+        let (_, s) = run_pgd(p, &data, 400);
+        let x = dense_of(s.iterate());
+        let mut g = Mat::zeros(40, 30);
+        for (i, j, a) in data.iter() {
+            g[(i, j)] = x[(i, j)] - a as f64;
+        }
+        let sigma1 = thin_svd(g.as_ref()).unwrap().s[0];
+        let xg: f64 = (0..30).map(|j| (0..40).map(|i| x[(i, j)] * g[(i, j)]).sum::<f64>()).sum();
+        let f_pgd = {
+            let xo = values_at(s.iterate(), &data);
+            half_sq(&xo, &data.values().iter().map(|&v| v as f64).collect::<Vec<_>>())
+        };
+        let gap = xg + tau * sigma1;
+        assert!(gap.abs() < 1e-9 * f_pgd.max(1e-12), "gap {gap} at f = {f_pgd}");
+        // the constraint is active and the iterate is on the sphere
+        assert!((s.iterate().nuclear_norm() - tau).abs() < 1e-9);
+        // Frank-Wolfe with line search reaches the same optimum; its exact
+        // duality gap (dense SVD of the gradient) bounds its suboptimality, and
+        // the recorded gap (power method) is a close lower estimate of it
+        let fw = FrankWolfe { tau: Some(tau), tol: 0.0, power_tol: 1e-10, power_iters: 200, ..Default::default() };
+        let mut s = fw.check().unwrap();
+        let mut model = s.init(&data, &mut rng::rng(0)).unwrap();
+        let mut st = IterState::default();
+        for it in 0..800 {
+            st = IterState { iteration: it, ..Default::default() };
+            s.step(&data, &mut model, &mut st).unwrap();
+        }
+        let xf = dense_of(s.iterate());
+        let f_fw = st.record.objective.unwrap();
+        let ad = crate::data::dense::filled_dense(&data, f64::NAN);
+        let gf = Mat::from_fn(40, 30, |i, j| if ad[(i, j)].is_nan() { 0.0 } else { xf[(i, j)] - ad[(i, j)] });
+        let true_gap = (0..30).map(|j| (0..40).map(|i| xf[(i, j)] * gf[(i, j)]).sum::<f64>()).sum::<f64>()
+            + tau * thin_svd(gf.as_ref()).unwrap().s[0];
+        assert!(f_fw >= f_pgd * (1.0 - 1e-9), "{f_fw} < {f_pgd}");
+        assert!(f_fw - f_pgd <= true_gap * (1.0 + 1e-9) + 1e-15, "{f_fw} - {f_pgd} > {true_gap}");
+        assert!((f_fw - f_pgd) / f_pgd < 1e-2, "fw {f_fw} vs pgd {f_pgd}");
+        assert!(s.iterate().nuclear_norm() <= tau * (1.0 + 1e-9));
+    }
+
+    #[test]
+    fn frank_wolfe_gap_decreases_like_one_over_t() {
+        let (_, data) = problem(40, 30, 3, 0.6, 17);
+        let fw = FrankWolfe { tau: Some(0.6), step: "open-loop".into(), tol: 0.0, power_tol: 1e-12, power_iters: 1000 };
+        let fit = Executor::new(fw.check().unwrap(), &data).max_iters(400).run().unwrap();
+        // Jaggi (2013), Theorem 2: min_{s <= t} gap_s <= 27/4 * C_f / (t + 2)
+        // with C_f <= diam^2 L = (2 tau)^2 for this 1-Lipschitz gradient
+        let cf = (2.0f64 * 0.6).powi(2);
+        let mut best = f64::INFINITY;
+        for (t, r) in fit.history.iter().enumerate() {
+            best = best.min(r.values["gap"]);
+            assert!(best >= -1e-12);
+            if t >= 1 {
+                assert!(best <= 6.75 * cf / (t as f64 + 2.0), "t {t}: {best}");
+            }
+        }
+        // and the objective's primal error also falls like 1/t: f(X_t) - f(X_400) <= 2 C_f / (t + 2)
+        let fend = fit.history.last().unwrap().objective.unwrap();
+        for (t, r) in fit.history.iter().enumerate() {
+            assert!(r.objective.unwrap() - fend <= 2.0 * cf / (t as f64 + 3.0) + 1e-12);
+        }
+    }
+
+    /// The factored iterate with incremental observed values equals a
+    /// dense Frank-Wolfe that forms X and takes the exact SVD of the gradient.
+    #[test]
+    fn factored_frank_wolfe_equals_dense() {
+        let (_, data) = problem(30, 20, 2, 0.7, 19);
+        let tau = 0.5;
+        let fw = FrankWolfe { tau: Some(tau), tol: 0.0, power_tol: 1e-15, power_iters: 5000, ..Default::default() };
+        let mut s = fw.check().unwrap();
+        let mut rng = rng::rng(0);
+        let mut model = s.init(&data, &mut rng).unwrap();
+        let mut x = Mat::<f64>::zeros(30, 20);
+        let mask = crate::data::dense::mask_of(&data);
+        let a = crate::data::dense::filled_dense(&data, 0.0);
+        for it in 0..25 {
+            let mut st = IterState { iteration: it, ..Default::default() };
+            s.step(&data, &mut model, &mut st).unwrap();
+            // dense reference
+            let g = Mat::from_fn(30, 20, |i, j| mask[(i, j)] * (x[(i, j)] - a[(i, j)]));
+            let sv = thin_svd(g.as_ref()).unwrap();
+            let sm = Mat::from_fn(30, 20, |i, j| -tau * sv.u[(i, 0)] * sv.v[(j, 0)]);
+            let d = &sm - &x;
+            let gap: f64 = -(0..20).map(|j| (0..30).map(|i| g[(i, j)] * d[(i, j)]).sum::<f64>()).sum::<f64>();
+            let dd: f64 = (0..20).map(|j| (0..30).map(|i| mask[(i, j)] * d[(i, j)].powi(2)).sum::<f64>()).sum();
+            let gamma = (gap / dd).clamp(0.0, 1.0);
+            x = &x + d * faer::Scale(gamma);
+            assert!((st.record.values["gap"] - gap).abs() < 1e-9 * gap.abs().max(1e-6), "{it}");
+            let diff = (dense_of(s.iterate()) - &x).norm_l2();
+            assert!(diff < 1e-8 * x.norm_l2(), "it {it}: {diff}");
+            // the model is the same matrix
+            let md = &model.u_dense() * model.v_dense().transpose();
+            assert!((md - &x).norm_max() < 1e-6);
+        }
+    }
+
+    #[test]
+    fn invalid_settings_are_errors() {
+        assert!(PgdNuclear { tau: Some(-1.0), ..Default::default() }.check().is_err());
+        assert!(PgdNuclear { tau: Some(f64::NAN), ..Default::default() }.check().is_err());
+        assert!(PgdNuclear { lr: 0.0, ..Default::default() }.check().is_err());
+        assert!(PgdNuclear { init: "x".into(), ..Default::default() }.check().is_err());
+        assert!(PgdNuclear { svd: "x".into(), ..Default::default() }.check().is_err());
+        assert!(FrankWolfe { step: "x".into(), ..Default::default() }.check().is_err());
+        assert!(FrankWolfe { power_iters: 0, ..Default::default() }.check().is_err());
+        let e = crate::solve::registry::fit(
+            FitRequest::new("pgd-nuclear", &crate::io::Dataset::Dense(Mat::zeros(3, 3))).set("tua", 1.0),
+        );
+        assert!(matches!(e, Err(Error::Config(_))));
+    }
+
+    #[test]
+    fn registry_run_records_rel_error_and_resumes() {
+        let p = crate::data::synth::planted_completion_rect(50, 40, 2, 1200, 3).unwrap();
+        let ds = crate::io::Dataset::Ratings(p.observed.clone());
+        let mut req = FitRequest::new("pgd-nuclear", &ds);
+        req.truth = Some(&p.truth);
+        req.epochs = Some(30);
+        let out = crate::solve::registry::fit(req).unwrap();
+        let first = out.history[0].values["rel_error"];
+        let last = out.history.last().unwrap().values["rel_error"];
+        eprintln!(
+            "tau {} truth {} rel {first} -> {last}",
+            out.summary["tau"],
+            thin_svd(p.truth.as_ref()).unwrap().s.iter().sum::<f64>()
+        );
+        assert!(last < 0.3 && last < first, "{first} -> {last}");
+        assert!(out.summary["tau"].as_f64().unwrap() > 0.0);
+        // checkpoint-resume gives the same iterate as a straight run
+        let dir = tempfile::tempdir().unwrap();
+        let ck = dir.path().join("ck");
+        let solver = || FrankWolfe { tau: Some(30.0), tol: 0.0, ..Default::default() }.check().unwrap();
+        let straight = Executor::new(solver(), &p.observed).max_iters(12).run().unwrap();
+        Executor::new(solver(), &p.observed).max_iters(5).checkpoint(&ck, 1).run().unwrap();
+        let resumed = Executor::new(solver(), &p.observed).max_iters(12).checkpoint(&ck, 1).resume(true).run().unwrap();
+        let (a, b) = (straight.history.last().unwrap(), resumed.history.last().unwrap());
+        assert!((a.objective.unwrap() - b.objective.unwrap()).abs() < 1e-9 * a.objective.unwrap());
+    }
+}

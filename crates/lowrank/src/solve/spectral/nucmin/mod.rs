@@ -1,0 +1,1031 @@
+//! `nuclear-min`: exact nuclear-norm minimization,
+//! `min ||X||_*  s.t.  |X_ij - A_ij| <= eps  on the observed entries Omega`
+//! (the depth-1 baseline of deep matrix factorization, Arora, Cohen, Hu and
+//! Luo 2019, seed `001`, solved there by cvxpy; `eps = 1e-3` as there).
+//!
+//! # Method
+//! Burer-Monteiro factorization (Burer and Monteiro 2003, 2005) of the
+//! nuclear norm, `||X||_* = min_{L R^T = X} (||L||_F^2 + ||R||_F^2) / 2`
+//! (Srebro, Rennie and Jaakkola 2005; Recht, Fazel and Parrilo 2010), with
+//! the box constraints handled by a Powell-Hestenes-Rockafellar augmented
+//! Lagrangian (Rockafellar 1973; Nocedal and Wright, ch. 17):
+//!
+//! `phi(L, R) = (||L||^2 + ||R||^2) / 2 + rho / 2 sum_e dist(w_e, [-eps, eps])^2`,
+//! `w_e = (L R^T)_e - a_e + y_e / rho`.
+//!
+//! One iteration of the run (`step`) is one outer step: `phi` is minimized
+//! over the factors by L-BFGS to a relative gradient tolerance `omega` (a
+//! step costs `O(|Omega| r)`, no SVD of the full matrix), the multipliers
+//! take `y <- rho (w - proj(w))`, the factors are rebalanced through the SVD
+//! of `L R^T` computed from QR factors (`O((m + n) r^2)`; columns whose
+//! singular value vanished are dropped), and when the violation did not
+//! halve the penalty `rho` doubles; `omega` (from 1e-3) shrinks 0.3x per step
+//! (inexact ALM, Conn, Gould and Toint 1991).
+//!
+//! # Rank
+//! The factor rank `r` starts at `rank` (automatic by default: the number of
+//! singular values of the rescaled zero-filled data above 10% of the
+//! largest, at least 2) and grows when the current one is too small: at a
+//! stationary point `L = Z R`, `R = Z^T L` for the dual matrix
+//! `Z = -P*(y)`, so `Z` has singular values 1 on the span of the factors, and
+//! the point is the global minimum iff `||Z||_op <= 1` (Burer and Monteiro
+//! 2005; Journee, Bach, Absil and Sepulchre 2010). A few subspace iterations
+//! on `(I - U U^T) Z (I - V V^T)` find the singular pairs `(s, u, v)` outside
+//! the factors; each with `s > 1` is a descent direction `X + t u v^T` of the
+//! augmented Lagrangian (first-order change `t (1 - s)`), added as a new
+//! column pair at the step `t = (s - 1) / (rho ||P(u v^T)||^2)` that
+//! minimizes its quadratic model.
+//!
+//! # Certificate and stopping rule
+//! Weak duality: for any `Z` supported on `Omega` with `||Z||_op <= 1` and any
+//! feasible `X'`, `||X'||_* >= <Z, X'> = <z, a> + <z, X'_Omega - a> >=
+//! <z, a> - eps ||z||_1 =: d(z)`. The multipliers give `z = -y`; scaled into
+//! the dual ball (divided by `max(1, ||Z||_op)`, the largest singular value of
+//! the dense `m x n` matrix `Z` computed exactly), `d` is a proven lower bound
+//! on the optimum. The run stops (termination `converged`) when the
+//! constraint violation `max_e (|X_e - a_e| - eps)_+ <= tol max_e |a_e|` and
+//! the relative duality gap `|(||X||_* - d) / ||X||_*| <= tol`: then `X` is
+//! within `tol` (relative) of optimal among the feasible matrices, up to its
+//! own violation. Records carry `nuclear_norm`, `violation`, `rel_gap`, `dual`,
+//! `dual_norm` (`||Z||_op` before scaling), `rank` (singular values of `X`
+//! above `tol sigma_1`), `effective_rank` (Roy and Vetterli 2007),
+//! `factor_rank`, `rho`, `inner_iters`; the certificate (a dense SVD) is
+//! computed once the violation is within `10 tol`, before that `rel_gap` is
+//! absent.
+//!
+//! Internally the data are divided by `max_e |a_e|` so that the defaults do
+//! not depend on the units; reported values are in data units.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use faer::Mat;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use super::linop::{SparseOp, mul};
+use super::svd::{RsvdOptions, Svd, orthonormalize, thin_svd};
+use crate::data::Ratings;
+use crate::error::{Error, Result, ensure};
+use crate::metrics;
+use crate::model::DenseModel;
+use crate::rng::{self, Rng};
+use crate::solve::registry::{AlgoEntry, FitOutcome, FitRequest, FittedModel, TestSet, parse_params};
+use crate::solve::{IterState, Solver};
+
+/// Settings of `nuclear-min`.
+const KEYS: &[&str] = &["eps", "tol", "rank", "max_rank", "rho", "inner_iters", "memory"];
+
+/// Algorithms of this module, registered by name.
+pub static ALGOS: &[AlgoEntry] = &[AlgoEntry {
+    name: "nuclear-min",
+    about: "exact nuclear-norm minimization s.t. |X_ij - A_ij| <= eps on the observed entries \
+            (Burer-Monteiro augmented Lagrangian + L-BFGS, duality-gap certificate; dense model)",
+    keys: KEYS,
+    run: run_nuclear_min,
+}];
+
+/// Parameters of `nuclear-min`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NuclearMin {
+    /// Half-width of the box around each observed value (the research
+    /// code's cvxpy problem: 1e-3).
+    pub eps: f64,
+    /// Tolerance, in `(0, 1)`, on the relative duality gap and on the
+    /// constraint violation relative to `max |a|` (default 1e-6, SCS's `eps`
+    /// as the cvxpy peer runs it).
+    pub tol: f64,
+    /// Initial factor rank `r` (it grows when the certificate shows it is too
+    /// small); 0 = automatic (see the module docs). At most `min(m, n)`.
+    pub rank: usize,
+    /// Largest factor rank; 0 = `min(m, n)`.
+    pub max_rank: usize,
+    /// Initial penalty, relative to `10 / sigma_1` of the rescaled
+    /// zero-filled data (default 1).
+    pub rho: f64,
+    /// Most L-BFGS iterations per outer step (default 500).
+    pub inner_iters: usize,
+    /// L-BFGS memory (default 10).
+    pub memory: usize,
+}
+
+impl Default for NuclearMin {
+    fn default() -> Self {
+        NuclearMin { eps: 1e-3, tol: 1e-6, rank: 0, max_rank: 0, rho: 1.0, inner_iters: 500, memory: 10 }
+    }
+}
+
+impl NuclearMin {
+    /// Validate into a solver.
+    pub fn check(self) -> Result<NuclearMinSolver> {
+        ensure!(self.eps > 0.0 && self.eps.is_finite(), "eps must be > 0, got {}", self.eps);
+        ensure!(self.tol > 0.0 && self.tol < 1.0, "tol must be in (0, 1), got {}", self.tol);
+        ensure!(self.rho > 0.0 && self.rho.is_finite(), "rho must be > 0, got {}", self.rho);
+        ensure!(self.inner_iters >= 1, "inner_iters must be >= 1");
+        ensure!(self.memory >= 1, "memory must be >= 1");
+        ensure!(
+            self.max_rank == 0 || self.rank <= self.max_rank,
+            "rank ({}) must be <= max_rank ({})",
+            self.rank,
+            self.max_rank
+        );
+        Ok(NuclearMinSolver { params: self, st: None })
+    }
+}
+
+/// Entries in CSR order, with the permutation to CSC order.
+#[derive(Clone, Debug)]
+struct Pattern {
+    m: usize,
+    n: usize,
+    /// Row of each entry (CSR order).
+    rows: Vec<u32>,
+    /// Column of each entry (CSR order).
+    cols: Vec<u32>,
+    /// Observed value of each entry divided by `scale` (CSR order).
+    a: Vec<f64>,
+    /// Position in the triplets of each CSR entry.
+    entry: Vec<u32>,
+    row_ptr: Vec<usize>,
+    /// CSC traversal: `col_ptr` and the CSR index of each CSC position.
+    col_ptr: Vec<usize>,
+    csc_to_csr: Vec<usize>,
+    /// `max_e |a_e|` of the data (1 when all are 0).
+    scale: f64,
+}
+
+impl Pattern {
+    fn new(r: &Ratings) -> Pattern {
+        let csr = r.csr();
+        let csc = r.csc();
+        let mut rows = Vec::with_capacity(r.len());
+        for i in 0..r.nrows() {
+            rows.extend(std::iter::repeat_n(i as u32, csr.lane_len(i)));
+        }
+        let mut pos_of_entry = vec![0usize; r.len()];
+        for (k, &e) in csr.entry.iter().enumerate() {
+            pos_of_entry[e as usize] = k;
+        }
+        let csc_to_csr = csc.entry.iter().map(|&e| pos_of_entry[e as usize]).collect();
+        let amax = csr.values.iter().fold(0.0f64, |s, &v| s.max((v as f64).abs()));
+        let scale = if amax > 0.0 && amax.is_finite() { amax } else { 1.0 };
+        Pattern {
+            m: r.nrows(),
+            n: r.ncols(),
+            rows,
+            cols: csr.indices.clone(),
+            a: csr.values.iter().map(|&v| v as f64 / scale).collect(),
+            entry: csr.entry.clone(),
+            row_ptr: csr.indptr.clone(),
+            col_ptr: csc.indptr.clone(),
+            csc_to_csr,
+            scale,
+        }
+    }
+
+    /// `(L R^T)_e` for every entry.
+    fn values(&self, r: usize, x: &[f64], out: &mut [f64]) {
+        let (l, rr) = x.split_at(self.m * r);
+        for i in 0..self.m {
+            let li = &l[i * r..][..r];
+            for e in self.row_ptr[i]..self.row_ptr[i + 1] {
+                let j = self.cols[e] as usize;
+                out[e] = dot(li, &rr[j * r..][..r]);
+            }
+        }
+    }
+
+    /// `out (m x k) = Z V` for the sparse `Z` with values `z` (CSR order).
+    fn z_mul(&self, z: &[f64], v: &Mat<f64>) -> Mat<f64> {
+        let k = v.ncols();
+        let mut out = Mat::zeros(self.m, k);
+        for t in 0..k {
+            let vc = v.col(t);
+            for i in 0..self.m {
+                let mut s = 0.0;
+                for e in self.row_ptr[i]..self.row_ptr[i + 1] {
+                    s += z[e] * vc[self.cols[e] as usize];
+                }
+                out[(i, t)] = s;
+            }
+        }
+        out
+    }
+
+    /// `out (n x k) = Z^T U`.
+    fn zt_mul(&self, z: &[f64], u: &Mat<f64>) -> Mat<f64> {
+        let k = u.ncols();
+        let mut out = Mat::zeros(self.n, k);
+        for t in 0..k {
+            let uc = u.col(t);
+            for j in 0..self.n {
+                let mut s = 0.0;
+                for &e in &self.csc_to_csr[self.col_ptr[j]..self.col_ptr[j + 1]] {
+                    s += z[e] * uc[self.rows[e] as usize];
+                }
+                out[(j, t)] = s;
+            }
+        }
+        out
+    }
+
+    /// The dense `m x n` matrix with values `z` on the pattern.
+    fn dense(&self, z: &[f64]) -> Mat<f64> {
+        let mut d = Mat::zeros(self.m, self.n);
+        for e in 0..z.len() {
+            d[(self.rows[e] as usize, self.cols[e] as usize)] = z[e];
+        }
+        d
+    }
+}
+
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// Solver state beyond the model (checkpointed).
+#[derive(Clone, Debug)]
+struct State {
+    /// Factor rank.
+    r: usize,
+    /// `L` (m x r) then `R` (n x r), row-major, in units of `scale`.
+    x: Vec<f64>,
+    /// Multipliers, CSR order, in the scaled problem.
+    y: Vec<f64>,
+    /// Penalty.
+    rho: f64,
+    /// Relative gradient tolerance of the next inner solve.
+    omega: f64,
+    /// Violation (scaled) after the previous outer step.
+    last_violation: f64,
+    /// L-BFGS initial inverse-Hessian scale carried between inner solves.
+    gamma: f64,
+    /// Seed of the subspace iterations.
+    seed: u64,
+}
+
+impl State {
+    /// Exact little-endian serialization (every `f64` by its bits, so a
+    /// resumed run continues bit for bit).
+    fn to_bytes(&self) -> Vec<u8> {
+        let mut w: Vec<u64> = vec![
+            self.r as u64,
+            self.x.len() as u64,
+            self.y.len() as u64,
+            self.rho.to_bits(),
+            self.omega.to_bits(),
+            self.last_violation.to_bits(),
+            self.gamma.to_bits(),
+            self.seed,
+        ];
+        w.extend(self.x.iter().chain(&self.y).map(|v| v.to_bits()));
+        w.iter().flat_map(|v| v.to_le_bytes()).collect()
+    }
+
+    fn from_bytes(b: &[u8]) -> Result<State> {
+        ensure!(b.len() % 8 == 0 && b.len() >= 64, "bad nuclear-min state ({} bytes)", b.len());
+        let w: Vec<u64> = b.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8]))).collect();
+        let (nx, ny) = (w[1] as usize, w[2] as usize);
+        ensure!(w.len() == 8 + nx + ny, "bad nuclear-min state (length)");
+        let f = |v: u64| f64::from_bits(v);
+        Ok(State {
+            r: w[0] as usize,
+            x: w[8..8 + nx].iter().map(|&v| f(v)).collect(),
+            y: w[8 + nx..].iter().map(|&v| f(v)).collect(),
+            rho: f(w[3]),
+            omega: f(w[4]),
+            last_violation: f(w[5]),
+            gamma: f(w[6]),
+            seed: w[7],
+        })
+    }
+}
+
+/// The validated `nuclear-min` solver (model: [`DenseModel`]).
+#[derive(Clone, Debug)]
+pub struct NuclearMinSolver {
+    params: NuclearMin,
+    st: Option<(Pattern, State)>,
+}
+
+/// Scalars of the certificate of a solution.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Certificate {
+    /// `||X||_*`.
+    pub nuclear_norm: f64,
+    /// The proven lower bound `d(z / max(1, ||Z||_op))` on the optimum.
+    pub dual: f64,
+    /// `(||X||_* - dual) / ||X||_*` (negative only when `X` is infeasible).
+    pub rel_gap: f64,
+    /// `max_e (|X_e - a_e| - eps)_+` over the observed entries.
+    pub violation: f64,
+    /// `||Z||_op` before scaling (1 at an exact solution).
+    pub dual_norm: f64,
+    /// Numerical rank of `X` (singular values above `tol sigma_1`).
+    pub rank: usize,
+}
+
+/// A solution of [`nuclear_norm_min`].
+#[derive(Clone, Debug)]
+pub struct NuclearMinResult {
+    /// The dense solution.
+    pub x: Mat<f64>,
+    /// The dual variable `z` (aligned with the data's triplets), scaled into
+    /// the dual ball: `Z = P*(z)` has `||Z||_op <= 1`.
+    pub z: Vec<f64>,
+    /// Its certificate.
+    pub certificate: Certificate,
+    /// Outer (augmented-Lagrangian) steps taken.
+    pub iterations: usize,
+    /// True when the gap and violation reached the tolerance.
+    pub converged: bool,
+}
+
+/// Solve `min ||X||_* s.t. |X_ij - A_ij| <= eps` on the observed entries and
+/// return the dense solution with its certificate and dual variable.
+pub fn nuclear_norm_min(data: &Ratings, params: NuclearMin, max_iters: usize) -> Result<NuclearMinResult> {
+    let mut solver = params.check()?;
+    let mut model = solver.init(data, &mut rng::rng(0))?;
+    let mut last = Certificate::default();
+    let mut converged = false;
+    let mut iterations = 0;
+    for it in 0..max_iters {
+        let mut state = IterState { iteration: it, ..Default::default() };
+        solver.step(data, &mut model, &mut state)?;
+        iterations = it + 1;
+        if let Some(c) = solver.last_certificate(&state) {
+            last = c;
+        }
+        if state.converged {
+            converged = true;
+            break;
+        }
+    }
+    let z = solver.dual_variable(data)?;
+    Ok(NuclearMinResult { x: model.x, z, certificate: last, iterations, converged })
+}
+
+/// Augmented Lagrangian value and gradient at `x = (L, R)`; fills `g`, the
+/// entry values `xe = (L R^T)_e` and `ge = rho (w - proj(w))`.
+struct Al<'a> {
+    p: &'a Pattern,
+    r: usize,
+    y: &'a [f64],
+    rho: f64,
+    eps: f64,
+    xe: Vec<f64>,
+    ge: Vec<f64>,
+}
+
+impl Al<'_> {
+    fn eval(&mut self, x: &[f64], g: &mut [f64]) -> f64 {
+        let (p, r, rho, eps) = (self.p, self.r, self.rho, self.eps);
+        p.values(r, x, &mut self.xe);
+        let mut pen = 0.0;
+        for e in 0..p.a.len() {
+            let w = self.xe[e] - p.a[e] + self.y[e] / rho;
+            let d = w - w.clamp(-eps, eps);
+            pen += d * d;
+            self.ge[e] = rho * d;
+        }
+        let f = 0.5 * dot(x, x) + 0.5 * rho * pen;
+        g.copy_from_slice(x);
+        let (l, rr) = x.split_at(p.m * r);
+        let (gl, gr) = g.split_at_mut(p.m * r);
+        for i in 0..p.m {
+            let gi = &mut gl[i * r..][..r];
+            for e in p.row_ptr[i]..p.row_ptr[i + 1] {
+                let c = self.ge[e];
+                if c != 0.0 {
+                    let j = p.cols[e] as usize;
+                    gi.iter_mut().zip(&rr[j * r..][..r]).for_each(|(a, b)| *a += c * b);
+                }
+            }
+        }
+        for j in 0..p.n {
+            let gj = &mut gr[j * r..][..r];
+            for &e in &p.csc_to_csr[p.col_ptr[j]..p.col_ptr[j + 1]] {
+                let c = self.ge[e];
+                if c != 0.0 {
+                    let i = p.rows[e] as usize;
+                    gj.iter_mut().zip(&l[i * r..][..r]).for_each(|(a, b)| *a += c * b);
+                }
+            }
+        }
+        f
+    }
+}
+
+/// Minimize a C^1 function by L-BFGS (Nocedal and Wright, alg. 7.4) with an
+/// Armijo backtracking line search, until `||g|| <= gtol`, no decrease is
+/// possible, or `max_iter`; `gamma` is the initial inverse-Hessian scale
+/// (updated to the last one). Returns the iterations used.
+fn lbfgs(
+    x: &mut [f64],
+    mut fg: impl FnMut(&[f64], &mut [f64]) -> f64,
+    max_iter: usize,
+    memory: usize,
+    gtol: f64,
+    gamma: &mut f64,
+) -> usize {
+    let n = x.len();
+    let mut g = vec![0.0; n];
+    let mut f = fg(x, &mut g);
+    // (s, y, 1 / s^T y), oldest first; buffers are recycled
+    let mut hist: VecDeque<(Vec<f64>, Vec<f64>, f64)> = VecDeque::with_capacity(memory);
+    let mut alpha = vec![0.0; memory];
+    let mut d = vec![0.0; n];
+    let mut xn = vec![0.0; n];
+    let mut gn = vec![0.0; n];
+    for it in 0..max_iter {
+        if !f.is_finite() || dot(&g, &g).sqrt() <= gtol {
+            return it;
+        }
+        d.iter_mut().zip(&g).for_each(|(a, b)| *a = -b);
+        for (t, (s, y, rho)) in hist.iter().enumerate().rev() {
+            alpha[t] = rho * dot(s, &d);
+            d.iter_mut().zip(y).for_each(|(a, b)| *a -= alpha[t] * b);
+        }
+        d.iter_mut().for_each(|a| *a *= *gamma);
+        for (t, (s, y, rho)) in hist.iter().enumerate() {
+            let beta = rho * dot(y, &d);
+            d.iter_mut().zip(s).for_each(|(a, b)| *a += (alpha[t] - beta) * b);
+        }
+        let mut slope = dot(&g, &d);
+        if slope >= 0.0 || !slope.is_finite() {
+            // not a descent direction: restart from scaled steepest descent
+            hist.clear();
+            d.iter_mut().zip(&g).for_each(|(a, b)| *a = -*gamma * b);
+            slope = dot(&g, &d);
+        }
+        let mut step = 1.0;
+        let mut fnew;
+        let mut tries = 0;
+        loop {
+            xn.iter_mut().zip(x.iter().zip(&d)).for_each(|(a, (b, c))| *a = b + step * c);
+            fnew = fg(&xn, &mut gn);
+            if fnew <= f + 1e-4 * step * slope || tries >= 50 {
+                break;
+            }
+            step *= 0.5;
+            tries += 1;
+        }
+        if fnew.is_nan() || fnew > f {
+            return it;
+        }
+        let (mut s, mut y) = if hist.len() == memory {
+            let (s, y, _) = hist.pop_front().unwrap_or_default(); // ok: non-empty (len == memory >= 1)
+            (s, y)
+        } else {
+            (vec![0.0; n], vec![0.0; n])
+        };
+        s.iter_mut().zip(xn.iter().zip(x.iter())).for_each(|(a, (b, c))| *a = b - c);
+        y.iter_mut().zip(gn.iter().zip(&g)).for_each(|(a, (b, c))| *a = b - c);
+        let sy = dot(&s, &y);
+        let yy = dot(&y, &y);
+        if sy > 1e-12 * yy.max(f64::MIN_POSITIVE).sqrt() * dot(&s, &s).sqrt() && yy > 0.0 {
+            *gamma = sy / yy;
+            hist.push_back((s, y, 1.0 / sy));
+        }
+        x.copy_from_slice(&xn);
+        g.copy_from_slice(&gn);
+        let fold = f;
+        f = fnew;
+        if fold - f <= 1e-16 * fold.abs() {
+            return it + 1;
+        }
+    }
+    max_iter
+}
+
+/// Singular values, left and right factors of `L R^T` through thin QR of the
+/// factors: `L R^T = (Q_L U_c) S (Q_R V_c)^T`.
+fn factor_svd(p: &Pattern, r: usize, x: &[f64]) -> Result<(Vec<f64>, Mat<f64>, Mat<f64>)> {
+    let (l, rr) = x.split_at(p.m * r);
+    let lm = Mat::from_fn(p.m, r, |i, t| l[i * r + t]);
+    let rm = Mat::from_fn(p.n, r, |j, t| rr[j * r + t]);
+    let (ql, qr) = (lm.qr(), rm.qr());
+    let core = mul(ql.thin_R(), qr.thin_R().transpose());
+    let c = thin_svd(core.as_ref())?;
+    let u = mul(ql.compute_thin_Q().as_ref(), c.u.as_ref());
+    let v = mul(qr.compute_thin_Q().as_ref(), c.v.as_ref());
+    Ok((c.s, u, v))
+}
+
+/// Effective rank of Roy and Vetterli (2007), `exp(H(s / sum s))`.
+fn effective_rank(s: &[f64]) -> f64 {
+    let total: f64 = s.iter().map(|x| x.max(0.0)).sum();
+    if total <= 0.0 || !total.is_finite() {
+        return 0.0;
+    }
+    let h: f64 = s.iter().map(|&x| x.max(0.0) / total).filter(|&q| q > 0.0).map(|q| -q * q.ln()).sum();
+    h.exp()
+}
+
+impl NuclearMinSolver {
+    /// The settings.
+    pub fn params(&self) -> &NuclearMin {
+        &self.params
+    }
+
+    /// The certificate recorded in `state` by the last step, when it has one.
+    fn last_certificate(&self, state: &IterState) -> Option<Certificate> {
+        let v = &state.record.values;
+        let g = |k: &str| v.get(k).copied();
+        Some(Certificate {
+            nuclear_norm: g("nuclear_norm")?,
+            dual: g("dual")?,
+            rel_gap: g("rel_gap")?,
+            violation: g("violation")?,
+            dual_norm: g("dual_norm")?,
+            rank: g("rank")? as usize,
+        })
+    }
+
+    /// The current dual variable `z = -y` scaled into the dual ball, aligned
+    /// with the data's triplets.
+    fn dual_variable(&self, data: &Ratings) -> Result<Vec<f64>> {
+        let (p, st) = self.st.as_ref().ok_or_else(|| Error::invalid("nuclear-min: not initialized"))?;
+        let z: Vec<f64> = st.y.iter().map(|v| -v).collect();
+        let norm = dense_op_norm(p, &z)?;
+        let mut out = vec![0.0; data.len()];
+        for (k, &e) in p.entry.iter().enumerate() {
+            out[e as usize] = z[k] / norm.max(1.0);
+        }
+        Ok(out)
+    }
+
+    /// Rebalance the factors to `U S^1/2, V S^1/2` (same `X`, least
+    /// `(||L||^2 + ||R||^2) / 2 = ||X||_*`), dropping columns whose singular
+    /// value is below `1e-12 sigma_1`. Returns the singular values and the
+    /// orthonormal `U`, `V` of the kept columns.
+    fn rebalance(p: &Pattern, st: &mut State) -> Result<(Vec<f64>, Mat<f64>, Mat<f64>)> {
+        let (s, u, v) = factor_svd(p, st.r, &st.x)?;
+        let top = s.first().copied().unwrap_or(0.0);
+        let keep = s.iter().filter(|&&x| x > 1e-12 * top && x > 0.0).count().max(1);
+        let mut x = vec![0.0; (p.m + p.n) * keep];
+        for t in 0..keep {
+            let w = s[t].max(0.0).sqrt();
+            for i in 0..p.m {
+                x[i * keep + t] = u[(i, t)] * w;
+            }
+            for j in 0..p.n {
+                x[(p.m + j) * keep + t] = v[(j, t)] * w;
+            }
+        }
+        st.x = x;
+        st.r = keep;
+        Ok((s[..keep].to_vec(), u.subcols(0, keep).to_owned(), v.subcols(0, keep).to_owned()))
+    }
+
+    /// Top singular triplets of `(I - U U^T) Z (I - V V^T)` by subspace
+    /// iteration from a seeded Gaussian block of `b` columns.
+    fn outside_pairs(
+        p: &Pattern,
+        z: &[f64],
+        u: &Mat<f64>,
+        v: &Mat<f64>,
+        b: usize,
+        g: &mut Rng,
+    ) -> Result<(Vec<f64>, Mat<f64>, Mat<f64>)> {
+        let proj = |q: &Mat<f64>, w: Mat<f64>| -> Mat<f64> {
+            let c = mul(q.transpose(), w.as_ref());
+            let mut w = w;
+            super::linop::mul_add(&mut w, q.as_ref(), c.as_ref(), -1.0);
+            w
+        };
+        let mut vb = proj(v, Mat::from_fn(p.n, b, |_, _| rng::normal(g)));
+        vb = orthonormalize(vb.as_ref());
+        for _ in 0..4 {
+            let ub = orthonormalize(proj(u, p.z_mul(z, &vb)).as_ref());
+            vb = orthonormalize(proj(v, p.zt_mul(z, &ub)).as_ref());
+        }
+        let w = proj(u, p.z_mul(z, &vb));
+        let sv = thin_svd(w.as_ref())?;
+        let right = mul(vb.as_ref(), sv.v.as_ref());
+        Ok((sv.s, sv.u, right))
+    }
+
+    /// Certificate of the factors `x` with multipliers `y_new` (scaled
+    /// problem), given the singular values `s` of `X`.
+    fn certify(&self, p: &Pattern, xe: &[f64], z: &[f64], s: &[f64]) -> Result<Certificate> {
+        let eps = self.params.eps / p.scale;
+        let dual_norm = dense_op_norm(p, z)?;
+        let dual = (dot(z, &p.a) - eps * z.iter().map(|v| v.abs()).sum::<f64>()) / dual_norm.max(1.0);
+        let nuc: f64 = s.iter().sum();
+        let viol = violation(p, xe, eps);
+        let top = s.first().copied().unwrap_or(0.0);
+        Ok(Certificate {
+            nuclear_norm: nuc * p.scale,
+            dual: dual * p.scale,
+            rel_gap: if nuc > 0.0 { (nuc - dual) / nuc } else { -dual.min(0.0) },
+            violation: viol * p.scale,
+            dual_norm,
+            rank: s.iter().filter(|&&x| x > self.params.tol * top && x > 0.0).count(),
+        })
+    }
+}
+
+/// Least-squares dual refinement (the "least-squares multiplier" estimate,
+/// Nocedal and Wright sec. 18.3; the least-squares dual certificate of
+/// Candes and Recht 2009): starting from the augmented-Lagrangian estimate
+/// `z0`, conjugate gradients on `min ||P_T(P*(z)) - U V^T||_F^2` over `z`
+/// supported where `z0 != 0` (the estimated active set), `T` the tangent
+/// space at `X = U S V^T`. At an optimum `P_T(Z) = U V^T` exactly, so this
+/// removes the noise that a large penalty puts into `rho (w - proj(w))`.
+fn refine_dual(p: &Pattern, z0: &[f64], u: &Mat<f64>, v: &Mat<f64>, iters: usize) -> Vec<f64> {
+    let k = u.ncols();
+    let act: Vec<bool> = z0.iter().map(|&x| x != 0.0).collect();
+    // P_T(P*(z)) at the entries
+    let pt = |z: &[f64]| -> Vec<f64> {
+        let b = p.z_mul(z, v); // m x k: M V
+        let a = p.zt_mul(z, u); // n x k: M^T U
+        let c = mul(u.transpose(), b.as_ref()); // k x k: U^T M V
+        let uc = mul(u.as_ref(), c.as_ref()); // m x k: U C
+        let mut out = vec![0.0; z.len()];
+        for e in 0..z.len() {
+            if !act[e] {
+                continue;
+            }
+            let (i, j) = (p.rows[e] as usize, p.cols[e] as usize);
+            let mut s = 0.0;
+            for t in 0..k {
+                s += u[(i, t)] * a[(j, t)] + b[(i, t)] * v[(j, t)] - uc[(i, t)] * v[(j, t)];
+            }
+            out[e] = s;
+        }
+        out
+    };
+    let rhs: Vec<f64> = (0..z0.len())
+        .map(|e| {
+            if !act[e] {
+                return 0.0;
+            }
+            let (i, j) = (p.rows[e] as usize, p.cols[e] as usize);
+            (0..k).map(|t| u[(i, t)] * v[(j, t)]).sum()
+        })
+        .collect();
+    let mut z = z0.to_vec();
+    let nz = pt(&z);
+    let mut res: Vec<f64> = rhs.iter().zip(&nz).map(|(a, b)| a - b).collect();
+    let mut d = res.clone();
+    let mut rr = dot(&res, &res);
+    let r0 = rr;
+    for _ in 0..iters {
+        if rr <= 1e-28 * r0.max(f64::MIN_POSITIVE) || rr == 0.0 {
+            break;
+        }
+        let nd = pt(&d);
+        let dnd = dot(&d, &nd);
+        if dnd.is_nan() || dnd <= 0.0 {
+            break;
+        }
+        let alpha = rr / dnd;
+        z.iter_mut().zip(&d).for_each(|(a, b)| *a += alpha * b);
+        res.iter_mut().zip(&nd).for_each(|(a, b)| *a -= alpha * b);
+        let rr2 = dot(&res, &res);
+        let beta = rr2 / rr;
+        rr = rr2;
+        d.iter_mut().zip(&res).for_each(|(a, b)| *a = b + beta * *a);
+    }
+    z
+}
+
+/// `max_e (|x_e - a_e| - eps)_+` (scaled units).
+fn violation(p: &Pattern, xe: &[f64], eps: f64) -> f64 {
+    xe.iter().zip(&p.a).fold(0.0f64, |v, (x, a)| v.max((x - a).abs() - eps))
+}
+
+/// `||P*(z)||_op`, exactly (dense singular values).
+fn dense_op_norm(p: &Pattern, z: &[f64]) -> Result<f64> {
+    if z.iter().all(|&v| v == 0.0) {
+        return Ok(0.0);
+    }
+    let s = p
+        .dense(z)
+        .singular_values()
+        .map_err(|e| Error::Numerical(format!("nuclear-min: the SVD did not converge ({e:?})")))?;
+    Ok(s.iter().fold(0.0f64, |a, &b| a.max(b)))
+}
+
+impl Solver for NuclearMinSolver {
+    type Data = Ratings;
+    type Model = DenseModel;
+
+    fn name(&self) -> &'static str {
+        "nuclear-min"
+    }
+
+    fn divergence_hint(&self) -> String {
+        "lower rho (the initial penalty) or check the data for extreme values".into()
+    }
+
+    fn init(&mut self, data: &Ratings, rng: &mut Rng) -> Result<DenseModel> {
+        ensure!(!data.is_empty(), "nuclear-min: the training data has no entries");
+        ensure!(data.iter().all(|(_, _, v)| v.is_finite()), "nuclear-min: the data has non-finite values");
+        data.check_duplicates()?;
+        let (m, n) = data.shape();
+        let k = m.min(n);
+        ensure!(self.params.rank <= k, "rank must be <= min(m, n) = {k}, got {}", self.params.rank);
+        ensure!(self.params.max_rank <= k, "max_rank must be <= min(m, n) = {k}, got {}", self.params.max_rank);
+        let p = Pattern::new(data);
+        let seed: u64 = rng::below(rng, 1 << 30) as u64;
+        // Spectral start (the standard initialization, Keshavan, Montanari
+        // and Oh 2010): the top singular triplets of the rescaled zero-filled
+        // matrix, as balanced factors, shrunk so the start is not
+        // over-fitted.
+        let zs: Vec<f64> = {
+            let mut t = vec![0.0; p.a.len()];
+            for (kk, &e) in p.entry.iter().enumerate() {
+                t[e as usize] = p.a[kk] * (m * n) as f64 / data.len() as f64;
+            }
+            t
+        };
+        let op = SparseOp::with_values(data, &zs);
+        let probe = if self.params.rank == 0 { k.min(20) } else { self.params.rank.max(1) };
+        let svd = Svd::randomized(&op, probe, &RsvdOptions { oversample: 10, power_iters: 4, seed })?;
+        let top = svd.s.first().copied().unwrap_or(0.0);
+        let r = if self.params.rank == 0 {
+            svd.s.iter().filter(|&&x| x > 0.1 * top).count().max(2).min(k)
+        } else {
+            self.params.rank
+        }
+        .min(if self.params.max_rank == 0 { k } else { self.params.max_rank })
+        .max(1);
+        let mut x = vec![0.0; (m + n) * r];
+        for t in 0..r.min(svd.s.len()) {
+            let w = (0.5 * svd.s[t]).sqrt();
+            for i in 0..m {
+                x[i * r + t] = svd.u[(i, t)] * w;
+            }
+            for j in 0..n {
+                x[(m + j) * r + t] = svd.v[(j, t)] * w;
+            }
+        }
+        // sigma_1 of the plain zero-filled data (scaled), for the penalty
+        let sigma = top * data.len() as f64 / (m * n) as f64;
+        let rho = self.params.rho * 10.0 / sigma.max(1e-12);
+        let st = State {
+            r,
+            x,
+            y: vec![0.0; data.len()],
+            rho,
+            omega: 1e-3,
+            last_violation: f64::INFINITY,
+            gamma: 1.0 / (1.0 + rho),
+            seed,
+        };
+        let model = DenseModel { x: dense_of(&p, &st) };
+        self.st = Some((p, st));
+        Ok(model)
+    }
+
+    fn step(&mut self, _data: &Ratings, model: &mut DenseModel, state: &mut IterState) -> Result<()> {
+        let (p, mut st) = self.st.take().ok_or_else(|| Error::invalid("nuclear-min: step before init"))?;
+        let res = self.outer(&p, &mut st, model, state);
+        self.st = Some((p, st));
+        res
+    }
+
+    fn save_state(&self) -> Result<Vec<u8>> {
+        match &self.st {
+            Some((_, st)) => Ok(st.to_bytes()),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    fn load_state(&mut self, bytes: &[u8]) -> Result<()> {
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        let st = State::from_bytes(bytes)?;
+        if let Some((p, old)) = self.st.as_mut() {
+            ensure!(
+                st.y.len() == old.y.len() && st.r >= 1 && st.x.len() == (p.m + p.n) * st.r,
+                "the nuclear-min checkpoint does not match the data"
+            );
+            *old = st;
+        }
+        Ok(())
+    }
+}
+
+/// `scale * L R^T`.
+fn dense_of(p: &Pattern, st: &State) -> Mat<f64> {
+    let r = st.r;
+    let (l, rr) = st.x.split_at(p.m * r);
+    let lm = Mat::from_fn(p.m, r, |i, t| l[i * r + t] * p.scale);
+    let rm = Mat::from_fn(p.n, r, |j, t| rr[j * r + t]);
+    mul(lm.as_ref(), rm.as_ref().transpose())
+}
+
+impl NuclearMinSolver {
+    /// One outer step (see the module docs).
+    fn outer(&self, p: &Pattern, st: &mut State, model: &mut DenseModel, state: &mut IterState) -> Result<()> {
+        let eps = self.params.eps / p.scale;
+        let tol = self.params.tol;
+        let max_rank = if self.params.max_rank == 0 { p.m.min(p.n) } else { self.params.max_rank };
+        // 1. inner solve
+        let mut al = Al { p, r: st.r, y: &st.y, rho: st.rho, eps, xe: vec![0.0; p.a.len()], ge: vec![0.0; p.a.len()] };
+        let gtol = st.omega * dot(&st.x, &st.x).sqrt().max(1e-300);
+        let mut x = st.x.clone();
+        let mut gamma = st.gamma;
+        let inner = lbfgs(&mut x, |x, g| al.eval(x, g), self.params.inner_iters, self.params.memory, gtol, &mut gamma);
+        let mut g = vec![0.0; x.len()];
+        al.eval(&x, &mut g);
+        let (xe, y_new) = (std::mem::take(&mut al.xe), std::mem::take(&mut al.ge));
+        st.x = x;
+        st.gamma = gamma;
+        // 2. rebalance, certificate
+        let (s, u, v) = Self::rebalance(p, st)?;
+        let viol = violation(p, &xe, eps);
+        let nuc: f64 = s.iter().sum();
+        let top = s.first().copied().unwrap_or(0.0);
+        let rec = &mut state.record;
+        rec.objective = Some(nuc * p.scale);
+        let vals = &mut rec.values;
+        vals.insert("nuclear_norm".into(), nuc * p.scale);
+        vals.insert("violation".into(), viol * p.scale);
+        vals.insert("rho".into(), st.rho);
+        vals.insert("inner_iters".into(), inner as f64);
+        vals.insert("factor_rank".into(), st.r as f64);
+        vals.insert("rank".into(), s.iter().filter(|&&x| x > tol * top && x > 0.0).count() as f64);
+        vals.insert("effective_rank".into(), effective_rank(&s));
+        let mut converged = false;
+        let mut cert_gap = None;
+        let mut z: Vec<f64> = y_new.iter().map(|v| -v).collect();
+        if viol <= 10.0 * tol {
+            let k = s.iter().filter(|&&x| x > tol * top && x > 0.0).count().max(1);
+            let (uk, vk) = (u.subcols(0, k).to_owned(), v.subcols(0, k).to_owned());
+            let zr = refine_dual(p, &z, &uk, &vk, 50);
+            let c0 = self.certify(p, &xe, &z, &s)?;
+            let c1 = self.certify(p, &xe, &zr, &s)?;
+            let c = if c1.dual > c0.dual {
+                z = zr;
+                c1
+            } else {
+                c0
+            };
+            vals.insert("dual".into(), c.dual);
+            vals.insert("rel_gap".into(), c.rel_gap);
+            vals.insert("dual_norm".into(), c.dual_norm);
+            converged = viol <= tol && c.rel_gap.abs() <= tol;
+            cert_gap = Some(c.rel_gap);
+        }
+        state.converged = converged;
+        model.x = dense_of(p, st);
+        if converged {
+            st.y = z.iter().map(|v| -v).collect();
+            return Ok(());
+        }
+        // 3. rank growth along the singular pairs of Z with s > 1: exact
+        // (dense SVD) once certified, else by subspace iteration outside
+        // the factors
+        let room = max_rank.saturating_sub(st.r);
+        let mut added = 0;
+        if room > 0 {
+            let (sv, uo, vo, thresh) = match cert_gap {
+                Some(gap) => {
+                    let d = thin_svd(p.dense(&z).as_ref())?;
+                    (d.s, d.u, d.v, 1.0 + tol.max(0.25 * gap.abs()))
+                }
+                None => {
+                    let mut g = rng::stream(st.seed, state.iteration as u64);
+                    let (a, b, c) = Self::outside_pairs(p, &z, &u, &v, room.min(4), &mut g)?;
+                    (a, b, c, 1.01)
+                }
+            };
+            let mut cols: Vec<(Vec<f64>, Vec<f64>)> = Vec::new();
+            for t in 0..sv.len().min(room) {
+                if sv[t] <= thresh {
+                    break;
+                }
+                // ||P(u v^T)||_F^2
+                let mut pn = 0.0;
+                for e in 0..p.a.len() {
+                    let q = uo[(p.rows[e] as usize, t)] * vo[(p.cols[e] as usize, t)];
+                    pn += q * q;
+                }
+                let step = ((sv[t] - 1.0) / (st.rho * pn.max(1e-300))).min(top.max(1e-12));
+                let w = step.sqrt();
+                cols.push((uo.col(t).iter().map(|a| a * w).collect(), vo.col(t).iter().map(|a| a * w).collect()));
+            }
+            added = cols.len();
+            if added > 0 {
+                let (r, r2) = (st.r, st.r + added);
+                let mut x2 = vec![0.0; (p.m + p.n) * r2];
+                for row in 0..p.m + p.n {
+                    x2[row * r2..][..r].copy_from_slice(&st.x[row * r..][..r]);
+                    for (t, (cu, cv)) in cols.iter().enumerate() {
+                        x2[row * r2 + r + t] = if row < p.m { cu[row] } else { cv[row - p.m] };
+                    }
+                }
+                st.x = x2;
+                st.r = r2;
+            }
+            vals.insert("outside_norm".into(), sv.first().copied().unwrap_or(0.0));
+        }
+        vals.insert("added_rank".into(), added as f64);
+        // 4. multipliers, penalty, inner tolerance
+        st.y = z.iter().map(|v| -v).collect();
+        if viol > tol && viol > 0.5 * st.last_violation {
+            st.rho = (st.rho * 2.0).min(1e12);
+        }
+        st.last_violation = viol;
+        st.omega = (st.omega * 0.3).max(1e-3 * tol);
+        Ok(())
+    }
+}
+
+/// The `nuclear-min` runner: ratings in, [`DenseModel`] out. Summary: the
+/// standard keys (`algo`, `rank` = numerical rank of `X`, `epochs`,
+/// `iterations` = outer steps, `train_rmse`, `test_rmse`, `test_mae`,
+/// `fit_seconds`, `threads`, `seed`, `termination`, `rel_error` with a
+/// ground truth) and the certificate: `nuclear_norm`, `violation`,
+/// `rel_gap`, `dual`, `dual_norm` (null when the last step was not yet
+/// certified), `effective_rank`, `factor_rank`, `inner_iters` (total L-BFGS
+/// iterations). Default 500 outer steps.
+fn run_nuclear_min(req: FitRequest<'_>) -> Result<FitOutcome> {
+    let p: NuclearMin = parse_params("nuclear-min", &req.params, KEYS)?;
+    let solver = p.check()?;
+    let train = req.train_ratings()?;
+    run_on(req, solver, &train)
+}
+
+fn run_on<'a>(mut req: FitRequest<'a>, solver: NuclearMinSolver, train: &'a Ratings) -> Result<FitOutcome> {
+    if let Some(w) = req.truth {
+        ensure!(
+            w.nrows() == train.nrows() && w.ncols() == train.ncols(),
+            "the ground truth is {}x{} but the data is {}x{}",
+            w.nrows(),
+            w.ncols(),
+            train.nrows(),
+            train.ncols()
+        );
+    }
+    let test = match req.test {
+        Some(t) => Some(Arc::new(TestSet::new(train, &t.clone().into_ratings()?))),
+        None => None,
+    };
+    let truth = req.truth.cloned().map(Arc::new);
+    let (seed, threads, algo, params, eval_every) =
+        (req.seed, req.threads, req.algo.clone(), req.params.clone(), req.eval_every);
+    let mut ex = req.executor(solver, train, 500);
+    if test.is_some() || truth.is_some() {
+        let (t2, w2) = (test.clone(), truth.clone());
+        ex = ex.evaluate(eval_every, move |m: &DenseModel| {
+            let mut out = Vec::new();
+            if let Some(t) = t2.as_ref() {
+                let (r, a) = t.evaluate(m, None);
+                out.push(("test_rmse".to_string(), r));
+                out.push(("test_mae".to_string(), a));
+            }
+            if let Some(w) = w2.as_ref() {
+                out.push(("rel_error".to_string(), metrics::relative_error(m, w)));
+            }
+            out
+        });
+    }
+    let fit = ex.run()?;
+    let model = fit.model;
+    let last = fit.history.last().map(|r| r.values.clone()).unwrap_or_default();
+    let get = |k: &str| last.get(k).map_or(Value::Null, |v| json!(v));
+    let mut s = Map::new();
+    s.insert("algo".into(), json!(algo));
+    s.insert("rank".into(), get("rank"));
+    s.insert("epochs".into(), json!(fit.iterations));
+    s.insert("iterations".into(), json!(fit.iterations));
+    s.insert("train_rmse".into(), json!(metrics::rmse(&model, train)));
+    match test.as_ref() {
+        Some(t) => {
+            let (r, a) = t.evaluate(&model, None);
+            s.insert("test_rmse".into(), json!(r));
+            s.insert("test_mae".into(), json!(a));
+            s.insert("test_unseen".into(), json!(t.unseen));
+            s.insert("n_test".into(), json!(t.total));
+        }
+        None => {
+            s.insert("test_rmse".into(), Value::Null);
+            s.insert("test_mae".into(), Value::Null);
+        }
+    }
+    if let Some(w) = truth.as_ref() {
+        s.insert("rel_error".into(), json!(metrics::relative_error(&model, w)));
+    }
+    for k in ["nuclear_norm", "violation", "rel_gap", "dual", "dual_norm", "effective_rank", "factor_rank"] {
+        s.insert(k.into(), get(k));
+    }
+    let inner: f64 = fit.history.iter().filter_map(|r| r.values.get("inner_iters")).sum();
+    s.insert("inner_iters".into(), json!(inner as u64));
+    s.insert("n_train".into(), json!(train.len()));
+    s.insert("fit_seconds".into(), json!(fit.seconds));
+    s.insert("threads".into(), json!(if threads == 0 { rayon::current_num_threads() } else { threads }));
+    s.insert("seed".into(), json!(seed));
+    s.insert("termination".into(), json!(fit.termination.name()));
+    s.insert("params".into(), Value::Object(params));
+    Ok(FitOutcome { model: FittedModel::Dense(model), summary: s, history: fit.history, termination: fit.termination })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,273 @@
+//! Tests of `nuclear-min` against independent truths: a weak-duality
+//! bracket on fully observed data, planted exact recovery, the KKT
+//! conditions, and an ADMM reference (dense SVD per iteration) on a tiny
+//! problem.
+
+use super::*;
+use crate::data::IdMap;
+use crate::data::synth::planted_completion;
+use crate::metrics::relative_error;
+use crate::solve::Executor;
+
+fn ratings(m: usize, n: usize, entries: &[(usize, usize, f64)]) -> Ratings {
+    let rows = entries.iter().map(|e| e.0 as u32).collect();
+    let cols = entries.iter().map(|e| e.1 as u32).collect();
+    let vals = entries.iter().map(|e| e.2 as f32).collect();
+    Ratings::with_ids(rows, cols, vals, IdMap::identity(m), IdMap::identity(n)).unwrap()
+}
+
+/// A fixed 6x5 matrix of rank 2 (values exactly representable in f32).
+fn a65() -> Mat<f64> {
+    let u = [[1.0, 0.5], [-0.5, 1.0], [0.25, -1.0], [1.5, 0.25], [-1.0, -0.5], [0.5, 0.75]];
+    let v = [[1.0, -0.25], [0.5, 1.0], [-0.75, 0.5], [0.25, 0.25], [1.0, -1.0]];
+    Mat::from_fn(6, 5, |i, j| u[i][0] * v[j][0] + u[i][1] * v[j][1])
+}
+
+fn nuc(x: &Mat<f64>) -> f64 {
+    thin_svd(x.as_ref()).unwrap().s.iter().sum()
+}
+
+#[test]
+fn fully_observed_is_bracketed_by_weak_duality() {
+    // min ||X||_* s.t. |X - A|_max <= eps: A is feasible (upper bound
+    // ||A||_*), and Z = U V^T of A (||Z||_op = 1) proves the lower bound
+    // ||A||_* - eps ||U V^T||_1.
+    let a = a65();
+    let mut e = vec![];
+    for i in 0..6 {
+        for j in 0..5 {
+            e.push((i, j, a[(i, j)]));
+        }
+    }
+    let eps = 1e-2;
+    let res = nuclear_norm_min(&ratings(6, 5, &e), NuclearMin { eps, ..Default::default() }, 200).unwrap();
+    let svd = thin_svd(a.as_ref()).unwrap();
+    let uvt = mul(svd.u.subcols(0, 2), svd.v.subcols(0, 2).transpose());
+    let l1: f64 = (0..6).flat_map(|i| (0..5).map(move |j| (i, j))).map(|(i, j)| uvt[(i, j)].abs()).sum();
+    let (upper, lower) = (nuc(&a), nuc(&a) - eps * l1);
+    let got = nuc(&res.x);
+    assert!(res.converged, "{:?}", res.certificate);
+    assert!(got <= upper * (1.0 + 1e-6) && got >= lower * (1.0 - 1e-6), "{lower} <= {got} <= {upper}");
+    // the certificate's own numbers agree with the dense SVD
+    assert!((res.certificate.nuclear_norm - got).abs() <= 1e-9 * got);
+    assert!(res.certificate.violation <= 1e-6 * 3.0);
+}
+
+#[test]
+fn rank_one_planted_is_recovered_exactly() {
+    // 12 x 10 rank 1 with 70 of 120 entries (every row and column seen):
+    // far above the 21 degrees of freedom, so the minimizer is the truth.
+    let u: Vec<f64> = (0..12).map(|i| 1.0 + 0.25 * (i % 5) as f64 - 0.5 * (i % 2) as f64).collect();
+    let v: Vec<f64> = (0..10).map(|j| 0.5 + 0.25 * (j % 3) as f64 * if j % 2 == 0 { 1.0 } else { -1.0 }).collect();
+    let w = Mat::from_fn(12, 10, |i, j| u[i] * v[j]);
+    let mut g = rng::rng(3);
+    let mut e = vec![];
+    for i in 0..12 {
+        for j in 0..10 {
+            if (i + j) % 3 != 0 || rng::uniform(&mut g) < 0.2 {
+                e.push((i, j, w[(i, j)]));
+            }
+        }
+    }
+    assert!(e.len() >= 70, "{}", e.len());
+    let res =
+        nuclear_norm_min(&ratings(12, 10, &e), NuclearMin { eps: 1e-7, tol: 1e-7, ..Default::default() }, 300).unwrap();
+    let err = relative_error(&DenseModel { x: res.x.clone() }, &w);
+    assert!(res.converged, "{:?}", res.certificate);
+    assert!(err < 1e-5, "relative error {err}");
+    assert_eq!(res.certificate.rank, 1);
+}
+
+#[test]
+fn solution_satisfies_kkt() {
+    let p = planted_completion(20, 2, 200, 4).unwrap();
+    let eps = 1e-2;
+    let tol = 1e-7;
+    let res = nuclear_norm_min(&p.observed, NuclearMin { eps, tol, ..Default::default() }, 300).unwrap();
+    assert!(res.converged, "{:?}", res.certificate);
+    let x = &res.x;
+    // dual feasibility: Z supported on Omega with ||Z||_op <= 1
+    let mut zd = Mat::<f64>::zeros(20, 20);
+    for (k, (i, j, _)) in p.observed.iter().enumerate() {
+        zd[(i, j)] = res.z[k];
+    }
+    let zn = thin_svd(zd.as_ref()).unwrap().s[0];
+    assert!(zn <= 1.0 + 1e-9, "||Z||_op = {zn}");
+    // stationarity: <Z, X> = ||X||_*
+    let zx: f64 = p.observed.iter().enumerate().map(|(k, (i, j, _))| res.z[k] * x[(i, j)]).sum();
+    let nx = nuc(x);
+    assert!((zx - nx).abs() <= 1e-5 * nx, "<Z, X> = {zx}, ||X||_* = {nx}");
+    // complementary slackness: z_e != 0 only on the box's boundary, with
+    // X_e - a_e = -eps sign(z_e)
+    let zmax = res.z.iter().fold(0.0f64, |a, &b| a.max(b.abs()));
+    let mut active = 0;
+    for (k, (i, j, a)) in p.observed.iter().enumerate() {
+        let c = x[(i, j)] - a as f64;
+        assert!(c.abs() <= eps + 1e-6, "violation at ({i}, {j}): {c}");
+        if res.z[k].abs() > 1e-3 * zmax {
+            active += 1;
+            assert!((c + eps * res.z[k].signum()).abs() <= 1e-4 * eps, "({i}, {j}): z {} c {c}", res.z[k]);
+        }
+    }
+    assert!(active > 0);
+}
+
+/// ADMM (Boyd et al. 2011) on `min ||X||_* + I_box(Y_Omega)`, `X = Y`:
+/// `X <- SVT(Y - U, 1 / beta)`, `Y <- X + U` projected onto the box on
+/// Omega, `U <- U + X - Y`. Slow but exact in the limit.
+fn admm(m: usize, n: usize, e: &[(usize, usize, f64)], eps: f64, iters: usize) -> Mat<f64> {
+    let beta = 1.0;
+    let mut y = Mat::<f64>::zeros(m, n);
+    let mut u = Mat::<f64>::zeros(m, n);
+    for _ in 0..iters {
+        let d = thin_svd((&y - &u).as_ref()).unwrap();
+        let s: Vec<f64> = d.s.iter().map(|v| (v - 1.0 / beta).max(0.0)).collect();
+        let x = Mat::from_fn(m, n, |i, j| (0..s.len()).map(|t| d.u[(i, t)] * s[t] * d.v[(j, t)]).sum::<f64>());
+        y = &x + &u;
+        for &(i, j, a) in e {
+            y[(i, j)] = y[(i, j)].clamp(a - eps, a + eps);
+        }
+        u = &u + &x - &y;
+    }
+    y
+}
+
+#[test]
+fn agrees_with_an_admm_reference() {
+    let a = a65();
+    let mut e = vec![];
+    for i in 0..6 {
+        for j in 0..5 {
+            if (2 * i + j) % 3 != 0 {
+                e.push((i, j, a[(i, j)] as f32 as f64));
+            }
+        }
+    }
+    let eps = 1e-3;
+    let reference = nuc(&admm(6, 5, &e, eps, 20000));
+    let res = nuclear_norm_min(&ratings(6, 5, &e), NuclearMin { eps, tol: 1e-8, ..Default::default() }, 300).unwrap();
+    assert!(res.converged, "{:?}", res.certificate);
+    let got = nuc(&res.x);
+    assert!((got - reference).abs() <= 1e-6 * reference, "ours {got} vs ADMM {reference}");
+    // and the certified bracket contains the reference
+    assert!(res.certificate.dual <= reference * (1.0 + 1e-9));
+}
+
+#[test]
+fn recovers_planted_low_rank_and_satisfies_constraints() {
+    // 40x40 rank 2 with 700 of 1600 entries: well above the information
+    // limit, so the minimizer is the truth up to eps.
+    let p = planted_completion(40, 2, 700, 5).unwrap();
+    let tol = 1e-5;
+    let res = nuclear_norm_min(&p.observed, NuclearMin { tol, ..Default::default() }, 500).unwrap();
+    let c = &res.certificate;
+    let err = relative_error(&DenseModel { x: res.x.clone() }, &p.truth);
+    assert!(res.converged, "{c:?}");
+    assert!(c.violation <= tol * 4.0);
+    assert!(c.rel_gap.abs() <= tol);
+    // the box lets each entry (RMS 1) move by eps = 1e-3
+    assert!(err < 5e-3, "relative error {err}");
+    // the truth is feasible, so the optimum is no larger than ||W||_*
+    assert!(c.nuclear_norm <= nuc(&p.truth) * (1.0 + tol));
+    // two components carry the norm; the rest is what the box lets go
+    let s = thin_svd(res.x.as_ref()).unwrap().s;
+    assert!(s[2..].iter().sum::<f64>() <= 1e-3 * c.nuclear_norm, "{s:?}");
+}
+
+#[test]
+fn invalid_params() {
+    let bad = |p: NuclearMin| matches!(p.check(), Err(Error::InvalidInput(_)));
+    assert!(bad(NuclearMin { eps: 0.0, ..Default::default() }));
+    assert!(bad(NuclearMin { eps: -1.0, ..Default::default() }));
+    assert!(bad(NuclearMin { eps: f64::NAN, ..Default::default() }));
+    assert!(bad(NuclearMin { tol: 0.0, ..Default::default() }));
+    assert!(bad(NuclearMin { tol: 1.0, ..Default::default() }));
+    assert!(bad(NuclearMin { rho: 0.0, ..Default::default() }));
+    let p = planted_completion(10, 2, 50, 1).unwrap();
+    let mut s = NuclearMin { rank: 11, ..Default::default() }.check().unwrap();
+    assert!(matches!(s.init(&p.observed, &mut rng::rng(0)), Err(Error::InvalidInput(_))));
+    let empty = ratings(3, 3, &[]);
+    let mut s = NuclearMin::default().check().unwrap();
+    assert!(matches!(s.init(&empty, &mut rng::rng(0)), Err(Error::InvalidInput(_))));
+    assert!(nuclear_norm_min(&empty, NuclearMin::default(), 5).is_err());
+}
+
+#[test]
+fn resume_matches_a_straight_run() {
+    let p = planted_completion(15, 2, 120, 2).unwrap();
+    let mk = || NuclearMin::default().check().unwrap();
+    let straight = Executor::new(mk(), &p.observed).max_iters(6).run().unwrap();
+    let mut a = mk();
+    let mut model = a.init(&p.observed, &mut rng::rng(0)).unwrap();
+    for it in 0..3 {
+        a.step(&p.observed, &mut model, &mut IterState { iteration: it, ..Default::default() }).unwrap();
+    }
+    let bytes = a.save_state().unwrap();
+    let mut b = mk();
+    let mut model_b = b.init(&p.observed, &mut rng::rng(0)).unwrap();
+    b.load_state(&bytes).unwrap();
+    model_b.x = model.x.clone();
+    for it in 3..6 {
+        b.step(&p.observed, &mut model_b, &mut IterState { iteration: it, ..Default::default() }).unwrap();
+    }
+    let _ = straight;
+    let mut c = mk();
+    let mut model_c = c.init(&p.observed, &mut rng::rng(0)).unwrap();
+    for it in 0..6 {
+        c.step(&p.observed, &mut model_c, &mut IterState { iteration: it, ..Default::default() }).unwrap();
+    }
+    assert_eq!(model_b.x, model_c.x);
+}
+
+#[test]
+#[ignore = "timing experiment: prints the convergence history"]
+fn experiment_100() {
+    {
+        // the conformance problem
+        let p = planted_completion(30, 3, 450, 11).unwrap();
+        let fit =
+            Executor::new(NuclearMin::default().check().unwrap(), &p.observed).max_iters(300).seed(5).run().unwrap();
+        let h = fit.history.last().unwrap();
+        eprintln!(
+            "conformance: {:?} iters {} err {:.4e} {:?}",
+            fit.termination,
+            fit.iterations,
+            relative_error(&fit.model, &p.truth),
+            h.values
+        );
+    }
+    let which: Vec<usize> = std::env::var("NM_OBS")
+        .map(|s| s.split(',').map(|x| x.parse().unwrap()).collect())
+        .unwrap_or(vec![700, 2000, 5000]);
+    for (n, k, obs) in [(40, 2, 700), (100, 5, 2000), (100, 5, 5000)] {
+        if !which.contains(&obs) {
+            continue;
+        }
+        let p = planted_completion(n, k, obs, 0).unwrap();
+        for rep in 0..2 {
+            let t = std::time::Instant::now();
+            let solver = NuclearMin::default().check().unwrap();
+            let fit = Executor::new(solver, &p.observed).max_iters(60).run().unwrap();
+            let secs = t.elapsed().as_secs_f64();
+            if rep == 0 {
+                for h in fit.history.iter() {
+                    let g = |k: &str| h.values.get(k).copied().unwrap_or(f64::NAN);
+                    eprintln!(
+                        "r {:>3} rho {:>9.3e} inner {:>4} viol {:>9.2e} gap {:>9.2e} dn {:>10.7} out {:>8.5} nuc {:.9} t {:.4}",
+                        g("factor_rank"),
+                        g("rho"),
+                        g("inner_iters"),
+                        g("violation"),
+                        g("rel_gap"),
+                        g("dual_norm"),
+                        g("outside_norm"),
+                        g("nuclear_norm"),
+                        h.elapsed
+                    );
+                }
+            }
+            let err = relative_error(&fit.model, &p.truth);
+            eprintln!("obs {obs}: {:?} iters {} err {err:.4e} {secs:.4}s", fit.termination, fit.iterations);
+        }
+    }
+}

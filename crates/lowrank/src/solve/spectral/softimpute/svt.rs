@@ -1,0 +1,224 @@
+//! `svt`: singular value thresholding, Cai, Candes and Shen (2010),
+//! equations (3.1)-(3.3) and section 5.1.
+//!
+//! With `M` the (centred) observed matrix, `Y^0 = k0 delta P_Omega(M)`,
+//! `k0 = ceil(tau / (delta ||P_Omega(M)||_2))`, then for `k = 1, 2, ...`:
+//!
+//! - `X^k = D_tau(Y^{k-1})`: the singular triplets of `Y^{k-1}` above `tau`,
+//!   shrunk by `tau`. `Y` is supported on `Omega`, so its partial SVD is a
+//!   randomized SVD of a sparse operator, warm-started from `X^{k-1}`'s right
+//!   singular vectors. Its size follows the paper: `s_k = r_{k-1} + 1`,
+//!   increased by `rank_step` (the paper's `l = 5`) until a singular value
+//!   `<= tau` is among those computed (or `rank`, the cap, is reached);
+//! - stop when `||P_Omega(X^k - M)||_F / ||P_Omega(M)||_F <= tol`;
+//! - `Y^k = Y^{k-1} + delta P_Omega(M - X^k)`.
+//!
+//! The iteration converges to the minimizer of `tau ||X||_* + 0.5
+//! ||X||_F^2` subject to `P_Omega(X) = P_Omega(M)` (the paper's Theorem 4.2
+//! for `0 < delta < 2`), which for large `tau` is the minimum-nuclear-norm
+//! completion. Defaults are the paper's: `tau = 5 sqrt(m n)`, `delta = 1.2
+//! m n / |Omega|`, `tol = 1e-4`, `rank_step = 5`; no centring (the paper
+//! fits the raw matrix).
+
+use faer::Mat;
+use serde::{Deserialize, Serialize};
+
+use super::{Center, LowRank, Offsets, Reader, SvdCfg, Writer, sigma_max, top_svd};
+use crate::data::Ratings;
+use crate::error::{Error, Result, ensure};
+use crate::model::FactorModel;
+use crate::rng::{self, Rng};
+use crate::solve::spectral::linop::SparseOp;
+use crate::solve::{IterState, Solver};
+
+/// Settings understood by `svt`.
+pub const KEYS: &[&str] =
+    &["tau", "delta", "tol", "rank", "rank_step", "center", "bias_reg", "oversample", "power_iters"];
+
+/// Default iteration limit of the registry runner.
+pub const DEFAULT_EPOCHS: usize = 500;
+
+/// Settings of `svt`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SvtParams {
+    /// Threshold (default `5 sqrt(m n)`).
+    pub tau: Option<f64>,
+    /// Step size (default `1.2 m n / |Omega|`).
+    pub delta: Option<f64>,
+    /// Stop when the relative residual on the observed entries is `<= tol`.
+    pub tol: f64,
+    /// Cap on the size of the partial SVD (default `min(m, n)`).
+    pub rank: Option<usize>,
+    /// Increment of the partial SVD's size.
+    pub rank_step: usize,
+    /// Centring before the fit.
+    pub center: Center,
+    /// Ridge penalty of the biases (`center = "biases"`).
+    pub bias_reg: f64,
+    /// Extra columns of the randomized SVD.
+    pub oversample: usize,
+    /// Power iterations of each randomized SVD.
+    pub power_iters: usize,
+}
+
+impl Default for SvtParams {
+    fn default() -> Self {
+        SvtParams {
+            tau: None,
+            delta: None,
+            tol: 1e-4,
+            rank: None,
+            rank_step: 5,
+            center: Center::None,
+            bias_reg: 5.0,
+            oversample: 10,
+            power_iters: 3,
+        }
+    }
+}
+
+impl SvtParams {
+    /// Validate into a solver (the rank against the data in `init`).
+    pub fn check(self) -> Result<Svt> {
+        if let Some(t) = self.tau {
+            ensure!(t > 0.0 && t.is_finite(), "tau must be > 0, got {t}");
+        }
+        if let Some(d) = self.delta {
+            ensure!(d > 0.0 && d.is_finite(), "delta must be > 0, got {d}");
+        }
+        ensure!(self.tol > 0.0 && self.tol.is_finite(), "tol must be > 0, got {}", self.tol);
+        if let Some(r) = self.rank {
+            ensure!(r >= 1, "rank must be >= 1, got {r}");
+        }
+        ensure!(self.rank_step >= 1, "rank_step must be >= 1, got {}", self.rank_step);
+        ensure!(self.bias_reg >= 0.0 && self.bias_reg.is_finite(), "bias_reg must be >= 0, got {}", self.bias_reg);
+        Ok(Svt { params: self, st: None })
+    }
+}
+
+#[derive(Clone, Debug)]
+struct State {
+    off: Offsets,
+    /// `P_Omega(M)` (triplet order).
+    y: Vec<f64>,
+    norm_y: f64,
+    /// `Y^k` on `Omega`.
+    yk: Vec<f64>,
+    /// `X^k` (`s` = shrunk singular values).
+    x: LowRank,
+    tau: f64,
+    delta: f64,
+    cap: usize,
+    seed: u64,
+}
+
+/// The validated `svt` solver.
+#[derive(Clone, Debug)]
+pub struct Svt {
+    params: SvtParams,
+    st: Option<State>,
+}
+
+impl Svt {
+    /// The current `X^k` (after `init`).
+    pub fn iterate(&self) -> Option<&LowRank> {
+        self.st.as_ref().map(|s| &s.x)
+    }
+}
+
+impl Solver for Svt {
+    type Data = Ratings;
+    type Model = FactorModel;
+
+    fn name(&self) -> &'static str {
+        "svt"
+    }
+
+    fn init(&mut self, data: &Ratings, rng: &mut Rng) -> Result<FactorModel> {
+        ensure!(!data.is_empty(), "the training data has no entries");
+        let (m, n) = data.shape();
+        let cap = self.params.rank.unwrap_or(m.min(n));
+        ensure!(cap >= 1 && cap <= m.min(n), "rank must be in 1..={} (min(m, n)), got {cap}", m.min(n));
+        let off = Offsets::fit(data, self.params.center, self.params.bias_reg);
+        let y = off.residuals(data);
+        let seed = rng::uniform(rng).to_bits();
+        let tau = self.params.tau.unwrap_or(5.0 * ((m * n) as f64).sqrt());
+        let delta = self.params.delta.unwrap_or(1.2 * (m * n) as f64 / data.len() as f64);
+        let norm2 = sigma_max(data, &y, seed)?;
+        let norm_y = y.iter().map(|e| e * e).sum::<f64>().sqrt();
+        let k0 = if norm2 > 0.0 { (tau / (delta * norm2)).ceil() } else { 0.0 };
+        let yk = y.iter().map(|&e| k0 * delta * e).collect();
+        let x = LowRank::zero(m, n);
+        let model = x.model(&off);
+        self.st = Some(State { off, y, norm_y, yk, x, tau, delta, cap, seed });
+        Ok(model)
+    }
+
+    fn step(&mut self, data: &Ratings, model: &mut FactorModel, state: &mut IterState) -> Result<()> {
+        let cfg = SvdCfg { oversample: self.params.oversample, power_iters: self.params.power_iters };
+        let (tol, inc) = (self.params.tol, self.params.rank_step);
+        let st = self.st.as_mut().ok_or_else(|| Error::invalid("svt: step before init"))?;
+        let op = SparseOp::with_values(data, &st.yk);
+        let mut g = rng::stream(st.seed, state.iteration as u64);
+        let mut sk = (st.x.rank() + 1).min(st.cap);
+        let svd = loop {
+            let warm: Option<Mat<f64>> = (st.x.rank() > 0).then(|| st.x.v.clone());
+            let svd = top_svd(&op, warm.as_ref().map(|w| w.as_ref()), sk, cfg, &mut g)?;
+            if sk >= st.cap || svd.s.last().is_none_or(|&s| s <= st.tau) {
+                break svd;
+            }
+            sk = (sk + inc).min(st.cap);
+        };
+        let s: Vec<f64> = svd.s.iter().map(|&x| (x - st.tau).max(0.0)).collect();
+        st.x = LowRank::keep_positive(svd.u.as_ref(), &s, svd.v.as_ref());
+        let xv = st.x.at(data);
+        let mut rsq = 0.0;
+        for ((yk, &m), &x) in st.yk.iter_mut().zip(&st.y).zip(&xv) {
+            let r = m - x;
+            rsq += r * r;
+            *yk += st.delta * r;
+        }
+        let rel = if st.norm_y > 0.0 { rsq.sqrt() / st.norm_y } else { rsq.sqrt() };
+        let nuc: f64 = st.x.s.iter().sum();
+        let fro: f64 = st.x.s.iter().map(|x| x * x).sum();
+        let rec = &mut state.record;
+        rec.objective = Some(st.tau * nuc + 0.5 * fro);
+        rec.values.insert("rel_residual".into(), rel);
+        rec.values.insert("tau".into(), st.tau);
+        rec.values.insert("delta".into(), st.delta);
+        rec.values.insert("z_rank".into(), st.x.rank() as f64);
+        rec.values.insert("svd_size".into(), sk as f64);
+        rec.vectors.insert("singular_values".into(), st.x.s.clone());
+        state.converged = rel <= tol;
+        *model = st.x.model(&st.off);
+        Ok(())
+    }
+
+    fn divergence_hint(&self) -> String {
+        "lower delta (the step; the theory asks for delta < 2)".into()
+    }
+
+    fn save_state(&self) -> Result<Vec<u8>> {
+        let st = self.st.as_ref().ok_or_else(|| Error::invalid("svt: no state to save"))?;
+        let mut w = Writer::default();
+        w.u64(st.seed);
+        w.vec(&st.yk);
+        st.x.write(&mut w);
+        Ok(w.0)
+    }
+
+    fn load_state(&mut self, bytes: &[u8]) -> Result<()> {
+        let st = self.st.as_mut().ok_or_else(|| Error::invalid("svt: load_state before init"))?;
+        let mut r = Reader::new(bytes, "svt");
+        let seed = r.u64()?;
+        let yk = r.vec()?;
+        ensure!(yk.len() == st.y.len(), "svt: the checkpoint is for a different problem");
+        let x = LowRank::read(&mut r, st.x.u.nrows(), st.x.v.nrows())?;
+        r.done()?;
+        st.seed = seed;
+        st.yk = yk;
+        st.x = x;
+        Ok(())
+    }
+}
