@@ -3,6 +3,8 @@
 # same binarized data: MovieLens-100k 90/10 (ratings >= 4 are positives) and
 # the synthetic 1M set (threshold 0). Rank 64, 15 iterations, 2 threads.
 # Each program is run RUNS times (default 3), alternating; one line per run.
+# implicit's own model: --set confidence=proportional --set init=uniform
+# (C = alpha r, U[0, 0.01) start).
 # Usage: bash bench/als_implicit.sh [ml100k|synth1m] [extra lowrank args]
 set -euo pipefail
 LOWRANK=${LOWRANK:-target/release/lowrank}

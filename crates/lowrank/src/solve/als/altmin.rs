@@ -235,21 +235,28 @@ impl Solver for AltMinSolver {
 
     fn step(&mut self, data: &Ratings, m: &mut FactorModel, state: &mut IterState) -> Result<()> {
         let k = m.rank;
+        let mut sq = None;
         match self.params.update {
             AltMinUpdate::Lstsq => {
                 let reg = RowReg { factor: 0.0, bias: 0.0, weighted: false, relative: self.params.ridge };
+                fn half<'a>(
+                    lanes: &'a Compressed,
+                    other: &'a [f32],
+                    k: usize,
+                    reg: RowReg,
+                    track_error: bool,
+                ) -> HalfStep<'a> {
+                    HalfStep { lanes, other, other_bias: None, mu: 0.0, k, reg, nonnegative: false, track_error }
+                }
                 let mut u = std::mem::take(&mut m.u);
-                let r =
-                    HalfStep { lanes: data.csr(), other: &m.v, other_bias: None, mu: 0.0, k, reg, nonnegative: false }
-                        .run(&mut u, None);
+                let r = half(data.csr(), &m.v, k, reg, false).run(&mut u, None);
                 m.u = u;
                 r?;
                 let mut v = std::mem::take(&mut m.v);
-                let r =
-                    HalfStep { lanes: data.csc(), other: &m.u, other_bias: None, mu: 0.0, k, reg, nonnegative: false }
-                        .run(&mut v, None);
+                let r = half(data.csc(), &m.u, k, reg, true).run(&mut v, None);
                 m.v = v;
-                r?;
+                // the second half's residuals are the objective after the sweep
+                sq = Some(r?);
             }
             AltMinUpdate::Gradient => {
                 let lr = self.params.lr;
@@ -259,7 +266,7 @@ impl Solver for AltMinSolver {
                 state.record.values.insert("step_y".into(), ey);
             }
         }
-        let obj = objective(m, data);
+        let obj = sq.map_or_else(|| objective(m, data), |sq| 0.5 * sq);
         state.record.objective = Some(obj);
         let rmse = (2.0 * obj / data.len() as f64).sqrt();
         state.record.values.insert("train_rmse".into(), rmse);

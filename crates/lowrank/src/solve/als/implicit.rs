@@ -60,6 +60,18 @@ pub enum RowSolver {
     Cholesky,
 }
 
+/// Distribution of the initial factors.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum IalsInit {
+    /// `N(0, init_scale^2)` entries.
+    #[default]
+    Gaussian,
+    /// `U[0, init_scale)` entries: the `implicit` library's start
+    /// (`random((n, factors)) * 0.01`), non-negative.
+    Uniform,
+}
+
 /// Parameters of implicit-feedback ALS (`--algo ials`).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -80,8 +92,11 @@ pub struct ImplicitAls {
     pub solver: RowSolver,
     /// Conjugate-gradient steps per row and half-sweep (default 3, `implicit`'s).
     pub cg_steps: usize,
-    /// Standard deviation of the Gaussian initial factors (default 0.01).
+    /// Scale of the initial factors (default 0.01: the standard deviation
+    /// with `init = "gaussian"`, the upper bound with `"uniform"`).
     pub init_scale: f64,
+    /// Initial distribution (default `gaussian`; `uniform` is `implicit`'s).
+    pub init: IalsInit,
     /// Record the full-matrix loss every iteration (default false, as
     /// `implicit`'s `calculate_training_loss`: it costs about a fifth of an
     /// iteration).
@@ -107,6 +122,7 @@ impl Default for ImplicitAls {
             solver: RowSolver::Cg,
             cg_steps: 3,
             init_scale: 0.01,
+            init: IalsInit::Gaussian,
             track_objective: false,
             positive_threshold: 4.0,
             binarize: true,
@@ -258,7 +274,6 @@ impl ImplicitAlsSolver {
         x: &mut [f32],
     ) -> bool {
         let (idx, vals) = lanes.lane(u);
-        let n = idx.len();
         s.ys.clear();
         s.c.clear();
         s.cm1.clear();
@@ -276,6 +291,13 @@ impl ImplicitAlsSolver {
             for (bp, &yp) in s.b.iter_mut().zip(y) {
                 *bp += c * yp as f64;
             }
+            // an entry of confidence exactly 1 weighs as much as an
+            // unobserved zero: it changes b only, not the matrix (with
+            // `proportional`, alpha 1 and binary data that is every entry,
+            // and each row's matrix is the shared Y^T Y + reg I)
+            if c == 1.0 {
+                continue;
+            }
             if cg {
                 s.ys32.extend_from_slice(y);
                 s.cm1.push((c - 1.0) as f32);
@@ -288,8 +310,8 @@ impl ImplicitAlsSolver {
             RowSolver::Cholesky => {
                 s.a.clear();
                 s.a.extend_from_slice(g);
-                for t in 0..n {
-                    linalg::syr_upper(&mut s.a, k, &s.ys[t * k..(t + 1) * k], s.c[t] - 1.0);
+                for (t, &c) in s.c.iter().enumerate() {
+                    linalg::syr_upper(&mut s.a, k, &s.ys[t * k..(t + 1) * k], c - 1.0);
                 }
                 if !linalg::solve_spd(&mut s.a, k, &mut s.b, &mut s.work) {
                     return false;
@@ -385,8 +407,14 @@ impl Solver for ImplicitAlsSolver {
         }
         let mut model = FactorModel::zeros(m, n, k);
         let s = self.params.init_scale;
-        model.u = (0..m * k).map(|_| (rng::normal(rng) * s) as f32).collect();
-        model.v = (0..n * k).map(|_| (rng::normal(rng) * s) as f32).collect();
+        let mut draw = |len: usize| -> Vec<f32> {
+            match self.params.init {
+                IalsInit::Gaussian => (0..len).map(|_| (rng::normal(rng) * s) as f32).collect(),
+                IalsInit::Uniform => (0..len).map(|_| (rng::uniform(rng) * s) as f32).collect(),
+            }
+        };
+        model.u = draw(m * k);
+        model.v = draw(n * k);
         model.row_ids = data.row_ids.clone();
         model.col_ids = data.col_ids.clone();
         model.solver = "ials".into();
@@ -507,6 +535,36 @@ mod tests {
                 for q in 0..2 {
                     let got = m.user(uu)[q] as f64;
                     assert!((got - w[q]).abs() < 1e-5 * (1.0 + w[q].abs()), "{conf:?} user {uu}: {got} vs {}", w[q]);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn unit_confidence_entries_and_the_uniform_start() {
+        // alpha 0.5 proportional: the entries of value 2 have confidence
+        // exactly 1 and are left out of the matrix (not of b); both solvers
+        // still equal the dense weighted least squares
+        for solver in [RowSolver::Cholesky, RowSolver::Cg] {
+            let p = ImplicitAls {
+                alpha: 0.5,
+                cg_steps: 8,
+                init: IalsInit::Uniform,
+                ..params(Confidence::Proportional, solver)
+            };
+            let data = tiny();
+            let mut s = p.check().unwrap();
+            assert!(data.values().iter().any(|&v| s.confidence(v) == 1.0));
+            let mut m = s.init(&data, &mut rng::rng(4)).unwrap();
+            assert!(m.u.iter().chain(&m.v).all(|&v| (0.0..0.5).contains(&v)), "U[0, init_scale)");
+            let want = brute_force_users(&s, &data, &m);
+            let mut u = std::mem::take(&mut m.u);
+            s.half_step(data.csr(), &mut u, &m.v, 2).unwrap();
+            m.u = u;
+            for (uu, w) in want.iter().enumerate() {
+                for q in 0..2 {
+                    let got = m.user(uu)[q] as f64;
+                    assert!((got - w[q]).abs() < 1e-5 * (1.0 + w[q].abs()), "{solver:?} user {uu}: {got} vs {}", w[q]);
                 }
             }
         }

@@ -27,8 +27,8 @@ use crate::error::{Error, Result};
 use crate::metrics;
 
 pub use altmin::{AltMin, AltMinSolver};
-pub use explicit::{Als, AlsSolver};
-pub use implicit::{ImplicitAls, ImplicitAlsSolver};
+pub use explicit::{Als, AlsSolver, SweepOrder};
+pub use implicit::{IalsInit, ImplicitAls, ImplicitAlsSolver};
 
 /// Algorithms of this family, registered by name.
 pub static ALGOS: &[AlgoEntry] = &[
@@ -53,7 +53,8 @@ pub static ALGOS: &[AlgoEntry] = &[
     },
 ];
 
-const ALS_KEYS: &[&str] = &["rank", "reg", "reg_bias", "weighted_reg", "biases", "nonnegative", "init_scale", "tol"];
+const ALS_KEYS: &[&str] =
+    &["rank", "reg", "reg_bias", "weighted_reg", "biases", "nonnegative", "init_scale", "tol", "first"];
 
 const ALTMIN_KEYS: &[&str] = &["rank", "update", "lr", "init", "init_scale", "ridge", "tol"];
 
@@ -80,6 +81,7 @@ const IALS_KEYS: &[&str] = &[
     "solver",
     "cg_steps",
     "init_scale",
+    "init",
     "track_objective",
     "positive_threshold",
     "binarize",
