@@ -42,6 +42,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::linop::{DenseOp, mul};
+use super::nuclear_ball::pmul;
 use super::svd::{RsvdOptions, Svd};
 use crate::data::Ratings;
 use crate::error::{Error, Result, ensure};
@@ -187,6 +188,7 @@ impl Nmf {
             ht: Mat::zeros(0, 0),
             resid: None,
             prev_loss: f64::INFINITY,
+            a_sq: f64::NAN,
         })
     }
 }
@@ -203,6 +205,8 @@ pub struct NmfSolver {
     ht: Mat<f64>,
     resid: Option<Mat<f64>>,
     prev_loss: f64,
+    /// `||X||_F^2` of the complete matrix (NaN until first needed).
+    a_sq: f64,
 }
 
 impl NmfSolver {
@@ -236,6 +240,7 @@ impl NmfSolver {
         }
         let k = self.p.rank;
         ensure!(k <= a.nrows().min(a.ncols()), "rank must be <= min(m, n) = {}, got {k}", a.nrows().min(a.ncols()));
+        self.a_sq = f64::NAN;
         self.a = Some(a);
         self.mask = mask;
         Ok(self)
@@ -322,34 +327,32 @@ fn nndsvd(a: &Mat<f64>, k: usize, fill_mean: bool, seed: u64) -> Result<(Mat<f64
 /// the columns, each `f_t <- max(0, f_t + (P_t - reg f_t - f Q_t) / (Q_tt +
 /// reg))`, repeated while a sweep changes `f` by more than `delta` times the
 /// first sweep's change, at most `max_inner` times. Returns the sweeps done.
+///
+/// The update of a row of `f` involves only that row (and `P`'s), so the
+/// rows are split into one block per thread of the pool and each block runs
+/// the sweep on its own; only the change is summed between sweeps (in block
+/// order: the same result for the same thread count).
 fn hals_sweeps(f: &mut Mat<f64>, p: &Mat<f64>, q: &Mat<f64>, reg: f64, max_inner: usize, delta: f64) -> usize {
-    let (rows, k) = (f.nrows(), f.ncols());
-    let mut g = vec![0.0; rows];
+    use rayon::prelude::*;
+    let rows = f.nrows();
+    let chunks = rayon::current_num_threads().min(rows / 256).max(1);
+    let step = rows.div_ceil(chunks);
+    let mut parts: Vec<(usize, Mat<f64>, Mat<f64>)> = (0..chunks)
+        .map(|c| {
+            let i0 = (c * step).min(rows);
+            let len = step.min(rows - i0);
+            (i0, f.subrows(i0, len).to_owned(), p.subrows(i0, len).to_owned())
+        })
+        .collect();
     let mut first = 0.0;
     let mut sweeps = 0;
     for inner in 0..max_inner.max(1) {
-        let mut change = 0.0;
-        for t in 0..k {
-            let den = q[(t, t)] + reg;
-            if den <= 0.0 {
-                continue;
-            }
-            g.copy_from_slice(p.col_as_slice(t));
-            for s in 0..k {
-                let qs = q[(s, t)];
-                if qs != 0.0 {
-                    for (gi, fi) in g.iter_mut().zip(f.col_as_slice(s)) {
-                        *gi -= fi * qs;
-                    }
-                }
-            }
-            for (fi, gi) in f.col_as_slice_mut(t).iter_mut().zip(&g) {
-                let old = *fi;
-                let new = (old + (gi - reg * old) / den).max(0.0);
-                change += (new - old) * (new - old);
-                *fi = new;
-            }
-        }
+        let changes: Vec<f64> = if chunks == 1 {
+            parts.iter_mut().map(|(_, fc, pc)| hals_sweep(fc, pc, q, reg)).collect()
+        } else {
+            parts.par_iter_mut().map(|(_, fc, pc)| hals_sweep(fc, pc, q, reg)).collect()
+        };
+        let change: f64 = changes.iter().sum();
         sweeps += 1;
         if inner == 0 {
             first = change;
@@ -357,7 +360,40 @@ fn hals_sweeps(f: &mut Mat<f64>, p: &Mat<f64>, q: &Mat<f64>, reg: f64, max_inner
             break;
         }
     }
+    for (i0, fc, _) in parts {
+        f.subrows_mut(i0, fc.nrows()).copy_from(&fc);
+    }
     sweeps
+}
+
+/// One Gauss-Seidel sweep of [`hals_sweeps`] over the columns of `f`;
+/// returns the squared change.
+fn hals_sweep(f: &mut Mat<f64>, p: &Mat<f64>, q: &Mat<f64>, reg: f64) -> f64 {
+    let (rows, k) = (f.nrows(), f.ncols());
+    let mut g = vec![0.0; rows];
+    let mut change = 0.0;
+    for t in 0..k {
+        let den = q[(t, t)] + reg;
+        if den <= 0.0 {
+            continue;
+        }
+        g.copy_from_slice(p.col_as_slice(t));
+        for s in 0..k {
+            let qs = q[(s, t)];
+            if qs != 0.0 {
+                for (gi, fi) in g.iter_mut().zip(f.col_as_slice(s)) {
+                    *gi -= fi * qs;
+                }
+            }
+        }
+        for (fi, gi) in f.col_as_slice_mut(t).iter_mut().zip(&g) {
+            let old = *fi;
+            let new = (old + (gi - reg * old) / den).max(0.0);
+            change += (new - old) * (new - old);
+            *fi = new;
+        }
+    }
+    change
 }
 
 /// HALS half-step with a mask: `r = M o (X - W H)` is kept up to date;
@@ -570,15 +606,18 @@ impl Solver for NmfSolver {
                         1 + (0.5 * rho).floor() as usize
                     }
                 };
-                let p = mul(a.as_ref(), self.ht.as_ref()); // X H^T, m x k
-                let q = mul(self.ht.as_ref().transpose(), self.ht.as_ref());
+                let p = pmul(a.as_ref(), self.ht.as_ref()); // X H^T, m x k
+                let q = pmul(self.ht.as_ref().transpose(), self.ht.as_ref());
                 sweeps += hals_sweeps(&mut self.w, &p, &q, reg, inner(m, n), 0.1);
-                let p = mul(a.as_ref().transpose(), self.w.as_ref()); // X^T W, n x k
-                let q = mul(self.w.as_ref().transpose(), self.w.as_ref());
+                let p = pmul(a.as_ref().transpose(), self.w.as_ref()); // X^T W, n x k
+                let q = pmul(self.w.as_ref().transpose(), self.w.as_ref());
                 sweeps += hals_sweeps(&mut self.ht, &p, &q, reg, inner(n, m), 0.1);
                 // ||X - W H||^2 = ||X||^2 - 2 <X^T W, H^T> + <W^T W, H H^T>
-                let hh = mul(self.ht.as_ref().transpose(), self.ht.as_ref());
-                let v = sq(a.as_ref()) - 2.0 * dot(p.as_ref(), self.ht.as_ref()) + dot(q.as_ref(), hh.as_ref());
+                let hh = pmul(self.ht.as_ref().transpose(), self.ht.as_ref());
+                if !self.a_sq.is_finite() {
+                    self.a_sq = sq(a.as_ref());
+                }
+                let v = self.a_sq - 2.0 * dot(p.as_ref(), self.ht.as_ref()) + dot(q.as_ref(), hh.as_ref());
                 0.5 * v.max(0.0)
             }
             (Method::Hals, Some(mk)) => {
@@ -663,11 +702,11 @@ impl Solver for NmfSolver {
         self.w = Mat::from_fn(m, k, |i, t| s.w[t * m + i]);
         self.ht = Mat::from_fn(n, k, |j, t| s.ht[t * n + j]);
         self.prev_loss = s.prev.unwrap_or(f64::INFINITY);
-        if let (Some(a), Some(mk)) = (&self.a, &self.mask) {
-            if self.method == Method::Hals {
-                let wh = mul(self.w.as_ref(), self.ht.as_ref().transpose());
-                self.resid = Some(Mat::from_fn(m, n, |i, j| mk[(i, j)] * (a[(i, j)] - wh[(i, j)])));
-            }
+        if let (Some(a), Some(mk)) = (&self.a, &self.mask)
+            && self.method == Method::Hals
+        {
+            let wh = mul(self.w.as_ref(), self.ht.as_ref().transpose());
+            self.resid = Some(Mat::from_fn(m, n, |i, j| mk[(i, j)] * (a[(i, j)] - wh[(i, j)])));
         }
         Ok(())
     }
@@ -714,6 +753,29 @@ mod tests {
 
     fn nonneg(m: &FactorModel) -> bool {
         m.u.iter().chain(&m.v).all(|&x| x >= 0.0)
+    }
+
+    /// The row-split HALS sweeps (two blocks in a 2-thread pool) equal the
+    /// single-block sweeps (one thread): the rows are independent.
+    #[test]
+    fn parallel_hals_sweeps_equal_serial() {
+        let mut g = rng::rng(5);
+        let (rows, k) = (700, 6);
+        let f0 = Mat::from_fn(rows, k, |_, _| rng::uniform(&mut g));
+        let hh = Mat::from_fn(40, k, |_, _| rng::uniform(&mut g));
+        let q = hh.transpose() * &hh;
+        let p = Mat::from_fn(rows, k, |_, _| 10.0 * rng::uniform(&mut g));
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            let mut f = f0.clone();
+            // delta = 0: every sweep runs, so the stop test cannot differ
+            let sweeps = pool.install(|| hals_sweeps(&mut f, &p, &q, 0.1, 5, 0.0));
+            (f, sweeps)
+        };
+        let (a, sa) = run(1);
+        let (b, sb) = run(2);
+        assert_eq!((sa, sb), (5, 5));
+        assert!((a - b).norm_max() == 0.0);
     }
 
     #[test]

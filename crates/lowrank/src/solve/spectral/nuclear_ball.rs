@@ -450,9 +450,7 @@ pub fn project_truncated<O: LinOp + ?Sized>(
             _ => rng::normal(g),
         });
         let cut = |s: &[f64]| ball_threshold(s, tau);
-        let blocks = std::env::var("LR_DEPTH").ok().and_then(|x| x.parse().ok()).unwrap_or(PGD_KRYLOV_BLOCKS);
-        let tol = std::env::var("LR_TOL").ok().and_then(|x| x.parse().ok()).unwrap_or(opts.tol);
-        let top = krylov_svd(op, start.as_ref(), blocks, &cut, tol, opts.max_iters)?;
+        let top = krylov_svd(op, start.as_ref(), PGD_KRYLOV_BLOCKS, &cut, opts.tol, opts.max_iters)?;
         total_iters += top.iters;
         let theta = ball_threshold(&top.s, tau);
         let keep = surviving(&top.s, theta);
@@ -671,7 +669,7 @@ fn dense_is_cheaper(m: usize, n: usize, nnz: usize) -> bool {
 /// cores (a shared box) cost a factor 3 here; independent row blocks do not
 /// wait on each other. The split depends only on the pool size, so the result
 /// is the same for the same thread count.
-fn pmul(a: MatRef<'_, f64>, b: MatRef<'_, f64>) -> Mat<f64> {
+pub(crate) fn pmul(a: MatRef<'_, f64>, b: MatRef<'_, f64>) -> Mat<f64> {
     use rayon::prelude::*;
     let (m, k, n) = (a.nrows(), a.ncols(), b.ncols());
     let mut out = Mat::zeros(m, n);
@@ -1005,7 +1003,7 @@ impl Solver for FrankWolfeSolver {
     fn step(&mut self, data: &Ratings, model: &mut FactorModel, state: &mut IterState) -> Result<()> {
         check_shape(&self.x, data)?;
         let t = state.iteration;
-        if self.x_obs.len() != data.len() || (t > 0 && t % 50 == 0) {
+        if self.x_obs.len() != data.len() || (t > 0 && t.is_multiple_of(50)) {
             // fresh values now and then, against drift of the incremental update
             self.x_obs = values_at(&self.x, data);
         }
@@ -1169,6 +1167,80 @@ mod tests {
             if tau < 0.9 {
                 assert!(!info.full, "tau {tau} should not need the dense SVD: {info:?}");
             }
+        }
+    }
+
+    /// The block Krylov kernel against the dense SVD: the values up to and
+    /// including the first one at or below the cut, and the exact relation
+    /// `Y v = s u` with `||Y^T u - s v||` small, on a dense operator (products
+    /// by `pmul`) and on the sparse-plus-low-rank one.
+    #[test]
+    fn krylov_svd_matches_dense_svd() {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+        pool.install(|| {
+            // spectrum 1, 0.9, ..., with a dense tail: like X - lr G
+            let (m, n) = (90, 70);
+            let q1 = orthonormalize(randm(31, m, n).as_ref());
+            let q2 = orthonormalize(randm(32, n, n).as_ref());
+            let sv: Vec<f64> =
+                (0..n).map(|i| if i < 8 { 1.0 - 0.1 * i as f64 } else { 0.2 / (1.0 + i as f64) }).collect();
+            let y = Mat::from_fn(m, n, |i, j| (0..n).map(|t| q1[(i, t)] * sv[t] * q2[(j, t)]).sum::<f64>());
+            let truth = thin_svd(y.as_ref()).unwrap().s;
+            let cut = |s: &[f64]| s.get(11).copied().unwrap_or(0.0) * 0.999;
+            let start = randm(33, n, 6);
+            let top = krylov_svd(&DenseY(y.as_ref()), start.as_ref(), 8, &cut, 1e-12, 20).unwrap();
+            assert!(top.resid <= 1e-12, "{}", top.resid);
+            let need = surviving(&top.s, cut(&top.s)) + 1;
+            assert!(need <= top.s.len() && need >= 12);
+            for i in 0..need {
+                assert!((top.s[i] - truth[i]).abs() < 1e-10, "{i}: {} vs {}", top.s[i], truth[i]);
+                let yv = &y * top.v.col(i);
+                let e = (0..m).map(|r| (yv[r] - top.s[i] * top.u[(r, i)]).powi(2)).sum::<f64>().sqrt();
+                assert!(e < 1e-12, "{e}");
+            }
+            // orthonormal factors
+            let uu = top.u.transpose() * &top.u;
+            let vv = top.v.transpose() * &top.v;
+            let w = top.s.len();
+            assert!((uu - Mat::<f64>::identity(w, w)).norm_max() < 1e-10);
+            assert!((vv - Mat::<f64>::identity(w, w)).norm_max() < 1e-10);
+            // pmul splits rows over the pool and matches the plain product
+            let x = randm(34, n, 5);
+            assert!((pmul(y.as_ref(), x.as_ref()) - &y * &x).norm_max() < 1e-13);
+            let big = randm(35, 300, 200);
+            let z = randm(36, 200, 40);
+            assert!((pmul(big.as_ref(), z.as_ref()) - &big * &z).norm_max() < 1e-11);
+            assert!(
+                (pmul(big.as_ref().transpose(), randm(37, 300, 40).as_ref()) - big.transpose() * randm(37, 300, 40))
+                    .norm_max()
+                    < 1e-11
+            );
+        });
+    }
+
+    /// The Frank-Wolfe oracle on the sparse operator and on the dense one
+    /// against the dense SVD's top pair.
+    #[test]
+    fn top_pair_sparse_and_dense_match_dense_svd() {
+        let (_, data) = problem(50, 40, 3, 0.3, 41);
+        let vals: Vec<f64> = data.values().iter().enumerate().map(|(k, &a)| a as f64 - 0.01 * (k % 7) as f64).collect();
+        let sp = SparseOp::with_values(&data, &vals);
+        let mut gd = Mat::<f64>::zeros(50, 40);
+        for (k, (i, j, _)) in data.iter().enumerate() {
+            gd[(i, j)] = vals[k];
+        }
+        let sv = thin_svd(gd.as_ref()).unwrap();
+        let v0 = vec![1.0; 40];
+        let r: Vec<f64> = randm(42, 40, 1).col(0).iter().copied().collect();
+        for (u, sigma, v, _) in [
+            top_pair(&sp, &v0, &r, 2000, 1e-13).unwrap(),
+            top_pair(&DenseY(gd.as_ref()), &v0, &r, 2000, 1e-13).unwrap(),
+        ] {
+            assert!((sigma - sv.s[0]).abs() < 1e-12 * sv.s[0], "{sigma} vs {}", sv.s[0]);
+            // the rank-one atom u v^T is unique up to sign
+            let d = Mat::from_fn(50, 40, |i, j| u[i] * v[j] - sv.u[(i, 0)] * sv.v[(j, 0)]);
+            let d2 = Mat::from_fn(50, 40, |i, j| u[i] * v[j] + sv.u[(i, 0)] * sv.v[(j, 0)]);
+            assert!(d.norm_max().min(d2.norm_max()) < 1e-8, "{}", d.norm_max());
         }
     }
 
