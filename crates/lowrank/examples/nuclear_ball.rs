@@ -14,6 +14,7 @@
 //! cargo run --release -p lowrank --example nuclear_ball -- --svd full     # the notebook's dense SVD every step
 //! ```
 //! Flags: `--n N`, `--rank K`, `--steps T`, `--lr X`, `--svd truncated|full`,
+//! `--svd-tol X` (relative residual of the truncated projection, default 1e-5 as the library),
 //! `--threads T` (0 = all cores), `--seed S`, `--json` (one JSON line).
 //! The notebook's `X0` is the projection of `G G^T` for a Gaussian `G`,
 //! which is rank one up to rounding (its top eigenvalue is separated by far
@@ -35,14 +36,24 @@ struct Args {
     steps: usize,
     lr: f64,
     svd: String,
+    svd_tol: f64,
     threads: usize,
     seed: u64,
     json: bool,
 }
 
 fn parse() -> Result<Args, String> {
-    let mut a =
-        Args { n: 1000, rank: 10, steps: 40, lr: 0.2, svd: "truncated".into(), threads: 0, seed: 0, json: false };
+    let mut a = Args {
+        n: 1000,
+        rank: 10,
+        steps: 40,
+        lr: 0.2,
+        svd: "truncated".into(),
+        svd_tol: 1e-5,
+        threads: 0,
+        seed: 0,
+        json: false,
+    };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         if flag == "--json" {
@@ -57,6 +68,7 @@ fn parse() -> Result<Args, String> {
             "--steps" => a.steps = val.parse().map_err(|e| bad(&e))?,
             "--lr" => a.lr = val.parse().map_err(|e| bad(&e))?,
             "--svd" => a.svd = val,
+            "--svd-tol" => a.svd_tol = val.parse().map_err(|e| bad(&e))?,
             "--threads" => a.threads = val.parse().map_err(|e| bad(&e))?,
             "--seed" => a.seed = val.parse().map_err(|e| bad(&e))?,
             _ => return Err(format!("unknown flag {flag}")),
@@ -138,6 +150,7 @@ fn main() {
         lr: a.lr,
         init: "random".into(),
         svd: a.svd.clone(),
+        svd_tol: a.svd_tol,
         tol: 0.0,
         ..Default::default()
     };
@@ -180,7 +193,7 @@ fn main() {
     };
     if a.json {
         let out = serde_json::json!({
-            "impl": "lowrank (Rust)", "n": a.n, "rank": a.rank, "steps": a.steps, "lr": a.lr, "svd": a.svd,
+            "impl": "lowrank (Rust)", "n": a.n, "rank": a.rank, "steps": a.steps, "lr": a.lr, "svd": a.svd, "svd_tol": a.svd_tol,
             "threads": threads, "observed": data.len(), "setup_s": setup,
             "pgd_loop_s": time_pgd.seconds, "fw_loop_s": time_fw.seconds,
             "pgd_objective": curve(&pgd_fit, "objective"), "pgd_dist": curve(&pgd_fit, "dist"),

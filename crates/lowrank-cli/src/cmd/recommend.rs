@@ -60,10 +60,10 @@ pub fn run(a: RecommendArgs) -> anyhow::Result<()> {
                 let mut srows = seen.row_ids.clone();
                 if let Some(si) = srows.lookup(u) {
                     for (r, c, _) in seen.iter() {
-                        if r == si as usize {
-                            if let Some(j) = col_ids.lookup(&seen.col_ids.id(c)) {
-                                exclude.push(j);
-                            }
+                        if r == si as usize
+                            && let Some(j) = col_ids.lookup(&seen.col_ids.id(c))
+                        {
+                            exclude.push(j);
                         }
                     }
                 }

@@ -143,18 +143,18 @@ pub fn read(src: &mut Source, opts: &TensorTextOptions) -> Result<Tensor3> {
         let mut ix = [0usize; 3];
         for m in 0..3 {
             ix[m] = parse_index(fields[m], m, opts.one_based).map_err(|e| Error::parse(&path, no, e))?;
-            if let Some(d) = declared {
-                if ix[m] >= d[m] {
-                    let shown = ix[m] + opts.one_based as usize;
-                    return Err(Error::parse(
-                        &path,
-                        no,
-                        format!(
-                            "index {shown} of mode {m} is out of range for the declared shape {}x{}x{}",
-                            d[0], d[1], d[2]
-                        ),
-                    ));
-                }
+            if let Some(d) = declared
+                && ix[m] >= d[m]
+            {
+                let shown = ix[m] + opts.one_based as usize;
+                return Err(Error::parse(
+                    &path,
+                    no,
+                    format!(
+                        "index {shown} of mode {m} is out of range for the declared shape {}x{}x{}",
+                        d[0], d[1], d[2]
+                    ),
+                ));
             }
         }
         let v = parse_value(fields[3]).map_err(|e| Error::parse(&path, no, e))?;

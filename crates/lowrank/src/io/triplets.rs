@@ -394,15 +394,15 @@ fn parse_piece(chunk: &[u8], sep: Separator, ncols: usize, opts: &ReadOptions) -
         _ => None,
     };
     while !rest.is_empty() {
-        if let Some(b) = sep_byte {
-            if let Some((u, i, v, used)) = fast_line(rest, b, ncols) {
-                p.users.push(u);
-                p.items.push(i);
-                p.values.push(v);
-                p.lines += 1;
-                rest = &rest[used..];
-                continue;
-            }
+        if let Some(b) = sep_byte
+            && let Some((u, i, v, used)) = fast_line(rest, b, ncols)
+        {
+            p.users.push(u);
+            p.items.push(i);
+            p.values.push(v);
+            p.lines += 1;
+            rest = &rest[used..];
+            continue;
         }
         let end = rest.iter().position(|&c| c == b'\n').unwrap_or(rest.len());
         let mut line = &rest[..end];
@@ -512,14 +512,14 @@ impl ReadState<'_> {
             };
             return Err(Error::parse(&self.path, no, hint));
         }
-        if let Some(e) = self.ncols_expected {
-            if n != e {
-                return Err(Error::parse(
-                    &self.path,
-                    no,
-                    format!("expected {e} fields as on the first data line, found {n}"),
-                ));
-            }
+        if let Some(e) = self.ncols_expected
+            && n != e
+        {
+            return Err(Error::parse(
+                &self.path,
+                no,
+                format!("expected {e} fields as on the first data line, found {n}"),
+            ));
         }
         let (fu, fi, fr) = (trim(fields[0]), trim(fields[1]), trim(fields[2]));
         let value = match parse_value(fr) {

@@ -299,22 +299,22 @@ impl<'a, S: Solver> Executor<'a, S> {
         let mut model = self.solver.init(self.data, &mut rng)?;
         let mut history: Vec<Record> = Vec::new();
         let mut start_iter = 0usize;
-        if let (true, Some((path, _))) = (self.resume, &self.checkpoint) {
-            if path.exists() {
-                let (hdr, state, m) = read_checkpoint::<S::Model>(path)?;
-                if hdr.solver != self.solver.name() {
-                    return Err(Error::invalid(format!(
-                        "checkpoint {} is from solver '{}', not '{}'",
-                        path.display(),
-                        hdr.solver,
-                        self.solver.name()
-                    )));
-                }
-                self.solver.load_state(&state)?;
-                model = m;
-                start_iter = hdr.iteration;
-                history = hdr.history;
+        if let (true, Some((path, _))) = (self.resume, &self.checkpoint)
+            && path.exists()
+        {
+            let (hdr, state, m) = read_checkpoint::<S::Model>(path)?;
+            if hdr.solver != self.solver.name() {
+                return Err(Error::invalid(format!(
+                    "checkpoint {} is from solver '{}', not '{}'",
+                    path.display(),
+                    hdr.solver,
+                    self.solver.name()
+                )));
             }
+            self.solver.load_state(&state)?;
+            model = m;
+            start_iter = hdr.iteration;
+            history = hdr.history;
         }
         if !model.is_finite() {
             return Err(Error::Diverged {
@@ -349,11 +349,11 @@ impl<'a, S: Solver> Executor<'a, S> {
             let mut rec = std::mem::take(&mut state.record);
             rec.iteration = it;
             let last = it == self.max_iters || state.converged || state.stalled.is_some();
-            if let Some(ev) = &self.evaluator {
-                if it % self.eval_every == 0 || last {
-                    for (k, v) in ev(&model) {
-                        rec.values.insert(k, v);
-                    }
+            if let Some(ev) = &self.evaluator
+                && (it.is_multiple_of(self.eval_every) || last)
+            {
+                for (k, v) in ev(&model) {
+                    rec.values.insert(k, v);
                 }
             }
             rec.elapsed = offset + t0.elapsed().as_secs_f64();
@@ -373,24 +373,24 @@ impl<'a, S: Solver> Executor<'a, S> {
                     stop.get_or_insert(Termination::Stopped { message: msg });
                 }
             }
-            if let Some(e) = &self.early {
-                if let Some(v) = rec.get(&e.key) {
-                    if best.as_ref().is_none_or(|b| v < b.0 - e.min_delta) {
-                        best = Some((v, it, model.clone()));
-                        since_best = 0;
-                    } else {
-                        since_best += 1;
-                        if since_best >= e.patience {
-                            stop.get_or_insert(Termination::EarlyStopped {
-                                best_iteration: best.as_ref().map_or(it, |b| b.1),
-                            });
-                        }
+            if let Some(e) = &self.early
+                && let Some(v) = rec.get(&e.key)
+            {
+                if best.as_ref().is_none_or(|b| v < b.0 - e.min_delta) {
+                    best = Some((v, it, model.clone()));
+                    since_best = 0;
+                } else {
+                    since_best += 1;
+                    if since_best >= e.patience {
+                        stop.get_or_insert(Termination::EarlyStopped {
+                            best_iteration: best.as_ref().map_or(it, |b| b.1),
+                        });
                     }
                 }
             }
             history.push(rec);
             if let Some((path, every)) = &self.checkpoint {
-                let due = it % every == 0 && last_checkpoint.elapsed() >= self.checkpoint_gap;
+                let due = it.is_multiple_of(*every) && last_checkpoint.elapsed() >= self.checkpoint_gap;
                 if due || last || stop.is_some() {
                     write_checkpoint(path, &self.solver, &model, it, self.seed, &history)?;
                     last_checkpoint = Instant::now();
@@ -409,10 +409,10 @@ impl<'a, S: Solver> Executor<'a, S> {
                 break;
             }
         }
-        if let Termination::EarlyStopped { .. } = termination {
-            if let Some((_, _, m)) = best {
-                model = m;
-            }
+        if let Termination::EarlyStopped { .. } = termination
+            && let Some((_, _, m)) = best
+        {
+            model = m;
         }
         self.solver.finalize(self.data, &mut model)?;
         if !model.is_finite() {

@@ -204,7 +204,7 @@ impl HalfStep<'_> {
     pub fn run(&self, out: &mut [f32], out_bias: Option<&mut [f32]>) -> Result<f64> {
         // a large other side is gathered in random order: copy it once to a
         // cache-line-aligned buffer so that a row of 16 f32 is one line, not two
-        if self.other.len() * 4 >= ALIGN_COPY_BYTES && (self.other.as_ptr() as usize) % 64 != 0 {
+        if self.other.len() * 4 >= ALIGN_COPY_BYTES && !(self.other.as_ptr() as usize).is_multiple_of(64) {
             let lines = aligned_copy(self.other);
             return HalfStep { other: lines_as_f32(&lines, self.other.len()), ..*self }.run_aligned(out, out_bias);
         }
@@ -675,10 +675,11 @@ impl Solver for AlsSolver {
             + penalty(&m.v, m.col_bias.as_deref(), m.rank, data.csc(), &self.reg);
         state.record.objective = Some(obj);
         state.record.values.insert("train_rmse".into(), (sq / data.len() as f64).sqrt());
-        if let Some(prev) = self.last_objective {
-            if self.params.tol > 0.0 && prev - obj <= self.params.tol * prev.abs() {
-                state.converged = true;
-            }
+        if let Some(prev) = self.last_objective
+            && self.params.tol > 0.0
+            && prev - obj <= self.params.tol * prev.abs()
+        {
+            state.converged = true;
         }
         self.last_objective = Some(obj);
         Ok(())

@@ -170,8 +170,8 @@ fn gram_padded_avx512(a: &mut [f64], d: usize, dp: usize, xs: &[f64], ts: &[f64]
 /// FMA when the CPU has them (checked at run time; results are then
 /// identical run to run on the same machine), else the portable loop.
 pub fn gram_padded(a: &mut [f64], d: usize, dp: usize, xs: &[f64], ts: &[f64], rhs: &mut [f64]) {
-    debug_assert!(dp % 8 == 0 && dp >= d && a.len() >= d * dp && rhs.len() == dp);
-    debug_assert!(xs.len() % dp.max(1) == 0 && ts.len() >= xs.len() / dp.max(1));
+    debug_assert!(dp.is_multiple_of(8) && dp >= d && a.len() >= d * dp && rhs.len() == dp);
+    debug_assert!(xs.len().is_multiple_of(dp.max(1)) && ts.len() >= xs.len() / dp.max(1));
     if d <= 4 {
         // tiny systems (the notebook's rank 2): the exact upper triangle,
         // not whole 8-wide tiles of padding

@@ -539,7 +539,7 @@ impl Solver for DeepMfSolver {
         let converged = loss <= self.p.train_thres;
         let it = state.iteration;
         let last = self.max_iters > 0 && it + 1 >= self.max_iters;
-        let dev = it % self.dev_every == 0 || converged || last || !loss.is_finite();
+        let dev = it.is_multiple_of(self.dev_every) || converged || last || !loss.is_finite();
         if !converged {
             let opt = self.opt.as_mut().expect("prepared");
             let grads: Vec<&[f64]> = self.ws.grads.iter().map(|g| &g[..]).collect();

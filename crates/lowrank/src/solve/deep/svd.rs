@@ -463,7 +463,7 @@ impl Solver for DeepSvdSolver {
         let converged = loss <= self.p.train_thres;
         let it = state.iteration;
         let last = self.max_iters > 0 && it + 1 >= self.max_iters;
-        let dev = it % self.dev_every == 0 || converged || last || !loss.is_finite();
+        let dev = it.is_multiple_of(self.dev_every) || converged || last || !loss.is_finite();
         let (m, n, r) = (model.m, model.n, model.r);
         if !converged && loss.is_finite() {
             {

@@ -127,7 +127,7 @@ pub fn run_block(
     start: usize,
     h: Hyper,
 ) -> f64 {
-    assert!(kp % LANES == 0 && kp > 0, "padded rank must be a positive multiple of {LANES}");
+    assert!(kp.is_multiple_of(LANES) && kp > 0, "padded rank must be a positive multiple of {LANES}");
     let rows = st.pa.len();
     let cols = st.qa.len();
     assert!(st.p.len() == rows * kp && st.q.len() == cols * kp, "factor slices do not match the aux slices");

@@ -412,7 +412,7 @@ impl CpAlsSolver {
         let [d0, d1, d2] = dims;
         let CpModel { weights, factors, .. } = model;
         let [a, b, c] = factors;
-        let (m_c, v2) = if iteration % 2 == 0 {
+        let (m_c, v2) = if iteration.is_multiple_of(2) {
             let w = bufs.w_c.get_or_insert_with(|| Mat::zeros(d0 * d1, r));
             kernels::contract_last(data, dims, c, w);
             let gc = gram(c);
@@ -719,7 +719,7 @@ impl Solver for CpAlsSolver {
                 let prev = self.p.line_search.then(|| model.clone());
                 let (inner, hat) = self.dense_sweep(t.data(), dims, state.iteration, model, &mut cache.bufs);
                 let mut rel = self.full_rel(t, model, norm_sq, inner, hat);
-                if let Some(prev) = prev.filter(|_| state.iteration >= LS_START && state.iteration % 2 == 0) {
+                if let Some(prev) = prev.filter(|_| state.iteration >= LS_START && state.iteration.is_multiple_of(2)) {
                     let (r2, step, accepted) = self.line_search(t, norm_sq, state.iteration, &prev, model, rel);
                     rel = r2;
                     ls_step = Some(step);
@@ -751,10 +751,11 @@ impl Solver for CpAlsSolver {
         if self.p.tol > 0.0 && rel < self.p.tol {
             state.converged = true;
         }
-        if let Some(prev) = self.prev_rel {
-            if self.p.tol_change > 0.0 && (prev - rel).abs() < self.p.tol_change {
-                state.converged = true;
-            }
+        if let Some(prev) = self.prev_rel
+            && self.p.tol_change > 0.0
+            && (prev - rel).abs() < self.p.tol_change
+        {
+            state.converged = true;
         }
         self.prev_rel = Some(rel);
         Ok(())

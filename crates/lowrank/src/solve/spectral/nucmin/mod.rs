@@ -284,7 +284,7 @@ impl State {
     }
 
     fn from_bytes(b: &[u8]) -> Result<State> {
-        ensure!(b.len() % 8 == 0 && b.len() >= 64, "bad nuclear-min state ({} bytes)", b.len());
+        ensure!(b.len().is_multiple_of(8) && b.len() >= 64, "bad nuclear-min state ({} bytes)", b.len());
         let w: Vec<u64> = b.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8]))).collect();
         let (nx, ny) = (w[1] as usize, w[2] as usize);
         ensure!(w.len() == 8 + nx + ny, "bad nuclear-min state (length)");
