@@ -188,6 +188,8 @@ struct Scratch {
 /// thread: rayon's fork-join costs more than the work (the notebook's
 /// 40 x 70 rank-2 checkerboard is ~6,000).
 const SEQUENTIAL_WORK: usize = 1 << 16;
+/// Largest system size solved by [`HalfStep::accumulate_small`] (no padded gather).
+const SMALL_D: usize = 4;
 
 const LANES: usize = linalg::LANES;
 
@@ -299,6 +301,38 @@ impl HalfStep<'_> {
         n
     }
 
+    /// Row `u`'s Gram matrix (upper triangle, row stride `dp`, added to `g`)
+    /// and right-hand side (added to `rhs`) straight from the other side's
+    /// rows, for `d <= SMALL_D` (the notebook's rank 2): the same sums in the
+    /// same order as [`Self::gather`] + [`linalg::gram_padded`], without the
+    /// padded copy. Returns `sum t^2`.
+    fn accumulate_small(&self, u: usize, with_bias: bool, g: &mut [f64], dp: usize, rhs: &mut [f64]) -> f64 {
+        let k = self.k;
+        let d = k + with_bias as usize;
+        let (idx, vals) = self.lanes.lane(u);
+        let mut tt = 0.0;
+        for (&i, &r) in idx.iter().zip(vals) {
+            let i = i as usize;
+            let t = r as f64 - self.mu - self.other_bias.map_or(0.0, |c| c[i] as f64);
+            tt += t * t;
+            let mut row = [0.0f64; SMALL_D];
+            for (p, &y) in self.other[i * k..(i + 1) * k].iter().enumerate() {
+                row[p] = y as f64;
+            }
+            if with_bias {
+                row[k] = 1.0;
+            }
+            for p in 0..d {
+                let xp = row[p];
+                rhs[p] += t * xp;
+                for q in p..d {
+                    g[p * dp + q] += xp * row[q];
+                }
+            }
+        }
+        tt
+    }
+
     /// The penalties added to the diagonal of a row's Gram matrix `a` (row
     /// stride `dp`) with `n` entries: `[factors, bias]`.
     fn diagonal(&self, a: &[f64], d: usize, dp: usize, n: usize, with_bias: bool) -> [f64; 2] {
@@ -342,7 +376,7 @@ impl HalfStep<'_> {
         s.rhss.clear();
         s.rhss.resize(LANES * dp, 0.0);
         for l in 0..nb {
-            let n = self.gather(u0 + l, with_bias, s);
+            let n = if d <= SMALL_D { self.lanes.lane(u0 + l).0.len() } else { self.gather(u0 + l, with_bias, s) };
             if n == 0 {
                 x[l * k..(l + 1) * k].fill(0.0);
                 b[l] = 0.0;
@@ -350,9 +384,14 @@ impl HalfStep<'_> {
                 continue;
             }
             active[l] = true;
-            tt[l] = s.ts.iter().map(|t| t * t).sum();
             let g = &mut s.grams[l * d * dp..(l + 1) * d * dp];
-            linalg::gram_padded(g, d, dp, &s.phi[..n * dp], &s.ts, &mut s.rhss[l * dp..(l + 1) * dp]);
+            let rhs = &mut s.rhss[l * dp..(l + 1) * dp];
+            if d <= SMALL_D {
+                tt[l] = self.accumulate_small(u0 + l, with_bias, g, dp, rhs);
+            } else {
+                tt[l] = s.ts.iter().map(|t| t * t).sum();
+                linalg::gram_padded(g, d, dp, &s.phi[..n * dp], &s.ts, rhs);
+            }
             diag[l] = self.diagonal(g, d, dp, n, with_bias);
             for p in 0..d {
                 g[p * dp + p] += diag[l][(p >= k) as usize];
