@@ -44,8 +44,9 @@
 //!
 //! Centring (`center`): `none`, `mean`, or `biases` (global mean plus
 //! ridge-penalized row/column biases). `softimpute` and `softimpute-als`
-//! refit the biases jointly with `Z` (one ridge sweep per iteration);
-//! `svt` and `hard-impute` subtract them once before the fit. When no
+//! (default `biases`) refit the biases jointly with `Z` (one ridge sweep per
+//! iteration); `svt` (default `none`, the paper's algorithm) and
+//! `hard-impute` (default `mean`) subtract them once before the fit. When no
 //! `lambda` is given, `softimpute` and `softimpute-als` select it on a 10%
 //! hold-out of the training entries (`soft::select_lambda`); see
 //! `bench/RESULTS_softimpute.md` for the MovieLens-100k figures.
