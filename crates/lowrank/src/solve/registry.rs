@@ -298,6 +298,68 @@ impl TestSet {
     }
 }
 
+/// The evaluation sets of a request against its training ratings: the test
+/// set aligned to the training ids, and the dense ground truth, checked
+/// against the training shape.
+pub fn eval_sets(req: &FitRequest<'_>, train: &Ratings) -> Result<(Option<Arc<TestSet>>, Option<Arc<Mat<f64>>>)> {
+    if let Some(w) = req.truth {
+        crate::error::ensure!(
+            w.nrows() == train.nrows() && w.ncols() == train.ncols(),
+            "the ground truth is {}x{} but the data is {}x{}",
+            w.nrows(),
+            w.ncols(),
+            train.nrows(),
+            train.ncols()
+        );
+    }
+    let test = match req.test {
+        Some(t) => Some(Arc::new(TestSet::new(train, &t.clone().into_ratings()?))),
+        None => None,
+    };
+    Ok((test, req.truth.cloned().map(Arc::new)))
+}
+
+/// Put the test figures of `model` into a summary: `test_rmse`, `test_mae`,
+/// `test_unseen`, `n_test`, or `test_rmse` and `test_mae` as null without a
+/// test set.
+pub fn insert_test_summary<P: Predict + ?Sized>(
+    s: &mut Map<String, Value>,
+    test: Option<&TestSet>,
+    model: &P,
+    clip: Option<(f64, f64)>,
+) {
+    match test {
+        Some(t) => {
+            let (r, a) = t.evaluate(model, clip);
+            s.insert("test_rmse".into(), json!(r));
+            s.insert("test_mae".into(), json!(a));
+            s.insert("test_unseen".into(), json!(t.unseen));
+            s.insert("n_test".into(), json!(t.total));
+        }
+        None => {
+            s.insert("test_rmse".into(), Value::Null);
+            s.insert("test_mae".into(), Value::Null);
+        }
+    }
+}
+
+/// Put the closing keys of every summary: `fit_seconds`, `threads` (the pool
+/// size when 0 was asked), `seed`, `termination`, `params`.
+pub fn insert_run_summary(
+    s: &mut Map<String, Value>,
+    fit_seconds: f64,
+    termination: &Termination,
+    threads: usize,
+    seed: u64,
+    params: Map<String, Value>,
+) {
+    s.insert("fit_seconds".into(), json!(fit_seconds));
+    s.insert("threads".into(), json!(if threads == 0 { rayon::current_num_threads() } else { threads }));
+    s.insert("seed".into(), json!(seed));
+    s.insert("termination".into(), json!(termination.name()));
+    s.insert("params".into(), Value::Object(params));
+}
+
 /// Run a solver on ratings that produces a [`FactorModel`], with the standard
 /// evaluation: `test_rmse` per iteration when a test set is given (clipped to
 /// the training range when `clip`), relative error to a ground truth, and the
@@ -312,13 +374,8 @@ pub fn run_factor_solver<'a, S>(
 where
     S: Solver<Data = Ratings, Model = FactorModel>,
 {
-    let test = match req.test {
-        Some(t) => Some(TestSet::new(train, &t.clone().into_ratings()?)),
-        None => None,
-    };
+    let (test, truth) = eval_sets(&req, train)?;
     let range = if clip { train.value_range().map(|(a, b)| (a as f64, b as f64)) } else { None };
-    let test = Arc::new(test);
-    let truth = req.truth.cloned().map(Arc::new);
     let eval_every = req.eval_every;
     let seed = req.seed;
     let threads = req.threads;
@@ -356,28 +413,12 @@ where
         None => metrics::rmse(&model, train),
     };
     summary.insert("train_rmse".into(), json!(train_rmse));
-    match test.as_ref() {
-        Some(t) => {
-            let (r, a) = t.evaluate(&model, range);
-            summary.insert("test_rmse".into(), json!(r));
-            summary.insert("test_mae".into(), json!(a));
-            summary.insert("test_unseen".into(), json!(t.unseen));
-            summary.insert("n_test".into(), json!(t.total));
-        }
-        None => {
-            summary.insert("test_rmse".into(), Value::Null);
-            summary.insert("test_mae".into(), Value::Null);
-        }
-    }
+    insert_test_summary(&mut summary, test.as_deref(), &model, range);
     if let Some(w) = truth.as_ref() {
         summary.insert("rel_error".into(), json!(metrics::relative_error(&model, w)));
     }
     summary.insert("n_train".into(), json!(train.len()));
-    summary.insert("fit_seconds".into(), json!(fit.seconds));
-    summary.insert("threads".into(), json!(if threads == 0 { rayon::current_num_threads() } else { threads }));
-    summary.insert("seed".into(), json!(seed));
-    summary.insert("termination".into(), json!(fit.termination.name()));
-    summary.insert("params".into(), Value::Object(params));
+    insert_run_summary(&mut summary, fit.seconds, &fit.termination, threads, seed, params);
     let outcome = FitOutcome {
         model: FittedModel::Factor(model),
         summary,

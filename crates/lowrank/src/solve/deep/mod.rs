@@ -68,18 +68,18 @@ pub mod kernels;
 pub mod product;
 pub mod svd;
 
-use std::sync::Arc;
-
 use serde_json::{Map, Value, json};
 
 pub use common::{DevEval, OptimizerKind, Sensing, Spectrum, Target};
 pub use product::{DeepMf, DeepMfSolver, DeepModel, Init};
 pub use svd::{DeepSvd, DeepSvdSolver, SvdModel};
 
-use super::registry::{AlgoEntry, FitOutcome, FitRequest, FittedModel, TestSet, parse_params};
+use super::registry::{
+    AlgoEntry, FitOutcome, FitRequest, FittedModel, eval_sets, insert_run_summary, insert_test_summary, parse_params,
+};
 use super::{Fit, Solver};
 use crate::data::Ratings;
-use crate::error::{Result, ensure};
+use crate::error::Result;
 use crate::model::ModelState;
 use crate::observe::Record;
 
@@ -166,22 +166,9 @@ fn run_deep(req: FitRequest<'_>) -> Result<FitOutcome> {
 /// The dev evaluation of a request: truth (checked against the shape), test
 /// set, clipping range.
 fn dev_eval(req: &FitRequest<'_>, train: &Ratings, clip: bool, nsing: usize) -> Result<DevEval> {
-    if let Some(w) = req.truth {
-        ensure!(
-            w.nrows() == train.nrows() && w.ncols() == train.ncols(),
-            "the ground truth is {}x{} but the data is {}x{}",
-            w.nrows(),
-            w.ncols(),
-            train.nrows(),
-            train.ncols()
-        );
-    }
-    let test = match req.test {
-        Some(t) => Some(Arc::new(TestSet::new(train, &t.clone().into_ratings()?))),
-        None => None,
-    };
+    let (test, truth) = eval_sets(req, train)?;
     let clip = if clip { train.value_range().map(|(a, b)| (a as f64, b as f64)) } else { None };
-    Ok(DevEval { truth: req.truth.cloned().map(Arc::new), test, clip, n_singulars_save: nsing })
+    Ok(DevEval { truth, test, clip, n_singulars_save: nsing })
 }
 
 /// Run a solver whose model has a dense end-to-end matrix and build the
@@ -220,19 +207,7 @@ where
     s.insert("train_loss".into(), json!(last_obj));
     let mut rec = Record::default();
     eval.record(&e, depth, &mut rec)?;
-    match &eval.test {
-        Some(t) => {
-            let (r, a) = t.evaluate(&e, eval.clip);
-            s.insert("test_rmse".into(), json!(r));
-            s.insert("test_mae".into(), json!(a));
-            s.insert("test_unseen".into(), json!(t.unseen));
-            s.insert("n_test".into(), json!(t.total));
-        }
-        None => {
-            s.insert("test_rmse".into(), Value::Null);
-            s.insert("test_mae".into(), Value::Null);
-        }
-    }
+    insert_test_summary(&mut s, eval.test.as_deref(), &e, eval.clip);
     for k in ["rel_error", "test_loss"] {
         s.insert(k.into(), rec.values.get(k).map_or(Value::Null, |v| json!(v)));
     }
@@ -247,11 +222,7 @@ where
     s.insert("iters_to_rel_1e-3".into(), hit.map_or(Value::Null, |r| json!(r.iteration)));
     s.insert("seconds_to_rel_1e-3".into(), hit.map_or(Value::Null, |r| json!(r.elapsed)));
     s.insert("n_train".into(), json!(train.len()));
-    s.insert("fit_seconds".into(), json!(fit.seconds));
-    s.insert("threads".into(), json!(if threads == 0 { rayon::current_num_threads() } else { threads }));
-    s.insert("seed".into(), json!(seed));
-    s.insert("termination".into(), json!(fit.termination.name()));
-    s.insert("params".into(), Value::Object(params));
+    insert_run_summary(&mut s, fit.seconds, &fit.termination, threads, seed, params);
     Ok(FitOutcome {
         model: FittedModel::Dense(crate::model::DenseModel { x: e }),
         summary: s,

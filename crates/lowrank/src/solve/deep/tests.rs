@@ -1,5 +1,7 @@
 //! Tests of the deep factorizations.
 
+use std::sync::Arc;
+
 use super::*;
 use crate::data::synth;
 use crate::metrics::Predict;

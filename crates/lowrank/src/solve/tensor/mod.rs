@@ -29,7 +29,7 @@ pub use cp_als::{Completion, CpAls, CpAlsSolver, CpInit, KEYS};
 pub use kernels::mttkrp;
 pub use model::CpModel;
 
-use super::registry::{AlgoEntry, FitOutcome, FitRequest, FittedModel, parse_params};
+use super::registry::{AlgoEntry, FitOutcome, FitRequest, FittedModel, insert_run_summary, parse_params};
 use crate::error::{Error, Result};
 use crate::io::Dataset;
 
@@ -114,10 +114,6 @@ fn run_cp_als(mut req: FitRequest<'_>) -> Result<FitOutcome> {
     }
     summary.insert("n_train".into(), json!(train.n_observed()));
     summary.insert("shape".into(), json!(train.dims()));
-    summary.insert("fit_seconds".into(), json!(fit.seconds));
-    summary.insert("threads".into(), json!(if threads == 0 { rayon::current_num_threads() } else { threads }));
-    summary.insert("seed".into(), json!(seed));
-    summary.insert("termination".into(), json!(fit.termination.name()));
-    summary.insert("params".into(), Value::Object(params));
+    insert_run_summary(&mut summary, fit.seconds, &fit.termination, threads, seed, params);
     Ok(FitOutcome { model: FittedModel::Cp(model), summary, history: fit.history, termination: fit.termination })
 }

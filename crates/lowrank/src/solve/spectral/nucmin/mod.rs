@@ -57,7 +57,6 @@
 //! not depend on the units; reported values are in data units.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
 
 use faer::Mat;
 use serde::{Deserialize, Serialize};
@@ -70,7 +69,9 @@ use crate::error::{Error, Result, ensure};
 use crate::metrics;
 use crate::model::DenseModel;
 use crate::rng::{self, Rng};
-use crate::solve::registry::{AlgoEntry, FitOutcome, FitRequest, FittedModel, TestSet, parse_params};
+use crate::solve::registry::{
+    AlgoEntry, FitOutcome, FitRequest, FittedModel, eval_sets, insert_run_summary, insert_test_summary, parse_params,
+};
 use crate::solve::{IterState, Solver};
 
 /// Settings of `nuclear-min`.
@@ -954,21 +955,7 @@ fn run_nuclear_min(req: FitRequest<'_>) -> Result<FitOutcome> {
 }
 
 fn run_on<'a>(mut req: FitRequest<'a>, solver: NuclearMinSolver, train: &'a Ratings) -> Result<FitOutcome> {
-    if let Some(w) = req.truth {
-        ensure!(
-            w.nrows() == train.nrows() && w.ncols() == train.ncols(),
-            "the ground truth is {}x{} but the data is {}x{}",
-            w.nrows(),
-            w.ncols(),
-            train.nrows(),
-            train.ncols()
-        );
-    }
-    let test = match req.test {
-        Some(t) => Some(Arc::new(TestSet::new(train, &t.clone().into_ratings()?))),
-        None => None,
-    };
-    let truth = req.truth.cloned().map(Arc::new);
+    let (test, truth) = eval_sets(&req, train)?;
     let (seed, threads, algo, params, eval_every) =
         (req.seed, req.threads, req.algo.clone(), req.params.clone(), req.eval_every);
     let mut ex = req.executor(solver, train, 500);
@@ -997,19 +984,7 @@ fn run_on<'a>(mut req: FitRequest<'a>, solver: NuclearMinSolver, train: &'a Rati
     s.insert("epochs".into(), json!(fit.iterations));
     s.insert("iterations".into(), json!(fit.iterations));
     s.insert("train_rmse".into(), json!(metrics::rmse(&model, train)));
-    match test.as_ref() {
-        Some(t) => {
-            let (r, a) = t.evaluate(&model, None);
-            s.insert("test_rmse".into(), json!(r));
-            s.insert("test_mae".into(), json!(a));
-            s.insert("test_unseen".into(), json!(t.unseen));
-            s.insert("n_test".into(), json!(t.total));
-        }
-        None => {
-            s.insert("test_rmse".into(), Value::Null);
-            s.insert("test_mae".into(), Value::Null);
-        }
-    }
+    insert_test_summary(&mut s, test.as_deref(), &model, None);
     if let Some(w) = truth.as_ref() {
         s.insert("rel_error".into(), json!(metrics::relative_error(&model, w)));
     }
@@ -1019,11 +994,7 @@ fn run_on<'a>(mut req: FitRequest<'a>, solver: NuclearMinSolver, train: &'a Rati
     let inner: f64 = fit.history.iter().filter_map(|r| r.values.get("inner_iters")).sum();
     s.insert("inner_iters".into(), json!(inner as u64));
     s.insert("n_train".into(), json!(train.len()));
-    s.insert("fit_seconds".into(), json!(fit.seconds));
-    s.insert("threads".into(), json!(if threads == 0 { rayon::current_num_threads() } else { threads }));
-    s.insert("seed".into(), json!(seed));
-    s.insert("termination".into(), json!(fit.termination.name()));
-    s.insert("params".into(), Value::Object(params));
+    insert_run_summary(&mut s, fit.seconds, &fit.termination, threads, seed, params);
     Ok(FitOutcome { model: FittedModel::Dense(model), summary: s, history: fit.history, termination: fit.termination })
 }
 
