@@ -176,12 +176,12 @@ enum Kind {
 /// Partial contractions of the dense iteration (allocated on first use).
 #[derive(Default)]
 struct Bufs {
-    /// `X ×₃ C`, `(d0 d1) x R`.
-    w_c: Option<Mat<f64>>,
-    /// `X ×₁ A`, `(d1 d2) x R`.
-    w_a: Option<Mat<f64>>,
-    /// `X ×₂ B`, `(d0 d2) x R`; carried from an even iteration to the next.
-    w_b: Option<Mat<f64>>,
+    /// `X ×₃ C`, `(d0 d1)` padded rows ([`super::tiles`] layout).
+    w_c: Vec<f64>,
+    /// `X ×₁ A`, `(d1 d2)` padded rows.
+    w_a: Vec<f64>,
+    /// `X ×₂ B`, `(d0 d2)` padded rows; carried from an even iteration to the next.
+    w_b: Vec<f64>,
     /// Whether `w_b` holds `X ×₂ B` for the current data and `B`.
     w_b_valid: bool,
 }
@@ -408,50 +408,39 @@ impl CpAlsSolver {
         model: &mut CpModel,
         bufs: &mut Bufs,
     ) -> (f64, f64) {
-        let r = model.rank();
         let [d0, d1, d2] = dims;
         let CpModel { weights, factors, .. } = model;
         let [a, b, c] = factors;
         let (m_c, v2) = if iteration.is_multiple_of(2) {
-            let w = bufs.w_c.get_or_insert_with(|| Mat::zeros(d0 * d1, r));
+            let w = &mut bufs.w_c;
             kernels::contract_last(data, dims, c, w);
             let gc = gram(c);
-            let mut m = Mat::zeros(d0, r);
-            mttkrp0_from_w(w, b, d0, &mut m);
+            let m = mttkrp0_from_w(w, b, d0);
             self.update(a, weights, &hadamard(&gram(b), &gc), &m);
             *weights = normalize_columns(a);
             let ga = gram(a);
-            let mut m = Mat::zeros(d1, r);
-            mttkrp1_from_w(w, a, d1, &mut m);
+            let m = mttkrp1_from_w(w, a, d1);
             self.update(b, weights, &hadamard(&ga, &gc), &m);
             *weights = normalize_columns(b);
-            let wb = bufs.w_b.get_or_insert_with(|| Mat::zeros(d0 * d2, r));
-            kernels::contract_middle(data, dims, b, wb);
+            kernels::contract_middle(data, dims, b, &mut bufs.w_b);
             bufs.w_b_valid = true;
-            let mut m = Mat::zeros(d2, r);
-            mttkrp1_from_w(wb, a, d2, &mut m);
-            (m, hadamard(&ga, &gram(b)))
+            (mttkrp1_from_w(&bufs.w_b, a, d2), hadamard(&ga, &gram(b)))
         } else {
-            let wb = bufs.w_b.get_or_insert_with(|| Mat::zeros(d0 * d2, r));
             if !bufs.w_b_valid {
-                kernels::contract_middle(data, dims, b, wb);
+                kernels::contract_middle(data, dims, b, &mut bufs.w_b);
             }
             bufs.w_b_valid = false;
             let gc = gram(c);
-            let mut m = Mat::zeros(d0, r);
-            mttkrp0_from_w(wb, c, d0, &mut m);
+            let m = mttkrp0_from_w(&bufs.w_b, c, d0);
             self.update(a, weights, &hadamard(&gram(b), &gc), &m);
             *weights = normalize_columns(a);
             let ga = gram(a);
-            let wa = bufs.w_a.get_or_insert_with(|| Mat::zeros(d1 * d2, r));
+            let wa = &mut bufs.w_a;
             kernels::contract_first(data, dims, a, wa);
-            let mut m = Mat::zeros(d1, r);
-            mttkrp0_from_w(wa, c, d1, &mut m);
+            let m = mttkrp0_from_w(wa, c, d1);
             self.update(b, weights, &hadamard(&ga, &gc), &m);
             *weights = normalize_columns(b);
-            let mut m = Mat::zeros(d2, r);
-            mttkrp1_from_w(wa, b, d2, &mut m);
-            (m, hadamard(&ga, &gram(b)))
+            (mttkrp1_from_w(wa, b, d2), hadamard(&ga, &gram(b)))
         };
         self.update(c, weights, &v2, &m_c);
         let inner = frob_dot(&m_c, c);
@@ -464,8 +453,7 @@ impl CpAlsSolver {
     fn inner_and_norm(data: &[f64], dims: [usize; 3], model: &CpModel) -> (f64, f64) {
         let [a, b, c] = &model.factors;
         let cs = kernels::scale_columns(c.as_ref(), &model.weights);
-        let mut m = Mat::zeros(dims[2], model.rank());
-        mttkrp2(data, dims, a, b, &mut m);
+        let m = mttkrp2(data, dims, a, b);
         let inner = frob_dot(&m, &cs);
         let hat = frob_dot(&hadamard(&gram(a), &gram(b)), &gram(&cs));
         (inner, hat)

@@ -1,40 +1,25 @@
 //! Dense kernels of CP-ALS on a C-order 3-way tensor `T` (`d0 x d1 x d2`).
 //!
 //! The MTTKRPs (matricized tensor times Khatri-Rao product) never form the
-//! Khatri-Rao product of two whole factors:
-//! - modes 0 and 1 share one product `W = X C` where `X` is `T` viewed as the
-//!   row-major `(d0 d1) x d2` matrix (no copy): `M0[i,r] = Σ_j W[(i,j),r] B[j,r]`
-//!   and `M1[j,r] = Σ_i W[(i,j),r] A[i,r]` are then `O(d0 d1 R)`; since ALS
-//!   updates `A` and `B` before `C` changes, one `W` per iteration serves both
-//!   (the 3-way dimension tree: `4 N R` flops per iteration instead of `6 N R`);
-//! - mode 2, `M2 = X^T (A ⊙ B)`, runs over blocks of a few slices `i`, forming
-//!   only the `(slices·d1) x R` block of the Khatri-Rao product that the block
-//!   needs (loop fusion), accumulated by matrix products.
+//! Khatri-Rao product of two whole factors: one pass over the tensor
+//! contracts it with one factor (`X ×₃ C`, `X ×₂ B` or `X ×₁ A`, the
+//! register-tiled kernels of [`super::tiles`]), and both MTTKRPs of the two
+//! other modes follow from that partial contraction in `O(N R / d)` (the
+//! 3-way dimension tree). CP-ALS pairs consecutive updates on one
+//! contraction: 1.5 passes over the tensor per iteration.
 //!
-//! Parallelism: every kernel splits its *output rows* into as many blocks as
-//! rayon has threads (one block for small problems), so no floating-point
-//! reduction depends on scheduling: the same thread count gives bitwise the
-//! same result.
+//! Parallelism: every pass splits its *output rows* between rayon's threads
+//! (one block for small problems), and every output is summed in a fixed
+//! order, so the result does not depend on the thread count.
 
 use faer::linalg::matmul::matmul;
 use faer::linalg::solvers::Solve;
-use faer::reborrow::ReborrowMut;
 use faer::{Accum, Mat, MatMut, MatRef, Par, Side};
 use rayon::prelude::*;
 
+use super::tiles;
 use crate::data::Tensor3;
 use crate::error::{Result, ensure};
-
-/// Below this many flops a kernel runs on one thread (thread hand-off costs
-/// more than it saves).
-const PAR_MIN_FLOPS: usize = 1 << 18;
-/// Rows of the Khatri-Rao block formed at once by the mode-2 kernel.
-const KR_BLOCK_ROWS: usize = 1024;
-
-/// How many output blocks to use for `rows` output rows and `flops` work.
-fn parts(rows: usize, flops: usize) -> usize {
-    if flops < PAR_MIN_FLOPS { 1 } else { rayon::current_num_threads().clamp(1, rows.max(1)) }
-}
 
 /// Scale every column of `f` to unit norm; returns the norms. A zero (or
 /// non-finite-norm) column becomes the constant unit column and reports 0.
@@ -114,104 +99,55 @@ pub(crate) fn explicit_residual_sq(
     per_slice.iter().sum()
 }
 
-/// `W = X C`: `T` viewed as the row-major `(d0 d1) x d2` matrix times `C`
-/// (`d2 x R`), into `w` (`(d0 d1) x R`).
-pub(crate) fn contract_last(data: &[f64], dims: [usize; 3], c: &Mat<f64>, w: &mut Mat<f64>) {
+/// `W = X ×₃ C`: `W[(i,j), :] = Σ_k T[i,j,k] C[k, :]`, `T` read as the
+/// row-major `(d0 d1) x d2` matrix; `w` becomes `(d0 d1)` padded rows
+/// ([`tiles::pack_rows`] layout).
+pub(crate) fn contract_last(data: &[f64], dims: [usize; 3], c: &Mat<f64>, w: &mut Vec<f64>) {
     let [d0, d1, d2] = dims;
-    let rows = d0 * d1;
-    let r = c.ncols();
-    let np = parts(rows, 2 * rows * d2 * r);
-    let chunk = rows.div_ceil(np);
-    let body = |(blk, out): (usize, MatMut<'_, f64>)| {
-        let r0 = blk * chunk;
-        let n = out.nrows();
-        let x = MatRef::from_row_major_slice(&data[r0 * d2..(r0 + n) * d2], n, d2);
-        matmul(out, Accum::Replace, x, c.as_ref(), 1.0, Par::Seq);
-    };
-    if np == 1 {
-        body((0, w.as_mut()));
-    } else {
-        w.as_mut().par_row_chunks_mut(chunk).enumerate().for_each(body);
-    }
+    let rp = tiles::padded(c.ncols());
+    w.resize(d0 * d1 * rp, 0.0);
+    tiles::x_times_f(data, d0 * d1, d2, &tiles::pack_rows(c.as_ref()), rp, w);
 }
 
-/// `W_A = X ×₁ A`: `W_A[(j,k), r] = Σ_i T[i,j,k] A[i,r]`, into `w`
-/// (`(d1 d2) x R`): `T` viewed as the row-major `d0 x (d1 d2)` matrix,
-/// transposed, times `A`; parallel over blocks of output rows.
-pub(crate) fn contract_first(data: &[f64], dims: [usize; 3], a: &Mat<f64>, w: &mut Mat<f64>) {
+/// `W = X ×₁ A`: `W[(j,k), :] = Σ_i T[i,j,k] A[i, :]`, `T` read as the
+/// row-major `d0 x (d1 d2)` matrix, transposed; `w` becomes `(d1 d2)` padded
+/// rows.
+pub(crate) fn contract_first(data: &[f64], dims: [usize; 3], a: &Mat<f64>, w: &mut Vec<f64>) {
     let [d0, d1, d2] = dims;
-    let cols = d1 * d2;
-    let r = a.ncols();
-    let np = parts(cols, 2 * d0 * cols * r);
-    let chunk = cols.div_ceil(np);
-    let body = |(blk, out): (usize, MatMut<'_, f64>)| {
-        let q0 = blk * chunk;
-        let n = out.nrows();
-        let x = MatRef::from_row_major_slice_with_stride(&data[q0..], d0, n, cols);
-        matmul(out, Accum::Replace, x.transpose(), a.as_ref(), 1.0, Par::Seq);
-    };
-    if np == 1 {
-        body((0, w.as_mut()));
-    } else {
-        w.as_mut().par_row_chunks_mut(chunk).enumerate().for_each(body);
-    }
+    let rp = tiles::padded(a.ncols());
+    w.resize(d1 * d2 * rp, 0.0);
+    tiles::xt_times_f(data, d0, d1 * d2, d1 * d2, &tiles::pack_rows(a.as_ref()), rp, w);
 }
 
-/// `W_B = X ×₂ B`: `W_B[(i,k), r] = Σ_j T[i,j,k] B[j,r]`, into `w`
-/// (`(d0 d2) x R`): one product `X_iᵀ B` per slice `i`; parallel over blocks
-/// of whole slices.
-pub(crate) fn contract_middle(data: &[f64], dims: [usize; 3], b: &Mat<f64>, w: &mut Mat<f64>) {
+/// `W = X ×₂ B`: `W[(i,k), :] = Σ_j T[i,j,k] B[j, :]`, one `X_iᵀ B` per
+/// slice `i`; `w` becomes `(d0 d2)` padded rows.
+pub(crate) fn contract_middle(data: &[f64], dims: [usize; 3], b: &Mat<f64>, w: &mut Vec<f64>) {
     let [d0, d1, d2] = dims;
-    let r = b.ncols();
-    let np = parts(d0, 2 * d0 * d1 * d2 * r);
-    let slices = d0.div_ceil(np);
-    let body = |(blk, mut out): (usize, MatMut<'_, f64>)| {
-        let i0 = blk * slices;
-        let ns = out.nrows() / d2;
-        for s in 0..ns {
-            let i = i0 + s;
-            let x = MatRef::from_row_major_slice(&data[i * d1 * d2..(i + 1) * d1 * d2], d1, d2);
-            matmul(out.rb_mut().subrows_mut(s * d2, d2), Accum::Replace, x.transpose(), b.as_ref(), 1.0, Par::Seq);
-        }
-    };
-    if np == 1 {
-        body((0, w.as_mut()));
-    } else {
-        w.as_mut().par_row_chunks_mut(slices * d2).enumerate().for_each(body);
-    }
+    let rp = tiles::padded(b.ncols());
+    w.resize(d0 * d2 * rp, 0.0);
+    tiles::slices_t_times_f(data, d0, d1, d2, &tiles::pack_rows(b.as_ref()), rp, w);
 }
 
-/// Mode-0 MTTKRP from `W = X C`: `M0[i,r] = Σ_j W[(i,j),r] B[j,r]`. In
-/// general, for any partial contraction `W` with rows `(p, q)` (`q` fastest,
-/// `q < b.nrows()`), the MTTKRP of the slow index `p`.
-pub(crate) fn mttkrp0_from_w(w: &Mat<f64>, b: &Mat<f64>, d0: usize, m0: &mut Mat<f64>) {
-    let d1 = b.nrows();
-    for r in 0..b.ncols() {
-        let wc = w.col_as_slice(r);
-        let bc = b.col_as_slice(r);
-        let out = m0.col_as_slice_mut(r);
-        for i in 0..d0 {
-            out[i] = dot(&wc[i * d1..(i + 1) * d1], bc);
-        }
-    }
+/// MTTKRP of the slow index `p` of a partial contraction `w` (rows `(p, q)`,
+/// `q` fastest, `f.nrows()` of them): `M[p, :] = Σ_q W[(p,q), :] ∘ F[q, :]`
+/// (`np x R`). From `X ×₃ C` with `F = B`: the mode-0 MTTKRP.
+pub(crate) fn mttkrp0_from_w(w: &[f64], f: &Mat<f64>, np: usize) -> Mat<f64> {
+    let (nq, r) = (f.nrows(), f.ncols());
+    let rp = tiles::padded(r);
+    let mut out = vec![0.0; np * rp];
+    tiles::mttkrp_slow(w, &tiles::pack_rows(f.as_ref()), np, nq, rp, &mut out);
+    tiles::unpack_rows(&out, np, r)
 }
 
-/// Mode-1 MTTKRP from `W = X C`: `M1[j,r] = Σ_i A[i,r] W[(i,j),r]`. In
-/// general, the MTTKRP of the fast index `q` of a partial contraction.
-pub(crate) fn mttkrp1_from_w(w: &Mat<f64>, a: &Mat<f64>, d1: usize, m1: &mut Mat<f64>) {
-    let d0 = a.nrows();
-    for r in 0..a.ncols() {
-        let wc = w.col_as_slice(r);
-        let ac = a.col_as_slice(r);
-        let out = m1.col_as_slice_mut(r);
-        out.iter_mut().for_each(|x| *x = 0.0);
-        for i in 0..d0 {
-            let s = ac[i];
-            for (o, x) in out.iter_mut().zip(&wc[i * d1..(i + 1) * d1]) {
-                *o += s * x;
-            }
-        }
-    }
+/// MTTKRP of the fast index `q` of a partial contraction `w` (rows `(p, q)`,
+/// `f.nrows()` values of `p`): `M[q, :] = Σ_p F[p, :] ∘ W[(p,q), :]`
+/// (`nq x R`). From `X ×₃ C` with `F = A`: the mode-1 MTTKRP.
+pub(crate) fn mttkrp1_from_w(w: &[f64], f: &Mat<f64>, nq: usize) -> Mat<f64> {
+    let (np, r) = (f.nrows(), f.ncols());
+    let rp = tiles::padded(r);
+    let mut out = vec![0.0; nq * rp];
+    tiles::mttkrp_fast(w, &tiles::pack_rows(f.as_ref()), np, nq, rp, &mut out);
+    tiles::unpack_rows(&out, nq, r)
 }
 
 #[inline]
@@ -232,42 +168,11 @@ fn dot(x: &[f64], y: &[f64]) -> f64 {
 }
 
 /// Mode-2 MTTKRP `M2 = X^T (A ⊙ B)`, i.e. `M2[k,r] = Σ_ij T[i,j,k] A[i,r] B[j,r]`,
-/// forming the Khatri-Rao product only in blocks of [`KR_BLOCK_ROWS`] rows;
-/// parallel over blocks of output rows `k`.
-pub(crate) fn mttkrp2(data: &[f64], dims: [usize; 3], a: &Mat<f64>, b: &Mat<f64>, m2: &mut Mat<f64>) {
-    let [d0, d1, d2] = dims;
-    let r = a.ncols();
-    let spb = (KR_BLOCK_ROWS / d1).clamp(1, d0); // slices per block
-    let np = parts(d2, 2 * d0 * d1 * d2 * r);
-    let chunk = d2.div_ceil(np);
-    let body = |(blk, mut out): (usize, MatMut<'_, f64>)| {
-        let k0 = blk * chunk;
-        let kn = out.nrows();
-        let mut kr = Mat::<f64>::zeros(spb * d1, r);
-        let mut i0 = 0;
-        while i0 < d0 {
-            let ns = spb.min(d0 - i0);
-            for c in 0..r {
-                let bc = b.col_as_slice(c);
-                let kc = kr.col_as_slice_mut(c);
-                for s in 0..ns {
-                    let ai = a[(i0 + s, c)];
-                    for (o, x) in kc[s * d1..(s + 1) * d1].iter_mut().zip(bc) {
-                        *o = ai * x;
-                    }
-                }
-            }
-            let x = MatRef::from_row_major_slice_with_stride(&data[i0 * d1 * d2 + k0..], ns * d1, kn, d2);
-            let acc = if i0 == 0 { Accum::Replace } else { Accum::Add };
-            matmul(out.rb_mut(), acc, x.transpose(), kr.as_ref().subrows(0, ns * d1), 1.0, Par::Seq);
-            i0 += ns;
-        }
-    };
-    if np == 1 {
-        body((0, m2.as_mut()));
-    } else {
-        m2.as_mut().par_row_chunks_mut(chunk).enumerate().for_each(body);
-    }
+/// by `X ×₂ B` and the fast-index MTTKRP (no Khatri-Rao product is formed).
+pub(crate) fn mttkrp2(data: &[f64], dims: [usize; 3], a: &Mat<f64>, b: &Mat<f64>) -> Mat<f64> {
+    let mut w = Vec::new();
+    contract_middle(data, dims, b, &mut w);
+    mttkrp1_from_w(&w, a, dims[2])
 }
 
 /// The MTTKRP of `t` for `mode` (0, 1 or 2) with the three factors (the one of
@@ -288,19 +193,12 @@ pub fn mttkrp(t: &Tensor3, factors: &[Mat<f64>; 3], mode: usize) -> Result<Mat<f
         );
     }
     let [a, b, c] = factors;
-    let mut out = Mat::zeros(dims[mode], r);
     if mode == 2 {
-        mttkrp2(t.data(), dims, a, b, &mut out);
-    } else {
-        let mut w = Mat::zeros(dims[0] * dims[1], r);
-        contract_last(t.data(), dims, c, &mut w);
-        if mode == 0 {
-            mttkrp0_from_w(&w, b, dims[0], &mut out);
-        } else {
-            mttkrp1_from_w(&w, a, dims[1], &mut out);
-        }
+        return Ok(mttkrp2(t.data(), dims, a, b));
     }
-    Ok(out)
+    let mut w = Vec::new();
+    contract_last(t.data(), dims, c, &mut w);
+    Ok(if mode == 0 { mttkrp0_from_w(&w, b, dims[0]) } else { mttkrp1_from_w(&w, a, dims[1]) })
 }
 
 /// `F^T F`.
@@ -496,22 +394,14 @@ mod tests {
         let want: Vec<Mat<f64>> = (0..3).map(|m| explicit_mttkrp(&t, &f, m)).collect();
         let close = |x: &Mat<f64>, y: &Mat<f64>| assert!((x - y).norm_l2() < 1e-13 * y.norm_l2());
         let [a, b, c] = &f;
-        let mut wa = Mat::zeros(21, 4);
+        let mut wa = Vec::new();
         contract_first(t.data(), dims, a, &mut wa);
-        let mut wb = Mat::zeros(15, 4);
+        let mut wb = Vec::new();
         contract_middle(t.data(), dims, b, &mut wb);
-        let mut m = Mat::zeros(7, 4);
-        mttkrp0_from_w(&wa, c, 7, &mut m);
-        close(&m, &want[1]);
-        let mut m = Mat::zeros(3, 4);
-        mttkrp1_from_w(&wa, b, 3, &mut m);
-        close(&m, &want[2]);
-        let mut m = Mat::zeros(5, 4);
-        mttkrp0_from_w(&wb, c, 5, &mut m);
-        close(&m, &want[0]);
-        let mut m = Mat::zeros(3, 4);
-        mttkrp1_from_w(&wb, a, 3, &mut m);
-        close(&m, &want[2]);
+        close(&mttkrp0_from_w(&wa, c, 7), &want[1]);
+        close(&mttkrp1_from_w(&wa, b, 3), &want[2]);
+        close(&mttkrp0_from_w(&wb, c, 5), &want[0]);
+        close(&mttkrp1_from_w(&wb, a, 3), &want[2]);
     }
 
     #[test]

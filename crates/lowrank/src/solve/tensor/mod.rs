@@ -19,6 +19,7 @@
 mod cp_als;
 pub mod kernels;
 mod model;
+mod tiles;
 
 #[cfg(test)]
 mod tests;
