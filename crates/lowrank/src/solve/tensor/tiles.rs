@@ -288,7 +288,20 @@ fn xtf_body<const FMA: bool, const WIDE: bool>(
             let row = |i: usize| &x[i * stride + q0 + $b0..i * stride + q0 + $b0 + $bn];
             let frow = |i: usize| &f[i * rp + $c0..i * rp + $c0 + $nv * LANES];
             let mut i = 0;
-            let ahead = |i: usize| if i < n { row(i) } else { &[] };
+            // rows to prefetch: past the last row, the first rows of the next
+            // block, or (last block) whatever follows the matrix in `x` (the
+            // next slice when the caller passes the rest of the tensor)
+            let next_b0 = $b0 + $bn;
+            let ahead = |i: usize| -> &[f64] {
+                let start = if i < n {
+                    i * stride + q0 + $b0
+                } else if next_b0 < n_out {
+                    (i - n) * stride + q0 + next_b0
+                } else {
+                    i * stride + q0 + $b0
+                };
+                x.get(start..).map_or(&[], |r| &r[..$bn.min(r.len())])
+            };
             while i + G <= n {
                 let rows: [&[f64]; G] = std::array::from_fn(|g| row(i + g));
                 let next: [&[f64]; G] = std::array::from_fn(|g| ahead(i + G + g));
@@ -453,7 +466,8 @@ pub(crate) fn slices_t_times_f(x: &[f64], s: usize, n: usize, m: usize, f: &[f64
     let body = |(b, o): (usize, &mut [f64])| {
         for (t, os) in o.chunks_exact_mut(m * rp).enumerate() {
             let i = b * per + t;
-            xtf_rows(&x[i * n * m..(i + 1) * n * m], n, m, 0, m, f, rp, os);
+            // the rest of the tensor, so that the last rows prefetch the next slice
+            xtf_rows(&x[i * n * m..], n, m, 0, m, f, rp, os);
         }
     };
     if nb <= 1 {
