@@ -152,9 +152,10 @@ fn main() {
         svd: a.svd.clone(),
         svd_tol: a.svd_tol,
         tol: 0.0,
+        center: "none".into(), // the notebook's uncentred problem
         ..Default::default()
     };
-    let fw = FrankWolfe { tau: Some(1.0), tol: 0.0, ..Default::default() };
+    let fw = FrankWolfe { tau: Some(1.0), tol: 0.0, center: "none".into(), ..Default::default() };
     let threads = if a.threads == 0 { rayon::current_num_threads() } else { a.threads };
 
     // timing runs: the loop alone (the notebook times gradient_descent)
