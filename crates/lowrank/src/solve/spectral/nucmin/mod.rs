@@ -94,8 +94,12 @@ pub struct NuclearMin {
     /// code's cvxpy problem: 1e-3).
     pub eps: f64,
     /// Tolerance, in `(0, 1)`, on the relative duality gap and on the
-    /// constraint violation relative to `max |a|` (default 1e-6, SCS's `eps`
-    /// as the cvxpy peer runs it).
+    /// constraint violation relative to `max |a|` (default 1e-5). 1e-6 (SCS's
+    /// `eps` as the cvxpy peer runs it) costs far more for digits the box
+    /// `eps` makes moot: on the planted 100 x 100 rank-5 problem with 5000
+    /// entries and `eps = 1e-3`, 379 outer steps (9.5 s) instead of 20
+    /// (0.19 s) for a relative error of 7.32e-4 instead of 7.37e-4; with 2000
+    /// entries 1.7 s instead of 1.1 s, the same error to six digits.
     pub tol: f64,
     /// Initial factor rank `r` (it grows when the certificate shows it is too
     /// small); 0 = automatic (see the module docs). At most `min(m, n)`.
@@ -113,7 +117,7 @@ pub struct NuclearMin {
 
 impl Default for NuclearMin {
     fn default() -> Self {
-        NuclearMin { eps: 1e-3, tol: 1e-6, rank: 0, max_rank: 0, rho: 1.0, inner_iters: 500, memory: 10 }
+        NuclearMin { eps: 1e-3, tol: 1e-5, rank: 0, max_rank: 0, rho: 1.0, inner_iters: 500, memory: 10 }
     }
 }
 
