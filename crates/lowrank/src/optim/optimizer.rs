@@ -311,6 +311,33 @@ impl Optimizer {
         Ok(())
     }
 
+    /// For the methods whose update is one rate times the gradient
+    /// ([`Method::Sgd`], [`Method::GroupRmsProp`]): do a step's bookkeeping
+    /// (step count; group RMSprop's second moment from `sum_sq_all`, the sum
+    /// of squares of all gradients, called only by group RMSprop) and return
+    /// the rate `r`, leaving the update `p -= r g` of every parameter to the
+    /// caller (who may split it across threads). Applying `*p -= r * g` to
+    /// every parameter then gives exactly what [`Optimizer::step`] gives when
+    /// `sum_sq_all` returns `sum` over blocks (in order) of [`sum_sq`].
+    /// Returns `None`, changing nothing, for the other methods.
+    pub fn begin_uniform_step(&mut self, sum_sq_all: impl FnOnce() -> f64) -> Option<f64> {
+        match self.method {
+            Method::Sgd => {
+                self.t += 1;
+                Some(self.lr)
+            }
+            Method::GroupRmsProp { alpha, eps } => {
+                self.t += 1;
+                let t = self.t as f64;
+                self.group_sq = alpha * self.group_sq + (1.0 - alpha) * sum_sq_all();
+                let avg = (self.group_sq / (1.0 - alpha.powf(t))).sqrt() + eps;
+                self.group_lr = self.lr / avg;
+                Some(self.group_lr)
+            }
+            _ => None,
+        }
+    }
+
     /// Convenience for a single block.
     pub fn step_one(&mut self, param: &mut [f64], grad: &[f64]) -> Result<()> {
         self.step(&mut [param], &[grad])
@@ -730,5 +757,35 @@ mod tests {
             let expect = 1.0 - 0.01 * g[i] / (g[i].abs() + 1e-8);
             assert!((p[i] - expect).abs() < 1e-12);
         }
+    }
+
+    #[test]
+    fn uniform_step_equals_step_bitwise() {
+        let sizes = [37usize, 5, 64];
+        let grads: Vec<Vec<Vec<f64>>> = (0..3)
+            .map(|t| {
+                sizes.iter().map(|&n| (0..n).map(|i| ((i * 7 + t * 3) % 11) as f64 * 0.13 - 0.6).collect()).collect()
+            })
+            .collect();
+        for method in [Method::Sgd, Method::group_rms_prop()] {
+            let mut a = Optimizer::new(method.clone(), 0.05, &sizes).unwrap();
+            let mut b = a.clone();
+            let mut pa: Vec<Vec<f64>> = sizes.iter().map(|&n| (0..n).map(|i| i as f64 * 0.01).collect()).collect();
+            let mut pb = pa.clone();
+            for g in &grads {
+                let gs: Vec<&[f64]> = g.iter().map(|x| &x[..]).collect();
+                let mut ps: Vec<&mut [f64]> = pa.iter_mut().map(|x| &mut x[..]).collect();
+                a.step(&mut ps, &gs).unwrap();
+                let rate = b.begin_uniform_step(|| g.iter().map(|x| sum_sq(x)).sum()).unwrap();
+                for (p, g) in pb.iter_mut().zip(g) {
+                    p.iter_mut().zip(g).for_each(|(p, &g)| *p -= rate * g);
+                }
+            }
+            assert_eq!(pa, pb, "{method:?}");
+            assert_eq!(a, b, "{method:?}");
+        }
+        let mut adam = Optimizer::new(Method::adam(), 0.1, &sizes).unwrap();
+        assert!(adam.begin_uniform_step(|| 1.0).is_none());
+        assert_eq!(adam.steps(), 0);
     }
 }

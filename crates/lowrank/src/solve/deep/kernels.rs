@@ -12,6 +12,7 @@ use faer::linalg::matmul::matmul;
 use faer::{Accum, Mat, MatMut, MatRef, Par};
 use rayon::prelude::*;
 
+use super::team::Team;
 use crate::data::Ratings;
 
 /// Columns of an output matrix handled per parallel task by the sparse
@@ -223,6 +224,71 @@ impl Observed {
             })
             .collect();
         parts.iter().sum::<f64>() / nnz as f64
+    }
+
+    /// [`Observed::loss_first`] on a two-thread team: the same 16-row tasks
+    /// (split between the threads at the task boundary nearest half the
+    /// entries), their partial sums added in task order — bitwise the
+    /// single-threaded result.
+    pub(crate) fn loss_first_team(&mut self, ft: &[f64], r: &[f64], p: usize, out: &mut [f64], team: &Team) -> f64 {
+        assert!(
+            ft.len() >= p * self.m && r.len() >= p * self.n && out.len() == p * self.m,
+            "loss_first: bad buffer sizes"
+        );
+        let nnz = self.vals.len();
+        let scale = 2.0 / nnz as f64;
+        let (m, row_ptr, cols, vals) = (self.m, &self.row_ptr, &self.cols, &self.vals);
+        let ntask = m.div_ceil(COLS_PER_TASK);
+        let bound = |t: usize| (t * COLS_PER_TASK).min(m);
+        let s = (0..=ntask).min_by_key(|&t| row_ptr[bound(t)].abs_diff(nnz / 2)).unwrap_or(0);
+        let mut parts = [0.0f64; 64];
+        let mut parts_vec;
+        let parts: &mut [f64] = if ntask <= 64 {
+            &mut parts[..ntask]
+        } else {
+            parts_vec = vec![0.0; ntask];
+            &mut parts_vec
+        };
+        let (pa, pb) = parts.split_at_mut(s);
+        let (oa, ob) = out.split_at_mut(bound(s) * p);
+        let (ga, gb) = self.grad.split_at_mut(row_ptr[bound(s)]);
+        // tasks t0.. of a side, their outputs, entry gradients and partial sums
+        let run = |t0: usize, out: &mut [f64], g: &mut [f64], parts: &mut [f64]| {
+            let (mut o_rest, mut g_rest) = (out, g);
+            for (k, part) in parts.iter_mut().enumerate() {
+                let (i0, i1) = (bound(t0 + k), bound(t0 + k + 1));
+                let (o, orest) = o_rest.split_at_mut((i1 - i0) * p);
+                let (g, grest) = g_rest.split_at_mut(row_ptr[i1] - row_ptr[i0]);
+                *part = dispatch!(loss_rows(o, g, p, &row_ptr[i0..=i1], cols, vals, scale, ft, r, i0));
+                (o_rest, g_rest) = (orest, grest);
+            }
+        };
+        team.join(|| run(0, oa, ga, pa), || run(s, ob, gb, pb));
+        parts.iter().sum::<f64>() / nnz as f64
+    }
+
+    /// The column splitting the entries in halves (for [`Observed::at_g_cols`]
+    /// on two threads).
+    pub(crate) fn at_g_split(&self) -> usize {
+        let half = self.len() / 2;
+        (0..=self.n).min_by_key(|&j| self.col_ptr[j].abs_diff(half)).unwrap_or(0)
+    }
+
+    /// Columns `j0..j1` of [`Observed::at_g`] into `out` (`p x (j1 - j0)`),
+    /// each exactly as in the whole pass.
+    pub(crate) fn at_g_cols(&self, at: &[f64], p: usize, out: &mut [f64], j0: usize, j1: usize) {
+        assert!(at.len() >= p * self.m && j0 <= j1 && j1 <= self.n && out.len() == p * (j1 - j0), "at_g: bad sizes");
+        dispatch!(gather_cols(out, p, &self.col_ptr[j0..=j1], &self.col_ent, &self.rows, &self.grad, at))
+    }
+
+    /// [`Observed::at_g`] on a two-thread team: the output columns split at
+    /// the column nearest half the entries (each column is computed exactly
+    /// as in the single-threaded pass).
+    pub(crate) fn at_g_team(&self, at: &[f64], p: usize, out: &mut [f64], team: &Team) {
+        assert!(at.len() >= p * self.m && out.len() == p * self.n, "at_g: bad buffer sizes");
+        let s = self.at_g_split();
+        let (oa, ob) = out.split_at_mut(s * p);
+        team.join(|| self.at_g_cols(at, p, oa, 0, s), || self.at_g_cols(at, p, ob, s, self.n));
     }
 
     /// Loss when the iterate is the `m x n` matrix `e` itself (depth 1).

@@ -24,6 +24,19 @@
 //! step (autograd through `W_3 W_2 W_1` does six plus the dense scatter).
 //! Every gradient is checked against central finite differences in the
 //! tests.
+//!
+//! With two or more threads (matrix completion, small dense products) a step
+//! runs on a persistent two-thread [`super::team::Team`] instead of rayon:
+//! four phases (suffix products by column halves; the fused loss by row
+//! tasks; `Z` and `grad_{N-1}` per column range of `G`; the middle
+//! gradients by column halves, with the gradient-descent update fused in),
+//! each split at fixed boundaries (no work stealing): the sparse passes at
+//! the single-threaded path's own task boundaries, the dense products by
+//! column blocks, which faer's sequential matmul computes exactly as the
+//! whole product (faer 0.24; the tests check that 1- and 2-thread runs agree
+//! bit for bit, for depths 2-4 and all three optimizers). Group RMSprop
+//! and Adam update after the gradient phases (group RMSprop split in halves,
+//! Adam on the calling thread).
 
 use faer::Mat;
 use serde::{Deserialize, Serialize};
@@ -31,7 +44,8 @@ use serde::{Deserialize, Serialize};
 use super::common::{DevEval, OptimizerKind, Target, check_optimizer, put_f64s, put_u64};
 use rayon::prelude::*;
 
-use super::kernels::{self, mul_into, mul_into_par, transpose_into, view};
+use super::kernels::{self, mul_into, mul_into_par, transpose_into, view, view_mut};
+use super::team::Team;
 use crate::data::Ratings;
 use crate::error::{Error, Result, ensure};
 use crate::metrics::Predict;
@@ -159,6 +173,7 @@ impl DeepMf {
             eval: DevEval::default(),
             max_iters: 0,
             dev_every: 1,
+            team: None,
         })
     }
 
@@ -313,7 +328,16 @@ pub struct DeepMfSolver {
     eval: DevEval,
     max_iters: usize,
     dev_every: usize,
+    /// The two-thread team of a completion run on a pool of >= 2 threads
+    /// whose dense products are small (see [`DeepMfSolver::wants_team`]).
+    team: Option<Team>,
 }
+
+/// Dense products of at least this many multiply-adds run on the rayon pool
+/// (the path without a team); below it the two-thread team splits every
+/// phase of a step (a 100 x 100 x 100 product takes ~20-40 µs, where a
+/// rayon wake-up costs as much as it saves).
+const TEAM_MAX_WORK: f64 = 2.0e7;
 
 impl DeepMfSolver {
     /// The settings.
@@ -449,9 +473,140 @@ impl DeepMfSolver {
         loss
     }
 
+    /// [`DeepMfSolver::loss_grad`] on the two-thread team (completion, depth
+    /// at least 2), every phase split between the threads at fixed
+    /// boundaries (each output column computed exactly as on one thread):
+    /// 1. the suffixes `R_k` by column halves;
+    /// 2. the loss and `grad_0` by the single-threaded path's row tasks;
+    /// 3. per column range of `G` (split at half the entries): `Z_1 = F_0ᵀ G`,
+    ///    `Z_k = F_{k-1}ᵀ Z_{k-1}` and `grad_{N-1} = F_{N-2}ᵀ Z_{N-2}`, all
+    ///    column-local, so one phase;
+    /// 4. the middle gradients `grad_k = Z_k R_kᵀ` by column halves, and,
+    ///    when `sgd_rate` is given and the loss is above `train_thres`, the
+    ///    gradient step of every factor (`F_0` by flat halves, `F_k` by the
+    ///    column halves just computed, `F_{N-1}` by row halves — each thread
+    ///    writes only rows of `F_{N-1}` that it alone reads in this phase).
+    ///
+    /// Returns the loss and whether the update was applied.
+    fn loss_grad_team(&mut self, model: &mut DeepModel, sgd_rate: Option<f64>) -> (f64, bool) {
+        let thres = self.p.train_thres;
+        let team = self.team.as_ref().expect("wants_team");
+        let Some(Target::Completion(obs)) = self.target.as_mut() else { unreachable!("the team runs completion only") };
+        let dims = &self.dims;
+        let depth = model.factors.len();
+        let n = dims[depth];
+        let ws = &mut self.ws;
+        // 1. suffixes R_k = F_{k+1} ⋯ F_{N-1} (R_{N-2} = F_{N-1} itself)
+        {
+            let f = &model.factors;
+            let r = &mut ws.r;
+            for k in (0..depth - 2).rev() {
+                let (cur, next) = r.split_at_mut(k + 1);
+                let rn: &[f64] = if k + 1 == depth - 2 { &f[depth - 1] } else { &next[0] };
+                mul_cols_team(team, &mut cur[k], view(&f[k + 1], dims[k + 1], dims[k + 2]), view(rn, dims[k + 2], n));
+            }
+        }
+        // 2. loss and grad_0 = G R_0ᵀ (row-major like factor 0)
+        let loss = {
+            let f = &model.factors;
+            let r0: &[f64] = if depth == 2 { &f[1] } else { &ws.r[0] };
+            obs.loss_first_team(&f[0], r0, dims[1], &mut ws.grads[0], team)
+        };
+        if depth == 2 {
+            obs.at_g_team(&model.factors[0], dims[1], &mut ws.grads[1], team);
+            return (loss, false);
+        }
+        let converged = loss <= thres;
+        let rate = sgd_rate.filter(|_| !converged);
+        // 3. column ranges [0, s) here and [s, n) on the helper
+        let s = obs.at_g_split();
+        {
+            let f = &model.factors;
+            let (mut za, mut zb): (Vec<&mut [f64]>, Vec<&mut [f64]>) = (Vec::new(), Vec::new());
+            for (k, z) in ws.z.iter_mut().enumerate().skip(1) {
+                let (a, b) = z.split_at_mut(s * dims[k]);
+                za.push(a);
+                zb.push(b);
+            }
+            let (ga, gb) = ws.grads[depth - 1].split_at_mut(s * dims[depth - 1]);
+            let obs = &*obs;
+            let side = |j0: usize, j1: usize, mut zs: Vec<&mut [f64]>, g: &mut [f64]| {
+                let w = j1 - j0;
+                obs.at_g_cols(&f[0], dims[1], zs[0], j0, j1);
+                for k in 2..depth - 1 {
+                    let (prev, cur) = zs.split_at_mut(k - 1);
+                    mul_seq(
+                        view_mut(cur[0], dims[k], w),
+                        view(&f[k - 1], dims[k - 1], dims[k]).transpose(),
+                        view(prev[k - 2], dims[k - 1], w),
+                    );
+                }
+                mul_seq(
+                    view_mut(g, dims[depth - 1], w),
+                    view(&f[depth - 2], dims[depth - 2], dims[depth - 1]).transpose(),
+                    view(zs[depth - 3], dims[depth - 2], w),
+                );
+            };
+            team.join(|| side(0, s, za, ga), || side(s, n, zb, gb));
+        }
+        // 4. middle gradients by column halves (+ the fused SGD step)
+        let (z, r) = (&ws.z, &ws.r);
+        let (g0, grest) = ws.grads.split_first_mut().expect("depth >= 3");
+        let (g_mid, g_last) = grest.split_at_mut(depth - 2);
+        let g_last: &[f64] = &g_last[0];
+        let (f0, frest) = model.factors.split_first_mut().expect("depth >= 3");
+        let (f_mid, f_last) = frest.split_at_mut(depth - 2);
+        let hl = dims[depth - 1];
+        let cl = hl / 2;
+        let (fla, flb) = view_mut(&mut f_last[0], hl, n).split_at_row_mut(cl);
+        let mut sides: [Side<'_>; 2] = [Side::new(fla, 0), Side::new(flb, cl)];
+        let half0 = f0.len() / 2;
+        let (f0a, f0b) = f0.split_at_mut(half0);
+        let (g0a, g0b) = g0.split_at(half0);
+        sides[0].flat = Some((f0a, g0a));
+        sides[1].flat = Some((f0b, g0b));
+        for (t, (g, fk)) in g_mid.iter_mut().zip(f_mid.iter_mut()).enumerate() {
+            let k = t + 1;
+            let (h, w) = (dims[k], dims[k + 1]);
+            let c = w / 2;
+            let (ga, gb) = g.split_at_mut(c * h);
+            let (fa, fb) = fk.split_at_mut(c * h);
+            sides[0].mid.push((k, 0, ga, fa));
+            sides[1].mid.push((k, c, gb, fb));
+        }
+        let [sa, sb] = sides;
+        let side = |sd: Side<'_>| {
+            let Side { mut last, last_row0, mid, flat } = sd;
+            for (k, c0, g, fk) in mid {
+                let (h, w) = (dims[k], g.len() / dims[k]);
+                // rows c0..c0 + w of R_k (for the last middle layer R_k is
+                // F_{N-1}: this side's rows of it)
+                let rk = if k == depth - 2 { last.as_ref() } else { view(&r[k], dims[k + 1], n).subrows(c0, w) };
+                mul_seq(view_mut(g, h, w), view(&z[k], h, n), rk.transpose());
+                if let Some(rate) = rate {
+                    sub_scaled(fk, g, rate);
+                }
+            }
+            if let Some(rate) = rate {
+                if let Some((f, g)) = flat {
+                    sub_scaled(f, g, rate);
+                }
+                // F_{N-1}[rows, :] -= rate grad_{N-1}[rows, :]
+                let rows = last.nrows();
+                for j in 0..n {
+                    let col = last.as_mut().col_mut(j).try_as_col_major_mut().expect("column-major").as_slice_mut();
+                    sub_scaled(col, &g_last[j * hl + last_row0..j * hl + last_row0 + rows], rate);
+                }
+            }
+        };
+        team.join(|| side(sa), || side(sb));
+        (loss, rate.is_some())
+    }
+
     /// Loss and flat gradients at `model` (for tests and finite differences).
     pub fn loss_and_grads(&mut self, model: &DeepModel) -> (f64, Vec<Vec<f64>>) {
-        let l = self.loss_grad(model);
+        let l =
+            if self.team.is_some() { self.loss_grad_team(&mut model.clone(), None).0 } else { self.loss_grad(model) };
         (l, self.ws.grads.clone())
     }
 
@@ -474,7 +629,33 @@ impl DeepMfSolver {
         }
         self.dims = dims;
         self.dev_every = self.p.n_dev_iters.unwrap_or(1000);
+        if !self.wants_team() {
+            self.team = None;
+        } else if self.team.is_none() {
+            self.team = Some(Team::new()?);
+        }
         Ok(())
+    }
+
+    /// Whether the steps run on the two-thread [`Team`] (decided when the
+    /// solver is prepared, see `wants_team`).
+    pub fn uses_team(&self) -> bool {
+        self.team.is_some()
+    }
+
+    /// Whether a step runs on the two-thread [`Team`]: matrix completion at
+    /// depth >= 2, the current rayon pool has >= 2 threads, and every dense
+    /// product of a step is below [`TEAM_MAX_WORK`]. Decided by the thread
+    /// count and the shapes only, so a run is reproducible for a given
+    /// thread count (and, since every phase splits at the single-threaded
+    /// path's own task boundaries, bitwise equal to the one-thread run).
+    fn wants_team(&self) -> bool {
+        let d = &self.dims;
+        let n = d.last().copied().unwrap_or(0) as f64;
+        d.len() >= 3
+            && rayon::current_num_threads() >= 2
+            && matches!(self.target, Some(Target::Completion(_)))
+            && d.windows(2).all(|w| (w[0] as f64) * (w[1] as f64) * n < TEAM_MAX_WORK)
     }
 
     /// Prepare for `data` (target, buffers, optimizer) without a model.
@@ -486,6 +667,73 @@ impl DeepMfSolver {
         let dims = self.p.dims(m, n)?;
         self.setup(dims)
     }
+}
+
+/// One thread's share of the last phase of a team step.
+struct Side<'a> {
+    /// Its rows of the last factor `F_{N-1}` ...
+    last: faer::MatMut<'a, f64>,
+    /// ... starting at this row.
+    last_row0: usize,
+    /// `(k, first column, grad_k columns, F_k columns)` of the middle layers.
+    mid: Vec<(usize, usize, &'a mut [f64], &'a mut [f64])>,
+    /// Its part of the first factor and of its gradient (flat).
+    flat: Option<(&'a mut [f64], &'a [f64])>,
+}
+
+impl<'a> Side<'a> {
+    fn new(last: faer::MatMut<'a, f64>, last_row0: usize) -> Self {
+        Side { last, last_row0, mid: Vec::new(), flat: None }
+    }
+}
+
+/// `dst = a * b` on the calling thread.
+fn mul_seq(dst: faer::MatMut<'_, f64>, a: faer::MatRef<'_, f64>, b: faer::MatRef<'_, f64>) {
+    faer::linalg::matmul::matmul(dst, faer::Accum::Replace, a, b, 1.0, faer::Par::Seq);
+}
+
+/// `p -= rate * g` elementwise (the optimizer's SGD / group RMSprop update).
+fn sub_scaled(p: &mut [f64], g: &[f64], rate: f64) {
+    p.iter_mut().zip(g).for_each(|(p, &g)| *p -= rate * g);
+}
+
+/// `dst = a * b` on the team: the left half of the columns on the calling
+/// thread, the right half on the helper, each single-threaded.
+fn mul_cols_team(team: &Team, dst: &mut [f64], a: faer::MatRef<'_, f64>, b: faer::MatRef<'_, f64>) {
+    let (m, n) = (a.nrows(), b.ncols());
+    let c = n / 2;
+    let (d0, d1) = dst.split_at_mut(m * c);
+    let half = |d: &mut [f64], j0: usize, w: usize| mul_seq(view_mut(d, m, w), a, b.subcols(j0, w));
+    team.join(|| half(d0, 0, c), || half(d1, c, n - c));
+}
+
+/// `params[b] -= rate * grads[b]` for every block, the flat parameter vector
+/// split in halves between the team's threads (elementwise: the same values
+/// as one thread).
+fn update_team(team: &Team, params: &mut [Vec<f64>], grads: &[Vec<f64>], rate: f64) {
+    let total: usize = params.iter().map(|p| p.len()).sum();
+    let half = total / 2;
+    let (mut a, mut b): (Vec<(&mut [f64], &[f64])>, Vec<(&mut [f64], &[f64])>) = (Vec::new(), Vec::new());
+    let mut pos = 0;
+    for (p, g) in params.iter_mut().zip(grads) {
+        let len = p.len();
+        let cut = half.saturating_sub(pos).min(len);
+        let (p0, p1) = p.split_at_mut(cut);
+        let (g0, g1) = g.split_at(cut);
+        if !p0.is_empty() {
+            a.push((p0, g0));
+        }
+        if !p1.is_empty() {
+            b.push((p1, g1));
+        }
+        pos += len;
+    }
+    let apply = |v: Vec<(&mut [f64], &[f64])>| {
+        for (p, g) in v {
+            sub_scaled(p, g, rate);
+        }
+    };
+    team.join(|| apply(a), || apply(b));
 }
 
 /// A `r x c` matrix with orthonormal columns (`r >= c`) or rows, the Q of a
@@ -534,7 +782,10 @@ impl Solver for DeepMfSolver {
             model.dims,
             self.dims
         );
-        let loss = self.loss_grad(model);
+        // on the team, plain gradient descent is fused into the last phase
+        let sgd_rate = (self.p.optimizer == OptimizerKind::Sgd).then_some(self.p.lr);
+        let (loss, fused) =
+            if self.team.is_some() { self.loss_grad_team(model, sgd_rate) } else { (self.loss_grad(model), false) };
         state.record.objective = Some(loss);
         let converged = loss <= self.p.train_thres;
         let it = state.iteration;
@@ -542,9 +793,24 @@ impl Solver for DeepMfSolver {
         let dev = it.is_multiple_of(self.dev_every) || converged || last || !loss.is_finite();
         if !converged {
             let opt = self.opt.as_mut().expect("prepared");
-            let grads: Vec<&[f64]> = self.ws.grads.iter().map(|g| &g[..]).collect();
-            let mut params: Vec<&mut [f64]> = model.factors.iter_mut().map(|f| &mut f[..]).collect();
-            opt.step(&mut params, &grads)?;
+            if fused {
+                // the step's bookkeeping (the update itself is done)
+                let rate = opt.begin_uniform_step(|| 0.0);
+                debug_assert_eq!(rate, sgd_rate);
+            } else if let Some(team) = &self.team {
+                let grads = &self.ws.grads;
+                if let Some(rate) = opt.begin_uniform_step(|| grads.iter().map(|g| kernels::sum_sq(g)).sum()) {
+                    update_team(team, &mut model.factors, grads, rate);
+                } else {
+                    let grads: Vec<&[f64]> = grads.iter().map(|g| &g[..]).collect();
+                    let mut params: Vec<&mut [f64]> = model.factors.iter_mut().map(|f| &mut f[..]).collect();
+                    opt.step(&mut params, &grads)?;
+                }
+            } else {
+                let grads: Vec<&[f64]> = self.ws.grads.iter().map(|g| &g[..]).collect();
+                let mut params: Vec<&mut [f64]> = model.factors.iter_mut().map(|f| &mut f[..]).collect();
+                opt.step(&mut params, &grads)?;
+            }
         }
         if dev {
             let rec = &mut state.record;

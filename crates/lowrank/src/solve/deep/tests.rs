@@ -338,3 +338,50 @@ fn deep_svd_invalid_settings_and_init_norm() {
     let err = super::super::registry::fit(FitRequest::new("deep-svd", &data).set("rank", 7)).unwrap_err();
     assert!(err.is_input_error(), "{err}");
 }
+
+#[test]
+fn two_thread_team_matches_one_thread_bitwise() {
+    // the team splits every phase at the single-threaded path's own
+    // boundaries: the runs must agree bit for bit (all depths and widths the
+    // team handles, optimizers with and without the split update)
+    let prob = synth::planted_completion(37, 3, 500, 4).unwrap();
+    for (depth, hidden) in [(2, None), (3, None), (3, Some(vec![37, 29, 41, 37])), (4, Some(vec![37, 20, 33, 18, 37]))]
+    {
+        for opt in [OptimizerKind::Sgd, OptimizerKind::GroupRmsProp, OptimizerKind::Adam] {
+            let lr = if opt == OptimizerKind::Sgd { 0.5 } else { 1e-3 };
+            let run = |threads: usize| {
+                let p = DeepMf {
+                    depth,
+                    hidden_sizes: hidden.clone(),
+                    optimizer: opt,
+                    lr,
+                    init_scale: 1e-2,
+                    n_dev_iters: Some(40),
+                    ..Default::default()
+                };
+                let s = p.check().unwrap().with_max_iters(120);
+                Executor::new(s, &prob.observed).max_iters(120).seed(7).threads(threads).run().unwrap()
+            };
+            let (one, two) = (run(1), run(2));
+            assert_eq!(one.model.factors, two.model.factors, "depth {depth} {hidden:?} {opt:?}");
+            let obj = |f: &crate::solve::Fit<DeepModel>| f.history.iter().map(|r| r.objective).collect::<Vec<_>>();
+            assert_eq!(obj(&one), obj(&two), "depth {depth} {hidden:?} {opt:?}");
+            // the run moved (the comparison is not of two initial models)
+            assert!(obj(&one)[119] < obj(&one)[0]);
+        }
+    }
+}
+
+#[test]
+fn team_is_used_only_with_two_or_more_threads() {
+    let prob = synth::planted_completion(12, 2, 60, 1).unwrap();
+    let pool = |t: usize| rayon::ThreadPoolBuilder::new().num_threads(t).build().unwrap();
+    for (t, want) in [(1, false), (2, true)] {
+        let used = pool(t).install(|| {
+            let mut s = DeepMf::default().check().unwrap();
+            s.prepare(&prob.observed).unwrap();
+            s.uses_team()
+        });
+        assert_eq!(used, want, "{t} threads");
+    }
+}
