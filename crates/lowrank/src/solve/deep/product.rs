@@ -782,8 +782,11 @@ impl Solver for DeepMfSolver {
             model.dims,
             self.dims
         );
-        // on the team, plain gradient descent is fused into the last phase
-        let sgd_rate = (self.p.optimizer == OptimizerKind::Sgd).then_some(self.p.lr);
+        // on the team, plain gradient descent is fused into the last phase;
+        // the rate is the optimizer's in use (after a resume, the
+        // checkpoint's, as on one thread)
+        let sgd_rate =
+            self.opt.as_ref().and_then(|o| matches!(o.method(), crate::optim::optimizer::Method::Sgd).then(|| o.lr()));
         let (loss, fused) =
             if self.team.is_some() { self.loss_grad_team(model, sgd_rate) } else { (self.loss_grad(model), false) };
         state.record.objective = Some(loss);

@@ -385,3 +385,33 @@ fn team_is_used_only_with_two_or_more_threads() {
         assert_eq!(used, want, "{t} threads");
     }
 }
+
+#[test]
+fn resumed_gd_steps_at_the_same_rate_on_one_and_two_threads() {
+    // a checkpoint written with lr 0.3, resumed with lr 0.1: the resumed run
+    // continues with the checkpoint's optimizer (its rate included) whatever
+    // the thread count, so one and two threads agree bit for bit
+    use crate::solve::registry::{self, FitRequest};
+    let prob = synth::planted_completion(30, 2, 300, 5).unwrap();
+    let data = crate::io::Dataset::Ratings(prob.observed.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let run = |threads: usize| {
+        let ck = dir.path().join(format!("deep{threads}.ckpt"));
+        let fit = |epochs: usize, lr: f64, resume: bool| {
+            let mut req = FitRequest::new("deep", &data);
+            req.params = serde_json::json!({"optimizer": "sgd", "lr": lr, "init_scale": 1e-2, "n_dev_iters": 10})
+                .as_object()
+                .unwrap()
+                .clone();
+            req.epochs = Some(epochs);
+            req.seed = 1;
+            req.threads = threads;
+            req.checkpoint = Some((ck.clone(), 1));
+            req.resume = resume;
+            registry::fit(req).unwrap()
+        };
+        fit(20, 0.3, false);
+        fit(40, 0.1, true).summary["train_rmse"].as_f64().unwrap()
+    };
+    assert_eq!(run(1).to_bits(), run(2).to_bits());
+}

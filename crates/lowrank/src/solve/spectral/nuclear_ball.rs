@@ -501,7 +501,9 @@ pub fn project_truncated<O: LinOp + ?Sized>(
     Ok((f, ProjectionInfo { block: kmax, iters: total_iters, resid: 0.0, full: true, theta }))
 }
 
-/// The default radius (see the module docs): the sum of the singular values
+/// The default radius of the uncentred problem (`center = "none"`; the
+/// solvers apply the same estimate to the centred values by default; see
+/// the module docs): the sum of the singular values
 /// `sigma` of `P_Omega(A) / p` above the sampling-noise edge `e = s (sqrt m +
 /// sqrt n)`, `s^2 = (1 - p) / p * mean(a^2)`, each debiased to `sqrt(sigma^2 -
 /// e^2)` (noise adds its energy to a spike's); the top singular value when
@@ -562,14 +564,19 @@ struct Saved {
     tau: f64,
     seed: u64,
     warm: Vec<f64>,
+    /// The offset of `center` the iterate is relative to (absent in
+    /// checkpoints from before centring: 0).
+    #[serde(default)]
+    mean: f64,
 }
 
 fn col_major(a: &Mat<f64>) -> Vec<f64> {
     (0..a.ncols()).flat_map(|t| (0..a.nrows()).map(move |i| a[(i, t)])).collect()
 }
 
-fn save(x: &SvdFactors, tau: f64, seed: u64, warm: &[f64]) -> Result<Vec<u8>> {
+fn save(x: &SvdFactors, tau: f64, seed: u64, warm: &[f64], mean: f64) -> Result<Vec<u8>> {
     let s = Saved {
+        mean,
         m: x.u.nrows(),
         n: x.v.nrows(),
         u: col_major(&x.u),
@@ -582,9 +589,19 @@ fn save(x: &SvdFactors, tau: f64, seed: u64, warm: &[f64]) -> Result<Vec<u8>> {
     serde_json::to_vec(&s).map_err(|e| Error::invalid(e.to_string()))
 }
 
-fn load(bytes: &[u8]) -> Result<(SvdFactors, f64, u64, Vec<f64>)> {
+/// The saved state; `mean` is the offset of the current settings and data,
+/// which must be the one the checkpoint's iterate is relative to.
+fn load(bytes: &[u8], mean: f64) -> Result<(SvdFactors, f64, u64, Vec<f64>)> {
     let s: Saved =
         serde_json::from_slice(bytes).map_err(|e| Error::invalid(format!("bad nuclear-ball solver state: {e}")))?;
+    ensure!(
+        (s.mean - mean).abs() <= 1e-12 * s.mean.abs().max(mean.abs()).max(1.0),
+        "the checkpoint's iterate is relative to an offset of {} (center = \"{}\"), these settings and data give {}: \
+         resume with the center it was written with",
+        s.mean,
+        if s.mean == 0.0 { "none" } else { "mean" },
+        mean
+    );
     let r = s.s.len();
     ensure!(s.u.len() == s.m * r && s.v.len() == s.n * r, "bad nuclear-ball solver state: factor sizes");
     let u = Mat::from_fn(s.m, r, |i, t| s.u[t * s.m + i]);
@@ -614,7 +631,8 @@ fn check_shape(x: &SvdFactors, data: &Ratings) -> Result<()> {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PgdNuclear {
-    /// Radius of the ball; `None` = [`default_tau`].
+    /// Radius of the ball; `None` = [`default_tau`] of the values being fit
+    /// (the centred ones with `center = "mean"`).
     pub tau: Option<f64>,
     /// Step size.
     pub lr: f64,
@@ -888,11 +906,11 @@ impl Solver for PgdNuclearSolver {
     }
 
     fn save_state(&self) -> Result<Vec<u8>> {
-        save(&self.x, self.tau, self.seed, &[])
+        save(&self.x, self.tau, self.seed, &[], self.mean)
     }
 
     fn load_state(&mut self, bytes: &[u8]) -> Result<()> {
-        let (x, tau, seed, _) = load(bytes)?;
+        let (x, tau, seed, _) = load(bytes, self.mean)?;
         self.x = x;
         self.tau = tau;
         self.seed = seed;
@@ -911,7 +929,8 @@ impl Solver for PgdNuclearSolver {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FrankWolfe {
-    /// Radius of the ball; `None` = [`default_tau`].
+    /// Radius of the ball; `None` = [`default_tau`] of the values being fit
+    /// (the centred ones with `center = "mean"`).
     pub tau: Option<f64>,
     /// `line-search` (exact, closed form) or `open-loop` (`2 / (t + 2)`).
     pub step: String,
@@ -1124,11 +1143,11 @@ impl Solver for FrankWolfeSolver {
     }
 
     fn save_state(&self) -> Result<Vec<u8>> {
-        save(&self.x, self.tau, self.seed, &self.v1)
+        save(&self.x, self.tau, self.seed, &self.v1, self.mean)
     }
 
     fn load_state(&mut self, bytes: &[u8]) -> Result<()> {
-        let (x, tau, seed, warm) = load(bytes)?;
+        let (x, tau, seed, warm) = load(bytes, self.mean)?;
         self.x = x;
         self.tau = tau;
         self.seed = seed;
@@ -1586,5 +1605,15 @@ mod tests {
         let resumed = Executor::new(solver(), &p.observed).max_iters(12).checkpoint(&ck, 1).resume(true).run().unwrap();
         let (a, b) = (straight.history.last().unwrap(), resumed.history.last().unwrap());
         assert!((a.objective.unwrap() - b.objective.unwrap()).abs() < 1e-9 * a.objective.unwrap());
+        // a checkpoint of the centred problem does not resume uncentred
+        let none = FrankWolfe { tau: Some(30.0), tol: 0.0, center: "none".into(), ..Default::default() };
+        let err = Executor::new(none.check().unwrap(), &p.observed)
+            .max_iters(12)
+            .checkpoint(&ck, 1)
+            .resume(true)
+            .run()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("resume with the center"), "{err}");
     }
 }

@@ -183,6 +183,7 @@ pub fn mttkrp(t: &Tensor3, factors: &[Mat<f64>; 3], mode: usize) -> Result<Mat<f
     ensure!(mode < 3, "mode must be 0, 1 or 2, got {mode}");
     let dims = t.dims();
     let r = factors[0].ncols();
+    ensure!(r >= 1, "the factors need at least one column");
     for (m, f) in factors.iter().enumerate() {
         ensure!(
             f.nrows() == dims[m] && f.ncols() == r,

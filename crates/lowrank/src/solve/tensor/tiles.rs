@@ -21,7 +21,8 @@
 //! use fused multiply-adds; the portable path rounds after each multiply.
 //!
 //! The two MTTKRPs from a partial contraction `W` ([`mttkrp_slow`],
-//! [`mttkrp_fast`]) are `O(rows(W)·R)` and run on one thread.
+//! [`mttkrp_fast`]) are `O(rows(W)·R)`, split by output rows between the
+//! threads when large (each output still summed in one fixed order).
 
 use faer::{Mat, MatRef};
 use rayon::prelude::*;
@@ -542,9 +543,14 @@ pub(crate) fn mttkrp_slow(w: &[f64], f: &[f64], np: usize, nq: usize, rp: usize,
         return out[..np * rp].par_chunks_mut(chunk * rp).enumerate().for_each(|(b, o)| {
             let p0 = b * chunk;
             let n = o.len() / rp;
-            mttkrp_slow(&w[p0 * nq * rp..(p0 + n) * nq * rp], f, n, nq, rp, o);
+            slow_rows(&w[p0 * nq * rp..(p0 + n) * nq * rp], f, n, nq, rp, o);
         });
     }
+    slow_rows(w, f, np, nq, rp, out)
+}
+
+/// [`mttkrp_slow`] on one thread.
+fn slow_rows(w: &[f64], f: &[f64], np: usize, nq: usize, rp: usize, out: &mut [f64]) {
     #[cfg(target_arch = "x86_64")]
     if has_fma() {
         // SAFETY: the CPU supports the features the function was compiled for.

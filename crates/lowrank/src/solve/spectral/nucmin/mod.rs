@@ -99,7 +99,9 @@ pub struct NuclearMin {
     /// `eps` makes moot: on the planted 100 x 100 rank-5 problem with 5000
     /// entries and `eps = 1e-3`, 379 outer steps (9.5 s) instead of 20
     /// (0.19 s) for a relative error of 7.32e-4 instead of 7.37e-4; with 2000
-    /// entries 1.7 s instead of 1.1 s, the same error to six digits.
+    /// entries 1.7 s instead of 1.1 s, the same error to six digits. When
+    /// tightening `eps` well below 1e-3, tighten `tol` with it (the
+    /// violation allowed is `tol max |a|`).
     pub tol: f64,
     /// Initial factor rank `r` (it grows when the certificate shows it is too
     /// small); 0 = automatic (see the module docs). At most `min(m, n)`.
