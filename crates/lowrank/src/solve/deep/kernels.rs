@@ -110,6 +110,12 @@ pub(crate) fn to_mat(buf: &[f64], r: usize, c: usize) -> Mat<f64> {
 /// otherwise, summed in 8 independent lanes (vectorizes; the executor calls
 /// this on every iteration).
 pub(crate) fn all_finite(x: &[f64]) -> bool {
+    dispatch!(all_finite_impl(x))
+}
+
+/// The body of [`all_finite`] (compiled twice: portable and AVX2).
+#[inline(always)]
+fn all_finite_impl(x: &[f64]) -> bool {
     let mut acc = [0.0f64; 8];
     let c = x.chunks_exact(8);
     let rest = c.remainder();
@@ -392,6 +398,13 @@ mod fma {
     use std::arch::x86_64::*;
 
     use super::BLOCK;
+
+    /// # Safety
+    /// The CPU must support AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn all_finite_impl(x: &[f64]) -> bool {
+        super::all_finite_impl(x)
+    }
 
     /// # Safety
     /// The CPU must support AVX2 and FMA; indices as in the portable version.
