@@ -367,12 +367,12 @@ mod tests {
 
     #[test]
     fn mttkrp_in_parallel_blocks_matches_one_block() {
-        // big enough for several blocks (and several Khatri-Rao row blocks)
-        let dims = [40, 60, 30];
+        // big enough for the passes to split between threads (2^21 multiply-adds)
+        let dims = [80, 60, 60];
         let mut g = rng::rng(5);
         let data: Vec<f64> = (0..dims[0] * dims[1] * dims[2]).map(|_| rng::normal(&mut g)).collect();
         let t = Tensor3::new(dims, data).unwrap();
-        let f = [gaussian(&mut g, 40, 6), gaussian(&mut g, 60, 6), gaussian(&mut g, 30, 6)];
+        let f = [gaussian(&mut g, 80, 6), gaussian(&mut g, 60, 6), gaussian(&mut g, 60, 6)];
         let pool = |n| rayon::ThreadPoolBuilder::new().num_threads(n).build().unwrap();
         for mode in 0..3 {
             let one = pool(1).install(|| mttkrp(&t, &f, mode).unwrap());

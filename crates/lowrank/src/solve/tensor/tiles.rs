@@ -32,8 +32,13 @@ use rayon::prelude::*;
 pub(crate) const LANES: usize = 4;
 /// Widest column block of a tile, in vectors (32 columns).
 const MAX_NV: usize = 8;
-/// Below this many multiply-adds a pass runs on one thread.
-const PAR_MIN_MADDS: usize = 1 << 17;
+/// Below this many multiply-adds a pass runs on one thread (at 30³ rank 20,
+/// 0.54 M per pass, two threads made an iteration slower: 0.09-0.12 ms
+/// against 0.077 ms on one).
+const PAR_MIN_MADDS: usize = 1 << 21;
+/// The same for the MTTKRPs from a partial contraction (memory-bound: worth
+/// splitting from smaller sizes; at 200³ rank 10, 0.48 M).
+const MTTKRP_PAR_MIN: usize = 1 << 18;
 
 /// `r` rounded up to whole vectors.
 pub(crate) fn padded(r: usize) -> usize {
@@ -419,9 +424,14 @@ fn xtf_rows(x: &[f64], n: usize, stride: usize, q0: usize, n_out: usize, f: &[f6
     xtf_body::<false, false>(x, n, stride, q0, n_out, f, rp, out)
 }
 
-/// How many blocks to split `rows` output rows into for `madds` work.
+/// How many blocks to split `rows` output rows into for `madds` work of a
+/// pass (threshold [`PAR_MIN_MADDS`]) or of an MTTKRP ([`MTTKRP_PAR_MIN`]).
+fn blocks_above(rows: usize, madds: usize, min: usize) -> usize {
+    if madds < min { 1 } else { rayon::current_num_threads().clamp(1, rows.max(1)) }
+}
+
 fn blocks(rows: usize, madds: usize) -> usize {
-    if madds < PAR_MIN_MADDS { 1 } else { rayon::current_num_threads().clamp(1, rows.max(1)) }
+    blocks_above(rows, madds, PAR_MIN_MADDS)
 }
 
 /// `out = X F`: `X` the row-major `n x l` matrix `x`, `F` (`l x rp`) and
@@ -537,7 +547,7 @@ fn mttkrp_fast_avx2(w: &[f64], f: &[f64], np: usize, nq: usize, rp: usize, q0: u
 /// (`F` is `nq x rp`, `out` `np x rp`, all padded row-major).
 pub(crate) fn mttkrp_slow(w: &[f64], f: &[f64], np: usize, nq: usize, rp: usize, out: &mut [f64]) {
     assert!(w.len() >= np * nq * rp && f.len() >= nq * rp && out.len() >= np * rp);
-    let nb = blocks(np, np * nq * rp);
+    let nb = blocks_above(np, np * nq * rp, MTTKRP_PAR_MIN);
     if nb > 1 {
         let chunk = np.div_ceil(nb);
         return out[..np * rp].par_chunks_mut(chunk * rp).enumerate().for_each(|(b, o)| {
@@ -565,7 +575,7 @@ fn slow_rows(w: &[f64], f: &[f64], np: usize, nq: usize, rp: usize, out: &mut [f
 /// `nq x rp`, all padded row-major).
 pub(crate) fn mttkrp_fast(w: &[f64], f: &[f64], np: usize, nq: usize, rp: usize, out: &mut [f64]) {
     assert!(w.len() >= np * nq * rp && f.len() >= np * rp && out.len() >= nq * rp);
-    let nb = blocks(nq, np * nq * rp);
+    let nb = blocks_above(nq, np * nq * rp, MTTKRP_PAR_MIN);
     if nb > 1 {
         // each block reads its columns q0.. of every row-group p of W
         let chunk = nq.div_ceil(nb);
@@ -686,14 +696,15 @@ mod tests {
 
     #[test]
     fn results_do_not_depend_on_the_thread_count() {
-        let (n, l, r) = (300, 200, 10); // above the parallel threshold
+        let (n, l, r) = (1000, 200, 10); // above the parallel threshold
         let rp = padded(r);
         let x = random(n * l, 7);
         let f = random_padded(l, r, 8);
         let g = random_padded(n, r, 9);
-        let w = random(120 * 100 * rp, 10);
-        let (fq, fp) = (random_padded(100, r, 11), random_padded(120, r, 12));
-        assert!(120 * 100 * rp >= PAR_MIN_MADDS);
+        let (np, nq) = (400, 500);
+        let w = random(np * nq * rp, 10);
+        let (fq, fp) = (random_padded(nq, r, 11), random_padded(np, r, 12));
+        assert!(np * nq * rp >= PAR_MIN_MADDS && n * l * rp >= PAR_MIN_MADDS);
         let run = |threads: usize| {
             let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
             pool.install(|| {
@@ -701,11 +712,11 @@ mod tests {
                 x_times_f(&x, n, l, &f, rp, &mut a);
                 let mut b = vec![0.0; l * rp];
                 xt_times_f(&x, n, l, l, &g, rp, &mut b);
-                // a partial contraction with 120 x 100 rows (p, q)
-                let mut slow = vec![0.0; 120 * rp];
-                mttkrp_slow(&w, &fq, 120, 100, rp, &mut slow);
-                let mut fast = vec![0.0; 100 * rp];
-                mttkrp_fast(&w, &fp, 120, 100, rp, &mut fast);
+                // a partial contraction with np x nq rows (p, q)
+                let mut slow = vec![0.0; np * rp];
+                mttkrp_slow(&w, &fq, np, nq, rp, &mut slow);
+                let mut fast = vec![0.0; nq * rp];
+                mttkrp_fast(&w, &fp, np, nq, rp, &mut fast);
                 (a, b, slow, fast)
             })
         };
