@@ -122,7 +122,7 @@ fn xf_tile<const P: usize, const NV: usize, const FMA: bool>(
 ) {
     let rows: [&[f64]; P] = std::array::from_fn(|p| &x[(p0 + p) * l..(p0 + p + 1) * l]);
     // the next tile's rows, one cache line per row every 8 steps
-    let next = ((p0 + P) * l).min(x.len());
+    let next = ((p0 + 2 * P) * l).min(x.len());
     let ahead = &x[next..(next + P * l).min(x.len())];
     let mut acc = [[[0.0f64; LANES]; NV]; P];
     for k in 0..l {
@@ -310,7 +310,7 @@ fn xtf_body<const FMA: bool, const WIDE: bool>(
             };
             while i + G <= n {
                 let rows: [&[f64]; G] = std::array::from_fn(|g| row(i + g));
-                let next: [&[f64]; G] = std::array::from_fn(|g| ahead(i + G + g));
+                let next: [&[f64]; G] = std::array::from_fn(|g| ahead(i + 2 * G + g));
                 let fr: [&[f64]; G] = std::array::from_fn(|g| frow(i + g));
                 xtf_group::<G, $nv, FMA>(rows, next, fr, ob, rp, $c0, i == 0);
                 i += G;
