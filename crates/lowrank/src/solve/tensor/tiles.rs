@@ -121,7 +121,7 @@ fn xf_tile<const P: usize, const NV: usize, const FMA: bool>(
     out: &mut [f64],
 ) {
     let rows: [&[f64]; P] = std::array::from_fn(|p| &x[(p0 + p) * l..(p0 + p + 1) * l]);
-    // the next tile's rows, one cache line per row every 8 steps
+    // the rows of the tile after next, one cache line per row every 8 steps
     let next = ((p0 + 2 * P) * l).min(x.len());
     let ahead = &x[next..(next + P * l).min(x.len())];
     let mut acc = [[[0.0f64; LANES]; NV]; P];
@@ -169,7 +169,7 @@ fn xtf_group<const G: usize, const NV: usize, const FMA: bool>(
         std::array::from_fn(|g| std::array::from_fn(|v| std::array::from_fn(|q| fr[g][v * LANES + q])));
     for (t, o) in out.chunks_exact_mut(rp).enumerate() {
         if t % 8 == 0 {
-            // the next group's rows, one cache line per row every 8 steps
+            // the rows of the group after next, one cache line per row every 8 steps
             for a in &ahead {
                 if let Some(v) = a.get(t) {
                     prefetch(std::slice::from_ref(v));
