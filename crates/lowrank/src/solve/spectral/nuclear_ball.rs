@@ -251,10 +251,13 @@ fn choose_tau(data: &Ratings, values: &[f64], rule: &str, center: &str, seed: u6
         center: if center == "mean" { Center::Mean } else { Center::None },
         ..Default::default()
     };
-    let fit = Executor::new(p.check()?, data).seed(seed).max_iters(500).run()?;
-    let tau: f64 = fit.history.last().and_then(|r| r.vectors.get("singular_values")).map_or(0.0, |s| s.iter().sum());
-    // a zero solution (the hold-out preferred no low-rank part): the
-    // spectral estimate instead of an empty ball
+    let tau: f64 = match Executor::new(p.check()?, data).seed(seed).max_iters(500).run() {
+        Ok(fit) => fit.history.last().and_then(|r| r.vectors.get("singular_values")).map_or(0.0, |s| s.iter().sum()),
+        // e.g. too few entries for its hold-out: fall back below
+        Err(_) => 0.0,
+    };
+    // a zero solution (the hold-out preferred no low-rank part) or none:
+    // the spectral estimate instead of an empty ball
     if tau > 0.0 && tau.is_finite() { Ok(tau) } else { default_tau_of(data, values, seed) }
 }
 
