@@ -490,7 +490,8 @@ impl DeepMfSolver {
     /// Returns the loss and whether the update was applied.
     fn loss_grad_team(&mut self, model: &mut DeepModel, sgd_rate: Option<f64>) -> (f64, bool) {
         let thres = self.p.train_thres;
-        let team = self.team.as_ref().expect("wants_team");
+        let team = self.team.as_ref().expect("wants_team"); // ok: only called when the team exists
+        // ok: the team is only started for matrix completion (`prepare`)
         let Some(Target::Completion(obs)) = self.target.as_mut() else { unreachable!("the team runs completion only") };
         let dims = &self.dims;
         let depth = model.factors.len();
@@ -551,10 +552,10 @@ impl DeepMfSolver {
         }
         // 4. middle gradients by column halves (+ the fused SGD step)
         let (z, r) = (&ws.z, &ws.r);
-        let (g0, grest) = ws.grads.split_first_mut().expect("depth >= 3");
+        let (g0, grest) = ws.grads.split_first_mut().expect("depth >= 2"); // ok: one gradient per layer, depth >= 2 here
         let (g_mid, g_last) = grest.split_at_mut(depth - 2);
         let g_last: &[f64] = &g_last[0];
-        let (f0, frest) = model.factors.split_first_mut().expect("depth >= 3");
+        let (f0, frest) = model.factors.split_first_mut().expect("depth >= 2"); // ok: one factor per layer
         let (f_mid, f_last) = frest.split_at_mut(depth - 2);
         let hl = dims[depth - 1];
         let cl = hl / 2;
@@ -594,6 +595,7 @@ impl DeepMfSolver {
                 // F_{N-1}[rows, :] -= rate grad_{N-1}[rows, :]
                 let rows = last.nrows();
                 for j in 0..n {
+                    // ok: a column of an owned faer matrix is contiguous
                     let col = last.as_mut().col_mut(j).try_as_col_major_mut().expect("column-major").as_slice_mut();
                     sub_scaled(col, &g_last[j * hl + last_row0..j * hl + last_row0 + rows], rate);
                 }
