@@ -213,22 +213,32 @@ fn to_model(x: &SvdFactors, mean: f64) -> FactorModel {
 }
 
 /// The offset subtracted from the observed values (`center`: `none` → 0,
-/// `mean` → their mean) and the centred values.
-fn centred_values(data: &Ratings, center: &str) -> (f64, Vec<f64>) {
+/// `mean` → their mean), the centred values, and the radius (`tau`, or by
+/// `tau_rule` on the centred values): what both solvers fit.
+fn ball_problem(
+    data: &Ratings,
+    tau: Option<f64>,
+    center: &str,
+    tau_rule: &str,
+    seed: u64,
+) -> Result<(f64, Vec<f64>, f64)> {
     let vals: Vec<f64> = data.values().iter().map(|&v| v as f64).collect();
     let mean = if center == "mean" && !vals.is_empty() { vals.iter().sum::<f64>() / vals.len() as f64 } else { 0.0 };
-    (mean, vals.into_iter().map(|v| v - mean).collect())
+    let a: Vec<f64> = vals.into_iter().map(|v| v - mean).collect();
+    let tau = match tau {
+        Some(t) => t,
+        None => choose_tau(data, &a, tau_rule, center, seed)?,
+    };
+    Ok((mean, a, tau))
 }
 
-fn check_center(center: &str) -> Result<()> {
+/// Validate the settings both solvers share: `tau`, `center`, `tau_rule`.
+fn check_ball_settings(tau: Option<f64>, center: &str, tau_rule: &str) -> Result<()> {
+    check_tau(tau)?;
     ensure!(center == "none" || center == "mean", "center must be 'none' or 'mean', got '{center}'");
-    Ok(())
-}
-
-fn check_tau_rule(rule: &str) -> Result<()> {
     ensure!(
-        matches!(rule, "auto" | "spectral" | "softimpute"),
-        "tau_rule must be 'auto', 'spectral' or 'softimpute', got '{rule}'"
+        matches!(tau_rule, "auto" | "spectral" | "softimpute"),
+        "tau_rule must be 'auto', 'spectral' or 'softimpute', got '{tau_rule}'"
     );
     Ok(())
 }
@@ -726,7 +736,7 @@ impl Default for PgdNuclear {
 impl PgdNuclear {
     /// Validate into a solver.
     pub fn check(self) -> Result<PgdNuclearSolver> {
-        check_tau(self.tau)?;
+        check_ball_settings(self.tau, &self.center, &self.tau_rule)?;
         ensure!(self.lr.is_finite() && self.lr > 0.0, "lr must be > 0, got {}", self.lr);
         ensure!(self.init == "zero" || self.init == "random", "init must be 'zero' or 'random', got '{}'", self.init);
         ensure!(self.svd == "truncated" || self.svd == "full", "svd must be 'truncated' or 'full', got '{}'", self.svd);
@@ -734,8 +744,6 @@ impl PgdNuclear {
         ensure!(self.svd_tol.is_finite() && self.svd_tol > 0.0, "svd_tol must be > 0, got {}", self.svd_tol);
         ensure!(self.svd_iters >= 1, "svd_iters must be >= 1, got {}", self.svd_iters);
         ensure!(self.tol.is_finite() && self.tol >= 0.0, "tol must be >= 0, got {}", self.tol);
-        check_center(&self.center)?;
-        check_tau_rule(&self.tau_rule)?;
         Ok(PgdNuclearSolver {
             p: self,
             mean: 0.0,
@@ -855,11 +863,7 @@ impl Solver for PgdNuclearSolver {
         ensure!(!data.is_empty(), "the training data has no entries");
         let (m, n) = data.shape();
         self.seed = rng::uniform(rng).to_bits();
-        (self.mean, self.a) = centred_values(data, &self.p.center);
-        self.tau = match self.p.tau {
-            Some(t) => t,
-            None => choose_tau(data, &self.a, &self.p.tau_rule, &self.p.center, self.seed)?,
-        };
+        (self.mean, self.a, self.tau) = ball_problem(data, self.p.tau, &self.p.center, &self.p.tau_rule, self.seed)?;
         self.x = if self.p.init == "random" {
             let mut unit = |k: usize| {
                 let c: Vec<f64> = (0..k).map(|_| rng::normal(rng)).collect();
@@ -1012,7 +1016,7 @@ impl Default for FrankWolfe {
 impl FrankWolfe {
     /// Validate into a solver.
     pub fn check(self) -> Result<FrankWolfeSolver> {
-        check_tau(self.tau)?;
+        check_ball_settings(self.tau, &self.center, &self.tau_rule)?;
         ensure!(
             self.step == "line-search" || self.step == "open-loop",
             "step must be 'line-search' or 'open-loop', got '{}'",
@@ -1021,8 +1025,6 @@ impl FrankWolfe {
         ensure!(self.power_iters >= 1, "power_iters must be >= 1, got {}", self.power_iters);
         ensure!(self.power_tol.is_finite() && self.power_tol > 0.0, "power_tol must be > 0, got {}", self.power_tol);
         ensure!(self.tol.is_finite() && self.tol >= 0.0, "tol must be >= 0, got {}", self.tol);
-        check_center(&self.center)?;
-        check_tau_rule(&self.tau_rule)?;
         Ok(FrankWolfeSolver {
             p: self,
             mean: 0.0,
@@ -1116,11 +1118,7 @@ impl Solver for FrankWolfeSolver {
         ensure!(!data.is_empty(), "the training data has no entries");
         let (m, n) = data.shape();
         self.seed = rng::uniform(rng).to_bits();
-        (self.mean, self.a) = centred_values(data, &self.p.center);
-        self.tau = match self.p.tau {
-            Some(t) => t,
-            None => choose_tau(data, &self.a, &self.p.tau_rule, &self.p.center, self.seed)?,
-        };
+        (self.mean, self.a, self.tau) = ball_problem(data, self.p.tau, &self.p.center, &self.p.tau_rule, self.seed)?;
         self.x = zero_iterate(m, n);
         self.x_obs = vec![0.0; data.len()];
         let mut g = rng::stream(self.seed, u64::MAX - 1);
