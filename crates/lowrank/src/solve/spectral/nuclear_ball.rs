@@ -213,23 +213,14 @@ fn to_model(x: &SvdFactors, mean: f64) -> FactorModel {
 }
 
 /// The offset subtracted from the observed values (`center`: `none` → 0,
-/// `mean` → their mean), the centred values, and the radius (`tau`, or by
-/// `tau_rule` on the centred values): what both solvers fit.
-fn ball_problem(
-    data: &Ratings,
-    tau: Option<f64>,
-    center: &str,
-    tau_rule: &str,
-    seed: u64,
-) -> Result<(f64, Vec<f64>, f64)> {
+/// `mean` → their mean) and the centred values: what both solvers fit. The
+/// radius is chosen separately ([`choose_tau`]), at the first step, so that a
+/// resumed run (whose checkpoint carries it) does not choose it again.
+fn ball_problem(data: &Ratings, center: &str) -> (f64, Vec<f64>) {
     let vals: Vec<f64> = data.values().iter().map(|&v| v as f64).collect();
     let mean = if center == "mean" && !vals.is_empty() { vals.iter().sum::<f64>() / vals.len() as f64 } else { 0.0 };
     let a: Vec<f64> = vals.into_iter().map(|v| v - mean).collect();
-    let tau = match tau {
-        Some(t) => t,
-        None => choose_tau(data, &a, tau_rule, center, seed)?,
-    };
-    Ok((mean, a, tau))
+    (mean, a)
 }
 
 /// Validate the settings both solvers share: `tau`, `center`, `tau_rule`.
@@ -747,7 +738,8 @@ impl PgdNuclear {
         Ok(PgdNuclearSolver {
             p: self,
             mean: 0.0,
-            tau: 0.0,
+            tau: f64::NAN,
+            tau_pending: true,
             seed: 0,
             x: zero_iterate(0, 0),
             x_obs: Vec::new(),
@@ -763,7 +755,11 @@ pub struct PgdNuclearSolver {
     p: PgdNuclear,
     /// The offset of `center` (0 for `none`).
     mean: f64,
+    /// The radius; `NaN` until chosen (`tau_pending`).
     tau: f64,
+    /// No radius was given and none chosen yet: [`choose_tau`] runs at the
+    /// first step unless a checkpoint supplied one.
+    tau_pending: bool,
     seed: u64,
     x: SvdFactors,
     x_obs: Vec<f64>,
@@ -841,9 +837,10 @@ impl PgdNuclearSolver {
     pub fn iterate(&self) -> &SvdFactors {
         &self.x
     }
-    /// The radius in use (after [`Solver::init`]).
-    pub fn tau(&self) -> f64 {
-        self.tau
+    /// The radius in use: after [`Solver::init`] when `tau` was given,
+    /// otherwise once the first step (or a resume) has fixed it; `None` before.
+    pub fn tau(&self) -> Option<f64> {
+        (!self.tau_pending).then_some(self.tau)
     }
 }
 
@@ -863,7 +860,9 @@ impl Solver for PgdNuclearSolver {
         ensure!(!data.is_empty(), "the training data has no entries");
         let (m, n) = data.shape();
         self.seed = rng::uniform(rng).to_bits();
-        (self.mean, self.a, self.tau) = ball_problem(data, self.p.tau, &self.p.center, &self.p.tau_rule, self.seed)?;
+        (self.mean, self.a) = ball_problem(data, &self.p.center);
+        (self.tau, self.tau_pending) = (self.p.tau.unwrap_or(f64::NAN), self.p.tau.is_none());
+        // a random start is a unit atom, scaled to the radius once it is known
         self.x = if self.p.init == "random" {
             let mut unit = |k: usize| {
                 let c: Vec<f64> = (0..k).map(|_| rng::normal(rng)).collect();
@@ -872,7 +871,7 @@ impl Solver for PgdNuclearSolver {
             };
             let u = unit(m);
             let v = unit(n);
-            SvdFactors { u, s: vec![self.tau], v }
+            SvdFactors { u, s: vec![if self.tau_pending { 1.0 } else { self.tau }], v }
         } else {
             zero_iterate(m, n)
         };
@@ -883,6 +882,15 @@ impl Solver for PgdNuclearSolver {
 
     fn step(&mut self, data: &Ratings, model: &mut FactorModel, state: &mut IterState) -> Result<()> {
         check_shape(&self.x, data)?;
+        if self.tau_pending {
+            self.tau = choose_tau(data, &self.a, &self.p.tau_rule, &self.p.center, self.seed)?;
+            self.tau_pending = false;
+            if self.p.init == "random" {
+                self.x.s.iter_mut().for_each(|s| *s = self.tau);
+                self.x_dense = None;
+                self.x_obs.clear();
+            }
+        }
         let (m, n) = data.shape();
         let dense_path = self.p.svd == "full" || dense_is_cheaper(m, n, data.len());
         if self.x_obs.len() != data.len() {
@@ -963,7 +971,7 @@ impl Solver for PgdNuclearSolver {
     fn load_state(&mut self, bytes: &[u8]) -> Result<()> {
         let (x, tau, seed, _) = load(bytes, self.mean)?;
         self.x = x;
-        self.tau = tau;
+        (self.tau, self.tau_pending) = (tau, false);
         self.seed = seed;
         self.x_dense = None;
         self.x_obs.clear();
@@ -1028,7 +1036,8 @@ impl FrankWolfe {
         Ok(FrankWolfeSolver {
             p: self,
             mean: 0.0,
-            tau: 0.0,
+            tau: f64::NAN,
+            tau_pending: true,
             seed: 0,
             x: zero_iterate(0, 0),
             x_obs: Vec::new(),
@@ -1044,7 +1053,10 @@ pub struct FrankWolfeSolver {
     p: FrankWolfe,
     /// The offset of `center` (0 for `none`).
     mean: f64,
+    /// As [`PgdNuclearSolver`]'s.
     tau: f64,
+    /// As [`PgdNuclearSolver`]'s.
+    tau_pending: bool,
     seed: u64,
     x: SvdFactors,
     x_obs: Vec<f64>,
@@ -1118,7 +1130,8 @@ impl Solver for FrankWolfeSolver {
         ensure!(!data.is_empty(), "the training data has no entries");
         let (m, n) = data.shape();
         self.seed = rng::uniform(rng).to_bits();
-        (self.mean, self.a, self.tau) = ball_problem(data, self.p.tau, &self.p.center, &self.p.tau_rule, self.seed)?;
+        (self.mean, self.a) = ball_problem(data, &self.p.center);
+        (self.tau, self.tau_pending) = (self.p.tau.unwrap_or(f64::NAN), self.p.tau.is_none());
         self.x = zero_iterate(m, n);
         self.x_obs = vec![0.0; data.len()];
         let mut g = rng::stream(self.seed, u64::MAX - 1);
@@ -1128,6 +1141,10 @@ impl Solver for FrankWolfeSolver {
 
     fn step(&mut self, data: &Ratings, model: &mut FactorModel, state: &mut IterState) -> Result<()> {
         check_shape(&self.x, data)?;
+        if self.tau_pending {
+            self.tau = choose_tau(data, &self.a, &self.p.tau_rule, &self.p.center, self.seed)?;
+            self.tau_pending = false;
+        }
         let t = state.iteration;
         if self.x_obs.len() != data.len() || (t > 0 && t.is_multiple_of(50)) {
             // fresh values now and then, against drift of the incremental update
@@ -1198,7 +1215,7 @@ impl Solver for FrankWolfeSolver {
     fn load_state(&mut self, bytes: &[u8]) -> Result<()> {
         let (x, tau, seed, warm) = load(bytes, self.mean)?;
         self.x = x;
-        self.tau = tau;
+        (self.tau, self.tau_pending) = (tau, false);
         self.seed = seed;
         self.v1 = warm;
         self.x_obs.clear();
@@ -1672,5 +1689,44 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("resume with the center"), "{err}");
+    }
+
+    /// Without `tau`, the radius is chosen at the first step, not in `init`
+    /// (a SoftImpute fit with `tau_rule = "auto"`: seconds on real data), so a
+    /// resumed run takes its checkpoint's radius without choosing one first;
+    /// both solvers, and a resumed run matches a straight one.
+    #[test]
+    fn radius_is_chosen_at_the_first_step_and_kept_on_resume() {
+        let p = crate::data::synth::planted_completion_rect(40, 30, 2, 700, 5).unwrap();
+        let mut rng = rng::rng(1);
+        let mut pgd = PgdNuclear { init: "random".into(), tol: 0.0, ..Default::default() }.check().unwrap();
+        let mut model = pgd.init(&p.observed, &mut rng).unwrap();
+        assert_eq!(pgd.tau(), None);
+        let mut st = IterState::default();
+        pgd.step(&p.observed, &mut model, &mut st).unwrap();
+        let tau = pgd.tau().unwrap();
+        assert!(tau > 0.0 && tau.is_finite());
+        // the random start was scaled to the radius before the first step
+        assert!(pgd.iterate().nuclear_norm() <= tau * (1.0 + 1e-9));
+        // a checkpoint's radius replaces the choice (a deliberately odd one)
+        let bytes = save(&pgd.x, 0.5 * tau, pgd.seed, &[], pgd.mean).unwrap();
+        let mut again = PgdNuclear { init: "random".into(), tol: 0.0, ..Default::default() }.check().unwrap();
+        let mut m2 = again.init(&p.observed, &mut rng::rng(1)).unwrap();
+        again.load_state(&bytes).unwrap();
+        assert_eq!(again.tau(), Some(0.5 * tau));
+        let mut st = IterState { iteration: 1, ..Default::default() };
+        again.step(&p.observed, &mut m2, &mut st).unwrap();
+        assert_eq!(st.record.values["tau"], 0.5 * tau);
+        assert!(again.iterate().nuclear_norm() <= 0.5 * tau * (1.0 + 1e-9));
+        // Frank-Wolfe: straight 10 steps = 4 steps, checkpoint, 6 more
+        let dir = tempfile::tempdir().unwrap();
+        let ck = dir.path().join("ck");
+        let fw = || FrankWolfe { tol: 0.0, ..Default::default() }.check().unwrap();
+        let straight = Executor::new(fw(), &p.observed).max_iters(10).run().unwrap();
+        Executor::new(fw(), &p.observed).max_iters(4).checkpoint(&ck, 1).run().unwrap();
+        let resumed = Executor::new(fw(), &p.observed).max_iters(10).checkpoint(&ck, 1).resume(true).run().unwrap();
+        let (a, b) = (straight.history.last().unwrap(), resumed.history.last().unwrap());
+        assert_eq!(a.values["tau"], b.values["tau"]);
+        assert!((a.objective.unwrap() - b.objective.unwrap()).abs() <= 1e-9 * a.objective.unwrap());
     }
 }
