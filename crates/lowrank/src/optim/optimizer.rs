@@ -411,6 +411,31 @@ impl Optimizer {
         w
     }
 
+    /// The optimizer to continue with when a checkpoint holding `saved` is
+    /// resumed under settings that built `self`: the saved state (moments,
+    /// step count, group average) with `self`'s base learning rate, so a
+    /// `--set lr=...` given on resume takes effect (unchanged settings
+    /// continue bit for bit). A different method or hyperparameters, or
+    /// other block sizes, are an error: the saved moments would not mean
+    /// what the new method expects.
+    pub fn resumed_from(&self, mut saved: Optimizer) -> Result<Optimizer> {
+        ensure!(
+            saved.sizes == self.sizes,
+            "the checkpoint's optimizer has blocks {:?}, the model needs {:?}",
+            saved.sizes,
+            self.sizes
+        );
+        ensure!(
+            saved.method == self.method,
+            "the checkpoint was written with the optimizer {:?}, the settings ask for {:?}; resume with the same \
+             optimizer settings, or start afresh without --resume",
+            saved.method,
+            self.method
+        );
+        saved.lr = self.lr;
+        Ok(saved)
+    }
+
     /// Decode [`Optimizer::to_bytes`].
     pub fn from_bytes(bytes: &[u8]) -> Result<Optimizer> {
         let bad = || Error::invalid("not an optimizer state, or a truncated one");

@@ -852,11 +852,8 @@ impl Solver for DeepMfSolver {
     fn load_state(&mut self, bytes: &[u8]) -> Result<()> {
         if !bytes.is_empty() {
             let o = Optimizer::from_bytes(bytes)?;
-            ensure!(
-                self.opt.as_ref().is_none_or(|cur| cur.block_sizes() == o.block_sizes()),
-                "the checkpoint's optimizer does not match the model's widths"
-            );
-            self.opt = Some(o);
+            let cur = self.opt.as_ref().ok_or_else(|| Error::invalid("deep: load_state before init"))?;
+            self.opt = Some(cur.resumed_from(o)?);
         }
         Ok(())
     }

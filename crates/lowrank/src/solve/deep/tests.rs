@@ -387,31 +387,40 @@ fn team_is_used_only_with_two_or_more_threads() {
 }
 
 #[test]
-fn resumed_gd_steps_at_the_same_rate_on_one_and_two_threads() {
+fn resumed_runs_step_at_the_new_rate_on_one_and_two_threads() {
     // a checkpoint written with lr 0.3, resumed with lr 0.1: the resumed run
-    // continues with the checkpoint's optimizer (its rate included) whatever
-    // the thread count, so one and two threads agree bit for bit
+    // keeps the checkpoint's optimizer state but steps at the settings' rate
+    // (`--set lr` on resume takes effect), whatever the thread count, so one
+    // and two threads agree bit for bit; resuming under another optimizer is
+    // an error
     use crate::solve::registry::{self, FitRequest};
     let prob = synth::planted_completion(30, 2, 300, 5).unwrap();
     let data = crate::io::Dataset::Ratings(prob.observed.clone());
     let dir = tempfile::tempdir().unwrap();
+    let fit = |ck: &std::path::Path, threads: usize, opt: &str, epochs: usize, lr: f64, resume: bool| {
+        let mut req = FitRequest::new("deep", &data);
+        req.params = serde_json::json!({"optimizer": opt, "lr": lr, "init_scale": 1e-2, "n_dev_iters": 10})
+            .as_object()
+            .unwrap()
+            .clone();
+        req.epochs = Some(epochs);
+        req.seed = 1;
+        req.threads = threads;
+        req.checkpoint = Some((ck.to_path_buf(), 1));
+        req.resume = resume;
+        registry::fit(req)
+    };
     let run = |threads: usize| {
         let ck = dir.path().join(format!("deep{threads}.ckpt"));
-        let fit = |epochs: usize, lr: f64, resume: bool| {
-            let mut req = FitRequest::new("deep", &data);
-            req.params = serde_json::json!({"optimizer": "sgd", "lr": lr, "init_scale": 1e-2, "n_dev_iters": 10})
-                .as_object()
-                .unwrap()
-                .clone();
-            req.epochs = Some(epochs);
-            req.seed = 1;
-            req.threads = threads;
-            req.checkpoint = Some((ck.clone(), 1));
-            req.resume = resume;
-            registry::fit(req).unwrap()
-        };
-        fit(20, 0.3, false);
-        fit(40, 0.1, true).summary["train_rmse"].as_f64().unwrap()
+        fit(&ck, threads, "sgd", 20, 0.3, false).unwrap();
+        let out = fit(&ck, threads, "sgd", 40, 0.1, true).unwrap();
+        let lrs: Vec<f64> = out.history.iter().filter_map(|r| r.values.get("lr").copied()).collect();
+        assert_eq!(lrs.first(), Some(&0.3), "{threads} threads: the first 20 steps ran at 0.3");
+        assert_eq!(lrs.last(), Some(&0.1), "{threads} threads: the resumed steps run at 0.1");
+        out.summary["train_rmse"].as_f64().unwrap()
     };
     assert_eq!(run(1).to_bits(), run(2).to_bits());
+    let ck = dir.path().join("deep1.ckpt");
+    let err = fit(&ck, 1, "adam", 60, 0.1, true).err().expect("another optimizer cannot resume").to_string();
+    assert!(err.contains("optimizer"), "{err}");
 }

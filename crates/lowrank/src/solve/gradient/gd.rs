@@ -451,11 +451,7 @@ impl Solver for GradientDescentSolver {
         let (parts, sc, rest) = unpack(bytes).ok_or_else(bad)?;
         let theta = parts.into_iter().next().ok_or_else(bad)?;
         ensure!(theta.len() == st.theta.len(), "gd: the checkpoint is for a different problem size");
-        let opt = Optimizer::from_bytes(rest)?;
-        ensure!(
-            opt.block_sizes() == st.opt.block_sizes(),
-            "gd: the checkpoint's optimizer is for a different problem size"
-        );
+        let opt = st.opt.resumed_from(Optimizer::from_bytes(rest)?)?;
         st.theta = theta;
         st.g0 = *sc.first().ok_or_else(bad)?;
         st.opt = opt;
