@@ -226,7 +226,7 @@ impl Observed {
             .with_min_len(min_tasks(2 * nnz * p))
             .map(|(i0, o, g)| {
                 let i1 = i0 + o.len() / p;
-                dispatch!(loss_rows(o, g, p, &row_ptr[i0..=i1], cols, vals, scale, ft, r, i0))
+                loss_rows_best(o, g, p, &row_ptr[i0..=i1], cols, vals, scale, ft, r, i0)
             })
             .collect();
         parts.iter().sum::<f64>() / nnz as f64
@@ -265,7 +265,7 @@ impl Observed {
                 let (i0, i1) = (bound(t0 + k), bound(t0 + k + 1));
                 let (o, orest) = o_rest.split_at_mut((i1 - i0) * p);
                 let (g, grest) = g_rest.split_at_mut(row_ptr[i1] - row_ptr[i0]);
-                *part = dispatch!(loss_rows(o, g, p, &row_ptr[i0..=i1], cols, vals, scale, ft, r, i0));
+                *part = loss_rows_best(o, g, p, &row_ptr[i0..=i1], cols, vals, scale, ft, r, i0);
                 (o_rest, g_rest) = (orest, grest);
             }
         };
@@ -284,7 +284,7 @@ impl Observed {
     /// each exactly as in the whole pass.
     pub(crate) fn at_g_cols(&self, at: &[f64], p: usize, out: &mut [f64], j0: usize, j1: usize) {
         assert!(at.len() >= p * self.m && j0 <= j1 && j1 <= self.n && out.len() == p * (j1 - j0), "at_g: bad sizes");
-        dispatch!(gather_cols(out, p, &self.col_ptr[j0..=j1], &self.col_ent, &self.rows, &self.grad, at))
+        gather_cols_best(out, p, &self.col_ptr[j0..=j1], &self.col_ent, &self.rows, &self.grad, at)
     }
 
     /// [`Observed::at_g`] on a two-thread team: the output columns split at
@@ -326,14 +326,14 @@ impl Observed {
         if min_tasks(self.len() * p) == usize::MAX {
             // one pass over all columns (same sums in the same order as the
             // task split): each 32-row block of `b` stays in L1 throughout
-            dispatch!(gather_cols(out, p, &self.row_ptr, &self.row_ent, &self.cols, &self.grad, b));
+            gather_cols_best(out, p, &self.row_ptr, &self.row_ent, &self.cols, &self.grad, b);
             return;
         }
         out.par_chunks_mut(p * COLS_PER_TASK).with_min_len(min_tasks(self.len() * p)).enumerate().for_each(
             |(c, chunk)| {
                 let i0 = c * COLS_PER_TASK;
                 let i1 = i0 + chunk.len() / p;
-                dispatch!(gather_cols(chunk, p, &self.row_ptr[i0..=i1], &self.row_ent, &self.cols, &self.grad, b))
+                gather_cols_best(chunk, p, &self.row_ptr[i0..=i1], &self.row_ent, &self.cols, &self.grad, b)
             },
         );
     }
@@ -344,14 +344,14 @@ impl Observed {
         assert!(at.len() >= p * self.m && out.len() == p * self.n, "at_g: bad buffer sizes");
         if min_tasks(self.len() * p) == usize::MAX {
             // one pass, as in `b_gt`
-            dispatch!(gather_cols(out, p, &self.col_ptr, &self.col_ent, &self.rows, &self.grad, at));
+            gather_cols_best(out, p, &self.col_ptr, &self.col_ent, &self.rows, &self.grad, at);
             return;
         }
         out.par_chunks_mut(p * COLS_PER_TASK).with_min_len(min_tasks(self.len() * p)).enumerate().for_each(
             |(c, chunk)| {
                 let j0 = c * COLS_PER_TASK;
                 let j1 = j0 + chunk.len() / p;
-                dispatch!(gather_cols(chunk, p, &self.col_ptr[j0..=j1], &self.col_ent, &self.rows, &self.grad, at))
+                gather_cols_best(chunk, p, &self.col_ptr[j0..=j1], &self.col_ent, &self.rows, &self.grad, at)
             },
         );
     }
@@ -379,6 +379,264 @@ macro_rules! dispatch {
     }};
 }
 use dispatch;
+
+/// Widest hidden width the AVX-512 kernels hold in registers (16 vectors of
+/// 8 doubles: one output row or column plus the dot-product accumulators fit
+/// in the 32 registers).
+const AVX512_MAX_P: usize = 128;
+
+#[cfg(target_arch = "x86_64")]
+fn avx512_available() -> bool {
+    static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *HAS.get_or_init(|| fma_available() && is_x86_feature_detected!("avx512f"))
+}
+
+/// [`loss_rows`] by the fastest kernel the CPU has: AVX-512 for widths up to
+/// [`AVX512_MAX_P`] (the output column stays in registers across the row's
+/// entries, each source column is read once from L2), else AVX2 + FMA, else
+/// portable. The kernels differ only in the summation order of the dot
+/// products; each is deterministic.
+#[allow(clippy::too_many_arguments)]
+fn loss_rows_best(
+    out: &mut [f64],
+    g: &mut [f64],
+    p: usize,
+    ptr: &[usize],
+    cols: &[u32],
+    vals: &[f64],
+    scale: f64,
+    ft: &[f64],
+    r: &[f64],
+    i0: usize,
+) -> f64 {
+    #[cfg(target_arch = "x86_64")]
+    if p <= AVX512_MAX_P && avx512_available() {
+        // SAFETY: AVX-512F, AVX2 and FMA are available (checked above);
+        // every access is bounds-checked through slices.
+        return unsafe { avx512::loss_rows(out, g, p, ptr, cols, vals, scale, ft, r, i0) };
+    }
+    dispatch!(loss_rows(out, g, p, ptr, cols, vals, scale, ft, r, i0))
+}
+
+/// [`gather_cols`] by the fastest kernel the CPU has (as [`loss_rows_best`];
+/// the AVX-512 and AVX2 kernels give the same bits: every output element
+/// sums its entries in list order with fused multiply-adds).
+fn gather_cols_best(out: &mut [f64], p: usize, ptr: &[usize], ent: &[u32], other: &[u32], grad: &[f64], src: &[f64]) {
+    #[cfg(target_arch = "x86_64")]
+    if p <= AVX512_MAX_P && avx512_available() {
+        // SAFETY: as in `loss_rows_best`.
+        unsafe { avx512::gather_cols(out, p, ptr, ent, other, grad, src) };
+        return;
+    }
+    dispatch!(gather_cols(out, p, ptr, ent, other, grad, src))
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    //! AVX-512 kernels for hidden widths up to `AVX512_MAX_P`: `NV = ceil(p /
+    //! 8)` vectors per column, the last one masked, unrolled by a const
+    //! generic so the accumulators live in registers.
+    use std::arch::x86_64::*;
+
+    /// Mask of the last vector of a `p`-long column of `nv` vectors.
+    fn last_mask(p: usize, nv: usize) -> __mmask8 {
+        let rem = p - 8 * (nv - 1);
+        ((1u32 << rem) - 1) as __mmask8
+    }
+
+    /// Vector `t` of a column (`NV` vectors, the last masked).
+    ///
+    /// # Safety
+    /// AVX-512F; `col` valid for `8 t + 8` doubles, or for the unmasked lanes
+    /// of the last vector.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn ld<const NV: usize>(col: *const f64, t: usize, last: __mmask8) -> __m512d {
+        // SAFETY: the caller's contract.
+        unsafe {
+            if t + 1 < NV { _mm512_loadu_pd(col.add(8 * t)) } else { _mm512_maskz_loadu_pd(last, col.add(8 * t)) }
+        }
+    }
+
+    /// Store vector `t` of a column (as [`ld`]).
+    ///
+    /// # Safety
+    /// As [`ld`], for writing.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn st<const NV: usize>(col: *mut f64, t: usize, last: __mmask8, v: __m512d) {
+        // SAFETY: the caller's contract.
+        unsafe {
+            if t + 1 < NV {
+                _mm512_storeu_pd(col.add(8 * t), v)
+            } else {
+                _mm512_mask_storeu_pd(col.add(8 * t), last, v)
+            }
+        }
+    }
+
+    macro_rules! by_width {
+        ($f:ident, $p:expr, ($($arg:expr),*)) => {
+            match $p.div_ceil(8) {
+                1 => $f::<1>($($arg),*),
+                2 => $f::<2>($($arg),*),
+                3 => $f::<3>($($arg),*),
+                4 => $f::<4>($($arg),*),
+                5 => $f::<5>($($arg),*),
+                6 => $f::<6>($($arg),*),
+                7 => $f::<7>($($arg),*),
+                8 => $f::<8>($($arg),*),
+                9 => $f::<9>($($arg),*),
+                10 => $f::<10>($($arg),*),
+                11 => $f::<11>($($arg),*),
+                12 => $f::<12>($($arg),*),
+                13 => $f::<13>($($arg),*),
+                14 => $f::<14>($($arg),*),
+                15 => $f::<15>($($arg),*),
+                16 => $f::<16>($($arg),*),
+                _ => unreachable!("width checked by the caller"),
+            }
+        };
+    }
+
+    /// [`super::loss_rows`] for `1 <= p <= 128`.
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512F, AVX2 and FMA.
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    pub(super) unsafe fn loss_rows(
+        out: &mut [f64],
+        g: &mut [f64],
+        p: usize,
+        ptr: &[usize],
+        cols: &[u32],
+        vals: &[f64],
+        scale: f64,
+        ft: &[f64],
+        r: &[f64],
+        i0: usize,
+    ) -> f64 {
+        assert!((1..=super::AVX512_MAX_P).contains(&p), "loss_rows: width {p} out of range");
+        // SAFETY: AVX-512F, AVX2 and FMA (the caller's contract).
+        unsafe { by_width!(loss_rows_nv, p, (out, g, p, ptr, cols, vals, scale, ft, r, i0)) }
+    }
+
+    /// Four entries of a row at a time: their dot products with the row of
+    /// the first factor in four independent 8-lane chains, then each
+    /// entry's column added, scaled by its gradient, to the output column
+    /// held in `NV` registers (the source columns are still in L1).
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    unsafe fn loss_rows_nv<const NV: usize>(
+        out: &mut [f64],
+        g: &mut [f64],
+        p: usize,
+        ptr: &[usize],
+        cols: &[u32],
+        vals: &[f64],
+        scale: f64,
+        ft: &[f64],
+        r: &[f64],
+        i0: usize,
+    ) -> f64 {
+        let last = last_mask(p, NV);
+        let base = ptr[0];
+        let mut s = 0.0;
+        for (c, col) in out.chunks_mut(p).enumerate() {
+            let i = i0 + c;
+            let a = ft[i * p..(i + 1) * p].as_ptr();
+            let (e0, e1) = (ptr[c], ptr[c + 1]);
+            // SAFETY: every column pointer below comes from a bounds-checked
+            // slice of `p` doubles (`a`, `src`, `col`), and `ld` / `st` touch
+            // only its first `p` doubles.
+            unsafe {
+                let mut acc = [_mm512_setzero_pd(); NV];
+                let mut e = e0;
+                while e < e1 {
+                    let nq = (e1 - e).min(4);
+                    let src = |q: usize| r[cols[e + q.min(nq - 1)] as usize * p..][..p].as_ptr();
+                    let b = [src(0), src(1), src(2), src(3)];
+                    let mut d = [_mm512_setzero_pd(); 4];
+                    for t in 0..NV {
+                        let av = ld::<NV>(a, t, last);
+                        for q in 0..4 {
+                            d[q] = _mm512_fmadd_pd(av, ld::<NV>(b[q], t, last), d[q]);
+                        }
+                    }
+                    for q in 0..nq {
+                        let res = _mm512_reduce_add_pd(d[q]) - vals[e + q];
+                        s += res * res;
+                        let gv = scale * res;
+                        g[e + q - base] = gv;
+                        let gv = _mm512_set1_pd(gv);
+                        for (t, x) in acc.iter_mut().enumerate() {
+                            *x = _mm512_fmadd_pd(gv, ld::<NV>(b[q], t, last), *x);
+                        }
+                    }
+                    e += nq;
+                }
+                let o = col.as_mut_ptr();
+                for (t, x) in acc.iter().enumerate() {
+                    st::<NV>(o, t, last, *x);
+                }
+            }
+        }
+        s
+    }
+
+    /// [`super::gather_cols`] for `1 <= p <= 128`.
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512F, AVX2 and FMA.
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    pub(super) unsafe fn gather_cols(
+        out: &mut [f64],
+        p: usize,
+        ptr: &[usize],
+        ent: &[u32],
+        other: &[u32],
+        grad: &[f64],
+        src: &[f64],
+    ) {
+        assert!((1..=super::AVX512_MAX_P).contains(&p), "gather_cols: width {p} out of range");
+        // SAFETY: AVX-512F, AVX2 and FMA (the caller's contract).
+        unsafe { by_width!(gather_cols_nv, p, (out, p, ptr, ent, other, grad, src)) }
+    }
+
+    /// Each output column in `NV` registers, its entries added in list
+    /// order.
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    unsafe fn gather_cols_nv<const NV: usize>(
+        out: &mut [f64],
+        p: usize,
+        ptr: &[usize],
+        ent: &[u32],
+        other: &[u32],
+        grad: &[f64],
+        src: &[f64],
+    ) {
+        let last = last_mask(p, NV);
+        for (c, col) in out.chunks_mut(p).enumerate() {
+            // SAFETY: as in `loss_rows_nv`: bounds-checked slices of `p`.
+            unsafe {
+                let mut acc = [_mm512_setzero_pd(); NV];
+                for &e in &ent[ptr[c]..ptr[c + 1]] {
+                    let e = e as usize;
+                    let sp = src[other[e] as usize * p..][..p].as_ptr();
+                    let gv = _mm512_set1_pd(grad[e]);
+                    for (t, x) in acc.iter_mut().enumerate() {
+                        *x = _mm512_fmadd_pd(gv, ld::<NV>(sp, t, last), *x);
+                    }
+                }
+                let o = col.as_mut_ptr();
+                for (t, x) in acc.iter().enumerate() {
+                    st::<NV>(o, t, last, *x);
+                }
+            }
+        }
+    }
+}
 
 #[cfg(target_arch = "x86_64")]
 fn fma_available() -> bool {
@@ -803,6 +1061,51 @@ mod tests {
         let mut gd = vec![0.0; 20];
         o.grad_dense(&mut gd);
         (o, to_mat(&gd, 5, 4))
+    }
+
+    /// Every kernel (AVX-512 when the CPU has it, AVX2 + FMA, portable)
+    /// against the portable one, at widths around the vector boundaries and
+    /// the register limit, to rounding; the AVX-512 and AVX2 gathers agree
+    /// bit for bit (each element sums its entries in list order with fused
+    /// multiply-adds).
+    #[test]
+    fn simd_kernels_agree_with_the_portable_ones() {
+        let (m, n) = (23, 19);
+        let (mut rows, mut cols, mut vals) = (vec![], vec![], vec![]);
+        for i in 0..m {
+            for j in 0..n {
+                if (i * 7 + j * 3) % 4 != 0 {
+                    rows.push(i as u32);
+                    cols.push(j as u32);
+                    vals.push(((i + 2 * j) % 5) as f32 - 2.0);
+                }
+            }
+        }
+        let o = Observed::new(&Ratings::new(m, n, rows, cols, vals).unwrap());
+        let scale = 2.0 / o.len() as f64;
+        for p in [1, 7, 8, 9, 16, 33, 100, 127, 128, 129] {
+            let ft: Vec<f64> = (0..p * m).map(|k| ((k * 13) % 11) as f64 * 0.1 - 0.5).collect();
+            let r: Vec<f64> = (0..p * n).map(|k| ((k * 7) % 9) as f64 * 0.1 - 0.4).collect();
+            let (mut out0, mut g0) = (vec![0.0; p * m], vec![0.0; o.len()]);
+            let l0 = loss_rows(&mut out0, &mut g0, p, &o.row_ptr, &o.cols, &o.vals, scale, &ft, &r, 0);
+            let (mut out1, mut g1) = (vec![0.0; p * m], vec![0.0; o.len()]);
+            let l1 = loss_rows_best(&mut out1, &mut g1, p, &o.row_ptr, &o.cols, &o.vals, scale, &ft, &r, 0);
+            assert!((l0 - l1).abs() <= 1e-12 * l0.abs().max(1.0), "p = {p}: {l0} vs {l1}");
+            let gmax = g0.iter().fold(0.0f64, |a, x| a.max(x.abs()));
+            assert!(g0.iter().zip(&g1).all(|(a, b)| (a - b).abs() <= 1e-12 * gmax), "p = {p}: entry gradients");
+            let omax = out0.iter().fold(0.0f64, |a, x| a.max(x.abs()));
+            assert!(out0.iter().zip(&out1).all(|(a, b)| (a - b).abs() <= 1e-11 * omax), "p = {p}: first gradient");
+            // the gathers, from the same entry gradients
+            let mut z0 = vec![0.0; p * n];
+            gather_cols(&mut z0, p, &o.col_ptr, &o.col_ent, &o.rows, &g0, &ft);
+            let mut z1 = vec![0.0; p * n];
+            gather_cols_best(&mut z1, p, &o.col_ptr, &o.col_ent, &o.rows, &g0, &ft);
+            let zmax = z0.iter().fold(0.0f64, |a, x| a.max(x.abs()));
+            assert!(z0.iter().zip(&z1).all(|(a, b)| (a - b).abs() <= 1e-12 * zmax), "p = {p}: gather");
+            let mut z2 = vec![0.0; p * n];
+            dispatch!(gather_cols(&mut z2, p, &o.col_ptr, &o.col_ent, &o.rows, &g0, &ft));
+            assert!(z1.iter().zip(&z2).all(|(a, b)| a.to_bits() == b.to_bits()), "p = {p}: gather bits");
+        }
     }
 
     #[test]
