@@ -48,6 +48,10 @@ pub struct IterState {
     /// Set by the solver when it cannot make progress (e.g. a line search
     /// found no decrease); the run ends with [`Termination::Stalled`].
     pub stalled: Option<String>,
+    /// Set by a solver that checked every parameter it changed while
+    /// updating (`Some(true)`: the model is finite): the executor then skips
+    /// its own pass over the model. `None`: the executor checks.
+    pub model_finite: Option<bool>,
 }
 
 /// A step-function solver.
@@ -363,7 +367,9 @@ impl<'a, S: Solver> Executor<'a, S> {
                 .filter(|o| !o.is_finite())
                 .map(|_| "the objective".to_string())
                 .or_else(|| rec.values.iter().find(|(_, v)| !v.is_finite()).map(|(k, _)| k.clone()))
-                .or_else(|| (!model.is_finite()).then(|| "the model".to_string()));
+                .or_else(|| {
+                    (!state.model_finite.unwrap_or_else(|| model.is_finite())).then(|| "the model".to_string())
+                });
             if let Some(what) = bad {
                 return Err(Error::Diverged { iteration: it, what, hint: self.solver.divergence_hint() });
             }

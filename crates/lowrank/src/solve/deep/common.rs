@@ -263,6 +263,13 @@ impl DevEval {
     }
 
     fn record_with(&self, e: &Mat<f64>, depth: usize, rec: &mut Record, spectrum: bool) -> Result<()> {
+        if e.col_iter().any(|c| c.iter().any(|x| !x.is_finite())) {
+            // finite factors whose product overflows: record the
+            // (non-finite) norm, which the executor reports as divergence,
+            // instead of failing in the SVD
+            rec.values.insert("end_to_end_norm".into(), e.norm_l2());
+            return Ok(());
+        }
         if let Some(w) = &self.truth {
             let (mse, wsq) = diff_sq(e, w);
             rec.values.insert("test_loss".into(), mse / (w.nrows() * w.ncols()) as f64);

@@ -51,6 +51,7 @@ use crate::error::{Error, Result, ensure};
 use crate::metrics::Predict;
 use crate::model::{DenseModel, ModelState};
 use crate::optim::Optimizer;
+use crate::optim::optimizer::Method;
 use crate::rng::{self, Rng};
 use crate::solve::{IterState, Solver};
 
@@ -487,8 +488,9 @@ impl DeepMfSolver {
     ///    column halves just computed, `F_{N-1}` by row halves — each thread
     ///    writes only rows of `F_{N-1}` that it alone reads in this phase).
     ///
-    /// Returns the loss and whether the update was applied.
-    fn loss_grad_team(&mut self, model: &mut DeepModel, sgd_rate: Option<f64>) -> (f64, bool) {
+    /// With `norms` (group RMSprop), phase 4 also sums the squares of the
+    /// whole `grad_0` and `grad_{N-1}`, one on each thread.
+    fn loss_grad_team(&mut self, model: &mut DeepModel, sgd_rate: Option<f64>, norms: bool) -> TeamStep {
         let thres = self.p.train_thres;
         let team = self.team.as_ref().expect("wants_team"); // ok: only called when the team exists
         // ok: the team is only started for matrix completion (`prepare`)
@@ -515,7 +517,7 @@ impl DeepMfSolver {
         };
         if depth == 2 {
             obs.at_g_team(&model.factors[0], dims[1], &mut ws.grads[1], team);
-            return (loss, false);
+            return TeamStep { loss, applied: false, finite: true, first_last_sq: None };
         }
         let converged = loss <= thres;
         let rate = sgd_rate.filter(|_| !converged);
@@ -575,9 +577,16 @@ impl DeepMfSolver {
             sides[0].mid.push((k, 0, ga, fa));
             sides[1].mid.push((k, c, gb, fb));
         }
+        if norms {
+            // group RMSprop's norm: the whole first and last gradients, one
+            // on each side (each summed exactly as `sum_sq` on one thread)
+            sides[0].norm_of = Some(&g0[..]);
+            sides[1].norm_of = Some(g_last);
+        }
         let [sa, sb] = sides;
         let side = |sd: Side<'_>| {
-            let Side { mut last, last_row0, mid, flat } = sd;
+            let Side { mut last, last_row0, mid, flat, norm_of } = sd;
+            let mut finite = true;
             for (k, c0, g, fk) in mid {
                 let (h, w) = (dims[k], g.len() / dims[k]);
                 // rows c0..c0 + w of R_k (for the last middle layer R_k is
@@ -585,30 +594,40 @@ impl DeepMfSolver {
                 let rk = if k == depth - 2 { last.as_ref() } else { view(&r[k], dims[k + 1], n).subrows(c0, w) };
                 mul_seq(view_mut(g, h, w), view(&z[k], h, n), rk.transpose());
                 if let Some(rate) = rate {
-                    sub_scaled(fk, g, rate);
+                    finite &= sub_scaled(fk, g, rate);
                 }
             }
             if let Some(rate) = rate {
                 if let Some((f, g)) = flat {
-                    sub_scaled(f, g, rate);
+                    finite &= sub_scaled(f, g, rate);
                 }
                 // F_{N-1}[rows, :] -= rate grad_{N-1}[rows, :]
                 let rows = last.nrows();
                 for j in 0..n {
                     // ok: a column of an owned faer matrix is contiguous
                     let col = last.as_mut().col_mut(j).try_as_col_major_mut().expect("column-major").as_slice_mut();
-                    sub_scaled(col, &g_last[j * hl + last_row0..j * hl + last_row0 + rows], rate);
+                    finite &= sub_scaled(col, &g_last[j * hl + last_row0..j * hl + last_row0 + rows], rate);
                 }
             }
+            SideOut { finite, sq: norm_of.map_or(0.0, kernels::sum_sq) }
         };
-        team.join(|| side(sa), || side(sb));
-        (loss, rate.is_some())
+        let mut out_b = SideOut { finite: true, sq: 0.0 };
+        let out_a = team.join(|| side(sa), || out_b = side(sb));
+        TeamStep {
+            loss,
+            applied: rate.is_some(),
+            finite: out_a.finite & out_b.finite,
+            first_last_sq: norms.then_some((out_a.sq, out_b.sq)),
+        }
     }
 
     /// Loss and flat gradients at `model` (for tests and finite differences).
     pub fn loss_and_grads(&mut self, model: &DeepModel) -> (f64, Vec<Vec<f64>>) {
-        let l =
-            if self.team.is_some() { self.loss_grad_team(&mut model.clone(), None).0 } else { self.loss_grad(model) };
+        let l = if self.team.is_some() {
+            self.loss_grad_team(&mut model.clone(), None, false).loss
+        } else {
+            self.loss_grad(model)
+        };
         (l, self.ws.grads.clone())
     }
 
@@ -671,6 +690,18 @@ impl DeepMfSolver {
     }
 }
 
+/// What a team step reports.
+struct TeamStep {
+    /// The training loss.
+    loss: f64,
+    /// Whether the fused gradient-descent update was applied.
+    applied: bool,
+    /// Whether every parameter the fused update changed is finite.
+    finite: bool,
+    /// `(sum_sq(grad_0), sum_sq(grad_{N-1}))` when asked for.
+    first_last_sq: Option<(f64, f64)>,
+}
+
 /// One thread's share of the last phase of a team step.
 struct Side<'a> {
     /// Its rows of the last factor `F_{N-1}` ...
@@ -681,12 +712,23 @@ struct Side<'a> {
     mid: Vec<(usize, usize, &'a mut [f64], &'a mut [f64])>,
     /// Its part of the first factor and of its gradient (flat).
     flat: Option<(&'a mut [f64], &'a [f64])>,
+    /// A whole gradient whose sum of squares this side computes (group
+    /// RMSprop's norm: `grad_0` on one side, `grad_{N-1}` on the other).
+    norm_of: Option<&'a [f64]>,
 }
 
 impl<'a> Side<'a> {
     fn new(last: faer::MatMut<'a, f64>, last_row0: usize) -> Self {
-        Side { last, last_row0, mid: Vec::new(), flat: None }
+        Side { last, last_row0, mid: Vec::new(), flat: None, norm_of: None }
     }
+}
+
+/// What one side of the last phase reports: whether every parameter it
+/// updated is finite, and the sum of squares of its `norm_of` gradient.
+#[derive(Clone, Copy)]
+struct SideOut {
+    finite: bool,
+    sq: f64,
 }
 
 /// `dst = a * b` on the calling thread.
@@ -694,9 +736,26 @@ fn mul_seq(dst: faer::MatMut<'_, f64>, a: faer::MatRef<'_, f64>, b: faer::MatRef
     faer::linalg::matmul::matmul(dst, faer::Accum::Replace, a, b, 1.0, faer::Par::Seq);
 }
 
-/// `p -= rate * g` elementwise (the optimizer's SGD / group RMSprop update).
-fn sub_scaled(p: &mut [f64], g: &[f64], rate: f64) {
-    p.iter_mut().zip(g).for_each(|(p, &g)| *p -= rate * g);
+/// `p -= rate * g` elementwise (the optimizer's SGD / group RMSprop update,
+/// the same arithmetic); returns whether every updated value is finite
+/// (`x * 0` summed in 8 lanes: 0 unless some `x` is NaN or infinite), so the
+/// executor need not pass over the model again.
+fn sub_scaled(p: &mut [f64], g: &[f64], rate: f64) -> bool {
+    let mut acc = [0.0f64; 8];
+    let mut pc = p.chunks_exact_mut(8);
+    let mut gc = g.chunks_exact(8);
+    for (pv, gv) in (&mut pc).zip(&mut gc) {
+        for t in 0..8 {
+            pv[t] -= rate * gv[t];
+            acc[t] += pv[t] * 0.0;
+        }
+    }
+    let mut finite = acc.iter().all(|a| *a == 0.0);
+    for (x, &y) in pc.into_remainder().iter_mut().zip(gc.remainder()) {
+        *x -= rate * y;
+        finite &= x.is_finite();
+    }
+    finite
 }
 
 /// `dst = a * b` on the team: the left half of the columns on the calling
@@ -711,8 +770,8 @@ fn mul_cols_team(team: &Team, dst: &mut [f64], a: faer::MatRef<'_, f64>, b: faer
 
 /// `params[b] -= rate * grads[b]` for every block, the flat parameter vector
 /// split in halves between the team's threads (elementwise: the same values
-/// as one thread).
-fn update_team(team: &Team, params: &mut [Vec<f64>], grads: &[Vec<f64>], rate: f64) {
+/// as one thread); returns whether every updated parameter is finite.
+fn update_team(team: &Team, params: &mut [Vec<f64>], grads: &[Vec<f64>], rate: f64) -> bool {
     let total: usize = params.iter().map(|p| p.len()).sum();
     let half = total / 2;
     let (mut a, mut b): (Vec<(&mut [f64], &[f64])>, Vec<(&mut [f64], &[f64])>) = (Vec::new(), Vec::new());
@@ -730,12 +789,10 @@ fn update_team(team: &Team, params: &mut [Vec<f64>], grads: &[Vec<f64>], rate: f
         }
         pos += len;
     }
-    let apply = |v: Vec<(&mut [f64], &[f64])>| {
-        for (p, g) in v {
-            sub_scaled(p, g, rate);
-        }
-    };
-    team.join(|| apply(a), || apply(b));
+    let apply = |v: Vec<(&mut [f64], &[f64])>| v.into_iter().fold(true, |ok, (p, g)| sub_scaled(p, g, rate) & ok);
+    let mut ok_b = true;
+    let ok_a = team.join(|| apply(a), || ok_b = apply(b));
+    ok_a & ok_b
 }
 
 /// A `r x c` matrix with orthonormal columns (`r >= c`) or rows, the Q of a
@@ -787,10 +844,18 @@ impl Solver for DeepMfSolver {
         // on the team, plain gradient descent is fused into the last phase;
         // the rate is the optimizer's in use (after a resume, the
         // checkpoint's, as on one thread)
-        let sgd_rate =
-            self.opt.as_ref().and_then(|o| matches!(o.method(), crate::optim::optimizer::Method::Sgd).then(|| o.lr()));
-        let (loss, fused) =
-            if self.team.is_some() { self.loss_grad_team(model, sgd_rate) } else { (self.loss_grad(model), false) };
+        let method = self.opt.as_ref().map(|o| o.method());
+        let sgd_rate = self.opt.as_ref().and_then(|o| matches!(o.method(), Method::Sgd).then(|| o.lr()));
+        let grms = matches!(method, Some(Method::GroupRmsProp { .. }));
+        let (loss, fused, first_last_sq) = if self.team.is_some() {
+            let r = self.loss_grad_team(model, sgd_rate, grms);
+            if r.applied {
+                state.model_finite = Some(r.finite);
+            }
+            (r.loss, r.applied, r.first_last_sq)
+        } else {
+            (self.loss_grad(model), false, None)
+        };
         state.record.objective = Some(loss);
         let converged = loss <= self.p.train_thres;
         let it = state.iteration;
@@ -804,8 +869,18 @@ impl Solver for DeepMfSolver {
                 debug_assert_eq!(rate, sgd_rate);
             } else if let Some(team) = &self.team {
                 let grads = &self.ws.grads;
-                if let Some(rate) = opt.begin_uniform_step(|| grads.iter().map(|g| kernels::sum_sq(g)).sum()) {
-                    update_team(team, &mut model.factors, grads, rate);
+                // the gradients' sum of squares in `Optimizer::step`'s order,
+                // the first and last computed in phase 4
+                let sq_all = || {
+                    let each = grads.iter().enumerate().map(|(k, g)| match first_last_sq {
+                        Some((first, _)) if k == 0 => first,
+                        Some((_, last)) if k + 1 == grads.len() => last,
+                        _ => kernels::sum_sq(g),
+                    });
+                    each.sum()
+                };
+                if let Some(rate) = opt.begin_uniform_step(sq_all) {
+                    state.model_finite = Some(update_team(team, &mut model.factors, grads, rate));
                 } else {
                     let grads: Vec<&[f64]> = grads.iter().map(|g| &g[..]).collect();
                     let mut params: Vec<&mut [f64]> = model.factors.iter_mut().map(|f| &mut f[..]).collect();
@@ -856,5 +931,37 @@ impl Solver for DeepMfSolver {
             self.opt = Some(cur.resumed_from(o)?);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod update_tests {
+    use super::sub_scaled;
+
+    #[test]
+    fn the_update_reports_non_finite_results_and_matches_the_plain_loop() {
+        for len in [0, 3, 8, 13, 64] {
+            let g: Vec<f64> = (0..len).map(|k| (k as f64 * 0.37).sin()).collect();
+            let p0: Vec<f64> = (0..len).map(|k| (k as f64 * 0.11).cos()).collect();
+            let mut p = p0.clone();
+            assert!(sub_scaled(&mut p, &g, 0.3), "len {len}");
+            for k in 0..len {
+                assert_eq!(p[k].to_bits(), (p0[k] - 0.3 * g[k]).to_bits());
+            }
+            if len == 0 {
+                continue;
+            }
+            // an overflow anywhere (in the 8-lane body or the tail) is seen
+            for bad in [0, len - 1] {
+                let mut p = p0.clone();
+                let mut g2 = g.clone();
+                g2[bad] = -1.0;
+                p[bad] = f64::MAX;
+                assert!(!sub_scaled(&mut p, &g2, f64::MAX), "len {len}, overflow at {bad}");
+                let mut p = p0.clone();
+                p[bad] = f64::NAN;
+                assert!(!sub_scaled(&mut p, &g, 0.3), "len {len}, NaN at {bad}");
+            }
+        }
     }
 }

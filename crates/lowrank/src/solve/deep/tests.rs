@@ -424,3 +424,29 @@ fn resumed_runs_step_at_the_new_rate_on_one_and_two_threads() {
     let err = fit(&ck, 1, "adam", 60, 0.1, true).err().expect("another optimizer cannot resume").to_string();
     assert!(err.contains("optimizer"), "{err}");
 }
+
+#[test]
+fn an_update_that_overflows_stops_the_run_on_one_and_two_threads() {
+    // lr 1e300: the first loss is finite, the update overflows the factors
+    // or their product; the run stops with `Diverged` (not an SVD failure of
+    // the dev record) at once, on one thread (the executor's pass over the
+    // model) and on two (the update's own finiteness check)
+    use crate::solve::registry::{self, FitRequest};
+    let prob = synth::planted_completion(30, 2, 300, 5).unwrap();
+    let data = crate::io::Dataset::Ratings(prob.observed.clone());
+    for opt in ["sgd", "group_rmsprop"] {
+        for threads in [1, 2] {
+            let mut req = FitRequest::new("deep", &data);
+            req.params =
+                serde_json::json!({"optimizer": opt, "lr": 1e300, "init_scale": 1.0}).as_object().unwrap().clone();
+            req.epochs = Some(5);
+            req.threads = threads;
+            match registry::fit(req) {
+                Err(crate::error::Error::Diverged { iteration, .. }) => {
+                    assert!(iteration <= 2, "{opt}, {threads} threads: detected at {iteration}");
+                }
+                other => panic!("{opt}, {threads} threads: expected Diverged, got {:?}", other.map(|o| o.summary)),
+            }
+        }
+    }
+}
