@@ -887,9 +887,24 @@ impl Solver for DeepMfSolver {
                     opt.step(&mut params, &grads)?;
                 }
             } else {
-                let grads: Vec<&[f64]> = self.ws.grads.iter().map(|g| &g[..]).collect();
-                let mut params: Vec<&mut [f64]> = model.factors.iter_mut().map(|f| &mut f[..]).collect();
-                opt.step(&mut params, &grads)?;
+                let grads = &self.ws.grads;
+                let total: usize = grads.iter().map(|g| g.len()).sum();
+                // one thread (or a model too small to split): the update
+                // checks finiteness as it goes; else the optimizer's
+                // parallel update and the executor's check
+                let serial = rayon::current_num_threads() == 1 || total < 1 << 16;
+                let uniform = matches!(opt.method(), Method::Sgd | Method::GroupRmsProp { .. });
+                if serial && uniform {
+                    let sq_all = || grads.iter().map(|g| kernels::sum_sq(g)).sum();
+                    let rate = opt.begin_uniform_step(sq_all).expect("a uniform method"); // ok: checked just above
+                    let finite =
+                        model.factors.iter_mut().zip(grads).fold(true, |ok, (p, g)| sub_scaled(p, g, rate) & ok);
+                    state.model_finite = Some(finite);
+                } else {
+                    let grads: Vec<&[f64]> = grads.iter().map(|g| &g[..]).collect();
+                    let mut params: Vec<&mut [f64]> = model.factors.iter_mut().map(|f| &mut f[..]).collect();
+                    opt.step(&mut params, &grads)?;
+                }
             }
         }
         if dev {
