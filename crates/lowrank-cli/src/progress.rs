@@ -10,7 +10,13 @@ use lowrank::solve::Termination;
 /// Shows iteration / total and the latest objective and test RMSE.
 pub struct Progress {
     bar: ProgressBar,
+    /// When the message was last rebuilt (at most every [`MESSAGE_EVERY`]:
+    /// fast solvers run tens of thousands of iterations a second).
+    last_message: Option<std::time::Instant>,
 }
+
+/// The shortest interval between two rebuilds of the bar's message.
+const MESSAGE_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
 
 impl Progress {
     /// A bar, hidden when `quiet` or stderr is not a terminal.
@@ -21,7 +27,7 @@ impl Progress {
                 .unwrap_or_else(|_| ProgressStyle::default_bar())
                 .progress_chars("=> "),
         );
-        Progress { bar }
+        Progress { bar, last_message: None }
     }
 
     /// A spinner for reading files (entries read so far).
@@ -46,7 +52,14 @@ impl Observer for Progress {
         self.bar.set_length(max_iters as u64);
     }
     fn observe(&mut self, r: &Record) -> Control {
+        if self.bar.is_hidden() {
+            return Control::Continue;
+        }
         self.bar.set_position(r.iteration as u64);
+        if self.last_message.is_some_and(|t| t.elapsed() < MESSAGE_EVERY) {
+            return Control::Continue;
+        }
+        self.last_message = Some(std::time::Instant::now());
         let mut msg = String::new();
         if let Some(o) = r.objective {
             msg.push_str(&format!("obj {o:.6e}"));
