@@ -535,6 +535,15 @@ pub fn sum_sq(x: &[f64]) -> f64 {
     parts.iter().sum()
 }
 
+/// [`sum_sq`] on the calling thread only (the same chunks, added in the same
+/// order: the same bits), for code that runs outside the rayon pool.
+pub fn sum_sq_seq(x: &[f64]) -> f64 {
+    if x.len() < PAR_MIN {
+        return sum_sq_lanes(x);
+    }
+    x.chunks(CHUNK).map(sum_sq_lanes).sum()
+}
+
 /// Sum of squares with 8 independent accumulators (element `i` goes to lane
 /// `i mod 8`, the lanes are added pairwise, then the tail in order): a fixed
 /// order that the compiler vectorizes, instead of one serial chain of adds

@@ -518,6 +518,7 @@ mod avx512 {
         i0: usize,
     ) -> f64 {
         assert!((1..=super::AVX512_MAX_P).contains(&p), "loss_rows: width {p} out of range");
+        assert!(out.len().is_multiple_of(p), "loss_rows: the output is not whole columns");
         // SAFETY: AVX-512F, AVX2 and FMA (the caller's contract).
         unsafe { by_width!(loss_rows_nv, p, (out, g, p, ptr, cols, vals, scale, ft, r, i0)) }
     }
@@ -548,8 +549,9 @@ mod avx512 {
             let a = ft[i * p..(i + 1) * p].as_ptr();
             let (e0, e1) = (ptr[c], ptr[c + 1]);
             // SAFETY: every column pointer below comes from a bounds-checked
-            // slice of `p` doubles (`a`, `src`, `col`), and `ld` / `st` touch
-            // only its first `p` doubles.
+            // slice of `p` doubles (`a`, `src`; `col` is a whole column, the
+            // entry point asserts `out.len()` is a multiple of `p`), and `ld` /
+            // `st` touch only its first `p` doubles.
             unsafe {
                 let mut acc = [_mm512_setzero_pd(); NV];
                 let mut e = e0;
@@ -600,6 +602,7 @@ mod avx512 {
         src: &[f64],
     ) {
         assert!((1..=super::AVX512_MAX_P).contains(&p), "gather_cols: width {p} out of range");
+        assert!(out.len().is_multiple_of(p), "gather_cols: the output is not whole columns");
         // SAFETY: AVX-512F, AVX2 and FMA (the caller's contract).
         unsafe { by_width!(gather_cols_nv, p, (out, p, ptr, ent, other, grad, src)) }
     }
@@ -1095,6 +1098,18 @@ mod tests {
             assert!(g0.iter().zip(&g1).all(|(a, b)| (a - b).abs() <= 1e-12 * gmax), "p = {p}: entry gradients");
             let omax = out0.iter().fold(0.0f64, |a, x| a.max(x.abs()));
             assert!(out0.iter().zip(&out1).all(|(a, b)| (a - b).abs() <= 1e-11 * omax), "p = {p}: first gradient");
+            // a range of rows not starting at 0 (as a task of the split)
+            let (r0, r1) = (5, 12);
+            let (e0, e1) = (o.row_ptr[r0], o.row_ptr[r1]);
+            let ptr = &o.row_ptr[r0..=r1];
+            let (mut out2, mut g2) = (vec![0.0; p * (r1 - r0)], vec![0.0; e1 - e0]);
+            let l2 = loss_rows_best(&mut out2, &mut g2, p, ptr, &o.cols, &o.vals, scale, &ft, &r, r0);
+            let (mut out3, mut g3) = (vec![0.0; p * (r1 - r0)], vec![0.0; e1 - e0]);
+            let l3 = loss_rows(&mut out3, &mut g3, p, ptr, &o.cols, &o.vals, scale, &ft, &r, r0);
+            assert!((l2 - l3).abs() <= 1e-12 * l3.abs().max(1.0), "p = {p}: rows {r0}..{r1}");
+            assert!(g2.iter().zip(&g0[e0..e1]).all(|(a, b)| (a - b).abs() <= 1e-12 * gmax), "p = {p}: rows {r0}..{r1}");
+            assert!(out3.iter().zip(&out0[r0 * p..r1 * p]).all(|(a, b)| a == b), "p = {p}: the portable sub-range");
+            assert!(out2.iter().zip(&out3).all(|(a, b)| (a - b).abs() <= 1e-11 * omax), "p = {p}: rows {r0}..{r1}");
             // the gathers, from the same entry gradients
             let mut z0 = vec![0.0; p * n];
             gather_cols(&mut z0, p, &o.col_ptr, &o.col_ent, &o.rows, &g0, &ft);

@@ -196,6 +196,15 @@ where
     let ex = req.executor(solver, train, iters);
     let fit: Fit<S::Model> = ex.run()?;
     let e = e2e(&fit.model);
+    if e.col_iter().any(|c| c.iter().any(|x| !x.is_finite())) {
+        // a run that stopped (time budget, interrupt, patience) between dev
+        // records with finite factors whose product overflows
+        return Err(crate::error::Error::Diverged {
+            iteration: fit.iterations,
+            what: "the end-to-end matrix".into(),
+            hint: "the factors are finite but their product overflows; lower lr or init_scale".into(),
+        });
+    }
     let mut s = Map::new();
     s.insert("algo".into(), json!(algo));
     s.insert("rank".into(), json!(rank));
@@ -213,7 +222,7 @@ where
         s.insert(k.into(), rec.values.get(k).map_or(Value::Null, |v| json!(v)));
     }
     for k in ["effective_rank", "schatten", "nuclear_norm"] {
-        s.insert(k.into(), json!(rec.values[k]));
+        s.insert(k.into(), rec.values.get(k).map_or(Value::Null, |v| json!(v)));
     }
     if let Some(sv) = rec.vectors.get("singular_values") {
         s.insert("singular_values".into(), json!(sv));

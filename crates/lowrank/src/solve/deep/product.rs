@@ -609,7 +609,8 @@ impl DeepMfSolver {
                     finite &= sub_scaled(col, &g_last[j * hl + last_row0..j * hl + last_row0 + rows], rate);
                 }
             }
-            SideOut { finite, sq: norm_of.map_or(0.0, kernels::sum_sq) }
+            // sequential: the helper thread is not in the rayon pool
+            SideOut { finite, sq: norm_of.map_or(0.0, crate::optim::optimizer::sum_sq_seq) }
         };
         let mut out_b = SideOut { finite: true, sq: 0.0 };
         let out_a = team.join(|| side(sa), || out_b = side(sb));
@@ -842,8 +843,8 @@ impl Solver for DeepMfSolver {
             self.dims
         );
         // on the team, plain gradient descent is fused into the last phase;
-        // the rate is the optimizer's in use (after a resume, the
-        // checkpoint's, as on one thread)
+        // the rate is the optimizer's in use (after a resume, the settings'
+        // rate with the checkpoint's state, as on one thread)
         let method = self.opt.as_ref().map(|o| o.method());
         let sgd_rate = self.opt.as_ref().and_then(|o| matches!(o.method(), Method::Sgd).then(|| o.lr()));
         let grms = matches!(method, Some(Method::GroupRmsProp { .. }));

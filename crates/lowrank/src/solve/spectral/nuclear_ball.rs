@@ -676,7 +676,9 @@ pub struct PgdNuclear {
     /// Step size.
     pub lr: f64,
     /// `zero`, or `random`: `tau u v^T` for random unit vectors `u`, `v` (a
-    /// point on the boundary, like the notebook's nearly rank-one start).
+    /// point on the boundary, like the notebook's nearly rank-one start;
+    /// when the radius is chosen at the first step, the model before that
+    /// step is `u v^T`).
     pub init: String,
     /// `truncated` (block Krylov, certified; dense SVD fallback) or
     /// `full` (the dense SVD every step, as the notebook).
@@ -1706,8 +1708,15 @@ mod tests {
         pgd.step(&p.observed, &mut model, &mut st).unwrap();
         let tau = pgd.tau().unwrap();
         assert!(tau > 0.0 && tau.is_finite());
-        // the random start was scaled to the radius before the first step
-        assert!(pgd.iterate().nuclear_norm() <= tau * (1.0 + 1e-9));
+        // the random start was scaled to the radius before the first step:
+        // the same step, bit for bit, as with that radius given
+        let given = PgdNuclear { init: "random".into(), tol: 0.0, tau: Some(tau), ..Default::default() };
+        let mut given = given.check().unwrap();
+        let mut mg = given.init(&p.observed, &mut rng::rng(1)).unwrap();
+        given.step(&p.observed, &mut mg, &mut IterState::default()).unwrap();
+        let (x1, x2) = (pgd.iterate(), given.iterate());
+        assert_eq!(x1.s, x2.s);
+        assert!(x1.u.col_iter().zip(x2.u.col_iter()).all(|(a, b)| a.iter().zip(b.iter()).all(|(p, q)| p == q)));
         // a checkpoint's radius replaces the choice (a deliberately odd one)
         let bytes = save(&pgd.x, 0.5 * tau, pgd.seed, &[], pgd.mean).unwrap();
         let mut again = PgdNuclear { init: "random".into(), tol: 0.0, ..Default::default() }.check().unwrap();
