@@ -37,6 +37,7 @@ pub mod model;
 pub mod observe;
 pub mod optim;
 pub mod rng;
+mod simd;
 pub mod solve;
 
 pub use data::{IdMap, Ratings, Tensor3};

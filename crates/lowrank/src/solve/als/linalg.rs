@@ -188,12 +188,12 @@ pub fn gram_padded(a: &mut [f64], d: usize, dp: usize, xs: &[f64], ts: &[f64], r
     }
     #[cfg(target_arch = "x86_64")]
     {
-        if std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("fma") {
+        if crate::simd::has_avx512() {
             // SAFETY: the CPU supports the features the function was compiled for.
             unsafe { gram_padded_avx512(a, d, dp, xs, ts, rhs) };
             return;
         }
-        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+        if crate::simd::has_avx2_fma() {
             // SAFETY: the CPU supports the features the function was compiled for.
             unsafe { gram_padded_avx2(a, d, dp, xs, ts, rhs) };
             return;
@@ -252,7 +252,7 @@ fn gram_apply_avx2(g: &[f64], xs: &[f64], ws: &[f64], k: usize, v: &[f64], y: &m
 pub fn gram_apply(g: &[f64], xs: &[f64], ws: &[f64], k: usize, v: &[f64], y: &mut [f64]) {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+        if crate::simd::has_avx2_fma() {
             // SAFETY: the CPU supports the features the function was compiled for.
             unsafe { gram_apply_avx2(g, xs, ws, k, v, y) };
             return;
@@ -324,12 +324,12 @@ fn gram_apply32_avx512(g: &[f32], xs: &[f32], ws: &[f32], k: usize, v: &[f32], y
 pub fn gram_apply32(g: &[f32], xs: &[f32], ws: &[f32], k: usize, v: &[f32], y: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("fma") {
+        if crate::simd::has_avx512() {
             // SAFETY: the CPU supports the features the function was compiled for.
             unsafe { gram_apply32_avx512(g, xs, ws, k, v, y) };
             return;
         }
-        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+        if crate::simd::has_avx2_fma() {
             // SAFETY: the CPU supports the features the function was compiled for.
             unsafe { gram_apply32_avx2(g, xs, ws, k, v, y) };
             return;
@@ -396,7 +396,7 @@ pub fn cholesky_strided(a: &mut [f64], d: usize, stride: usize) -> bool {
     debug_assert!(stride >= d && a.len() >= d.saturating_sub(1) * stride + d);
     #[cfg(target_arch = "x86_64")]
     {
-        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+        if crate::simd::has_avx2_fma() {
             // SAFETY: the CPU supports the features the function was compiled for.
             return unsafe { cholesky_avx2(a, d, stride) };
         }
@@ -562,11 +562,11 @@ pub fn cholesky_lanes(a: &mut [Lane], d: usize, b: &mut [Lane], inv: &mut [Lane]
     assert!(a.len() >= d * d && b.len() >= d && inv.len() >= d, "cholesky_lanes: buffers too small");
     #[cfg(target_arch = "x86_64")]
     {
-        if std::is_x86_feature_detected!("avx512f") {
+        if crate::simd::has_avx512() {
             // SAFETY: the CPU supports AVX-512F; the lengths were checked above.
             return unsafe { cholesky_lanes_avx512(a, d, b, inv) };
         }
-        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+        if crate::simd::has_avx2_fma() {
             // SAFETY: the CPU supports the features the function was compiled for.
             return unsafe { cholesky_lanes_avx2(a, d, b, inv) };
         }
@@ -621,7 +621,7 @@ pub fn residual_sq(xs: &[f64], dp: usize, ts: &[f64], z: &[f64]) -> f64 {
     debug_assert!(z.len() == dp && xs.len() == ts.len() * dp);
     #[cfg(target_arch = "x86_64")]
     {
-        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+        if crate::simd::has_avx2_fma() {
             // SAFETY: the CPU supports the features the function was compiled for.
             return unsafe { residual_sq_avx2(xs, dp, ts, z) };
         }

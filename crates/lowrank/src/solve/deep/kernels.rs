@@ -364,7 +364,7 @@ macro_rules! dispatch {
     ($name:ident($($arg:expr),* $(,)?)) => {{
         #[cfg(target_arch = "x86_64")]
         {
-            if fma_available() {
+            if crate::simd::has_avx2_fma() {
                 // SAFETY: the CPU supports AVX2 and FMA (checked just above);
                 // the index contracts are those of the portable version.
                 unsafe { fma::$name($($arg),*) }
@@ -385,12 +385,6 @@ use dispatch;
 /// in the 32 registers).
 const AVX512_MAX_P: usize = 128;
 
-#[cfg(target_arch = "x86_64")]
-fn avx512_available() -> bool {
-    static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *HAS.get_or_init(|| fma_available() && is_x86_feature_detected!("avx512f"))
-}
-
 /// [`loss_rows`] by the fastest kernel the CPU has: AVX-512 for widths up to
 /// [`AVX512_MAX_P`] (the output column stays in registers across the row's
 /// entries, each source column is read once from L2), else AVX2 + FMA, else
@@ -410,7 +404,7 @@ fn loss_rows_best(
     i0: usize,
 ) -> f64 {
     #[cfg(target_arch = "x86_64")]
-    if p <= AVX512_MAX_P && avx512_available() {
+    if p <= AVX512_MAX_P && crate::simd::has_avx512() {
         // SAFETY: AVX-512F, AVX2 and FMA are available (checked above);
         // every access is bounds-checked through slices.
         return unsafe { avx512::loss_rows(out, g, p, ptr, cols, vals, scale, ft, r, i0) };
@@ -423,7 +417,7 @@ fn loss_rows_best(
 /// sums its entries in list order with fused multiply-adds).
 fn gather_cols_best(out: &mut [f64], p: usize, ptr: &[usize], ent: &[u32], other: &[u32], grad: &[f64], src: &[f64]) {
     #[cfg(target_arch = "x86_64")]
-    if p <= AVX512_MAX_P && avx512_available() {
+    if p <= AVX512_MAX_P && crate::simd::has_avx512() {
         // SAFETY: as in `loss_rows_best`.
         unsafe { avx512::gather_cols(out, p, ptr, ent, other, grad, src) };
         return;
@@ -639,12 +633,6 @@ mod avx512 {
             }
         }
     }
-}
-
-#[cfg(target_arch = "x86_64")]
-fn fma_available() -> bool {
-    static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *HAS.get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"))
 }
 
 /// Doubles of an output column kept in registers at a time (8 AVX2

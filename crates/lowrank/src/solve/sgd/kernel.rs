@@ -90,14 +90,7 @@ pub struct Flags {
 
 /// Whether this CPU can run the AVX2 + FMA build.
 pub fn has_avx2_fma() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+    crate::simd::has_avx2_fma()
 }
 
 /// The mutable state one block touches: the factor rows and aux scalars of

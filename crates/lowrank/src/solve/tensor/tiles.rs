@@ -344,27 +344,6 @@ fn xtf_body<const FMA: bool, const WIDE: bool>(
     }
 }
 
-/// Whether the CPU has AVX2 and FMA (cached by the standard library).
-#[inline]
-fn has_fma() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
-}
-
-/// Whether the CPU has AVX-512F and VL (32 vector registers for the tiles)
-/// besides AVX2 and FMA.
-#[cfg(target_arch = "x86_64")]
-#[inline]
-fn has_avx512() -> bool {
-    has_fma() && std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512vl")
-}
-
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 fn xf_avx2(x: &[f64], n: usize, l: usize, f: &[f64], rp: usize, out: &mut [f64]) {
@@ -393,13 +372,13 @@ fn xtf_avx512(x: &[f64], n: usize, stride: usize, q0: usize, n_out: usize, f: &[
 
 fn xf_rows(x: &[f64], n: usize, l: usize, f: &[f64], rp: usize, out: &mut [f64]) {
     #[cfg(target_arch = "x86_64")]
-    if has_avx512() {
+    if crate::simd::has_avx512() {
         // SAFETY: the CPU supports the features the function was compiled for.
         unsafe { xf_avx512(x, n, l, f, rp, out) };
         return;
     }
     #[cfg(target_arch = "x86_64")]
-    if has_fma() {
+    if crate::simd::has_avx2_fma() {
         // SAFETY: the CPU supports the features the function was compiled for.
         unsafe { xf_avx2(x, n, l, f, rp, out) };
         return;
@@ -410,13 +389,13 @@ fn xf_rows(x: &[f64], n: usize, l: usize, f: &[f64], rp: usize, out: &mut [f64])
 #[allow(clippy::too_many_arguments)]
 fn xtf_rows(x: &[f64], n: usize, stride: usize, q0: usize, n_out: usize, f: &[f64], rp: usize, out: &mut [f64]) {
     #[cfg(target_arch = "x86_64")]
-    if has_avx512() {
+    if crate::simd::has_avx512() {
         // SAFETY: the CPU supports the features the function was compiled for.
         unsafe { xtf_avx512(x, n, stride, q0, n_out, f, rp, out) };
         return;
     }
     #[cfg(target_arch = "x86_64")]
-    if has_fma() {
+    if crate::simd::has_avx2_fma() {
         // SAFETY: the CPU supports the features the function was compiled for.
         unsafe { xtf_avx2(x, n, stride, q0, n_out, f, rp, out) };
         return;
@@ -562,7 +541,7 @@ pub(crate) fn mttkrp_slow(w: &[f64], f: &[f64], np: usize, nq: usize, rp: usize,
 /// [`mttkrp_slow`] on one thread.
 fn slow_rows(w: &[f64], f: &[f64], np: usize, nq: usize, rp: usize, out: &mut [f64]) {
     #[cfg(target_arch = "x86_64")]
-    if has_fma() {
+    if crate::simd::has_avx2_fma() {
         // SAFETY: the CPU supports the features the function was compiled for.
         unsafe { mttkrp_slow_avx2(w, f, np, nq, rp, out) };
         return;
@@ -589,7 +568,7 @@ pub(crate) fn mttkrp_fast(w: &[f64], f: &[f64], np: usize, nq: usize, rp: usize,
 /// Rows `q0..` of [`mttkrp_fast`] into `out`.
 fn fast_rows(w: &[f64], f: &[f64], np: usize, nq: usize, rp: usize, q0: usize, out: &mut [f64]) {
     #[cfg(target_arch = "x86_64")]
-    if has_fma() {
+    if crate::simd::has_avx2_fma() {
         // SAFETY: the CPU supports the features the function was compiled for.
         unsafe { mttkrp_fast_avx2(w, f, np, nq, rp, q0, out) };
         return;
