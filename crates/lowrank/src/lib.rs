@@ -39,6 +39,7 @@ pub mod optim;
 pub mod rng;
 mod simd;
 pub mod solve;
+pub mod team;
 
 pub use data::{IdMap, Ratings, Tensor3};
 pub use error::{Error, Result};

@@ -12,8 +12,8 @@ use faer::linalg::matmul::matmul;
 use faer::{Accum, Mat, MatMut, MatRef, Par};
 use rayon::prelude::*;
 
-use super::team::Team;
 use crate::data::Ratings;
+use crate::team::Team;
 
 /// Columns of an output matrix handled per parallel task by the sparse
 /// kernels (small enough to balance 2 cores on 100 columns, large enough

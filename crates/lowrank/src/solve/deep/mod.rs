@@ -67,7 +67,6 @@ pub mod common;
 pub mod kernels;
 pub mod product;
 pub mod svd;
-pub mod team;
 
 use serde_json::{Map, Value, json};
 

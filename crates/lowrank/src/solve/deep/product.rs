@@ -26,7 +26,7 @@
 //! tests.
 //!
 //! With two or more threads (matrix completion, small dense products) a step
-//! runs on a persistent two-thread [`super::team::Team`] instead of rayon:
+//! runs on a persistent two-thread [`crate::team::Team`] instead of rayon:
 //! four phases (suffix products by column halves; the fused loss by row
 //! tasks; `Z` and `grad_{N-1}` per column range of `G`; the middle
 //! gradients by column halves, with the gradient-descent update fused in),
@@ -45,7 +45,6 @@ use super::common::{DevEval, OptimizerKind, Target, check_optimizer, put_f64s, p
 use rayon::prelude::*;
 
 use super::kernels::{self, mul_into, mul_into_par, transpose_into, view, view_mut};
-use super::team::Team;
 use crate::data::Ratings;
 use crate::error::{Error, Result, ensure};
 use crate::metrics::Predict;
@@ -54,6 +53,7 @@ use crate::optim::Optimizer;
 use crate::optim::optimizer::Method;
 use crate::rng::{self, Rng};
 use crate::solve::{IterState, Solver};
+use crate::team::Team;
 
 /// How the layers are initialized before the common rescaling that makes
 /// `||W_N ⋯ W_1||_F = init_scale · sqrt(min(m, n))` exactly.

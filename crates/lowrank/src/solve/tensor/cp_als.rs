@@ -44,6 +44,7 @@ use crate::data::Tensor3;
 use crate::error::{Error, Result, ensure};
 use crate::rng::{self, Rng};
 use crate::solve::{Executor, Fit, IterState, Solver};
+use crate::team::Team;
 
 /// How the factors start.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -147,7 +148,7 @@ impl CpAls {
             self.tol_change
         );
         ensure!(self.reg >= 0.0 && self.reg.is_finite(), "reg must be a finite number >= 0, got {}", self.reg);
-        Ok(CpAlsSolver { p: self, cache: None, prev_rel: None, acc_pow: 2.0, acc_fail: 0 })
+        Ok(CpAlsSolver { p: self, cache: None, prev_rel: None, acc_pow: 2.0, acc_fail: 0, team: None })
     }
 
     /// Fit `t` with at most `max_iters` iterations from `seed` (a one-shot
@@ -207,6 +208,11 @@ pub struct CpAlsSolver {
     prev_rel: Option<f64>,
     acc_pow: f64,
     acc_fail: usize,
+    /// Two threads on a dense tensor whose passes are too short for rayon
+    /// (below `tiles::PAR_MIN_MADDS`, e.g. the notebook's 30³): the passes
+    /// and MTTKRPs split in halves on this team (each output row computed
+    /// exactly as on one thread).
+    team: Option<Team>,
 }
 
 fn others(mode: usize) -> (usize, usize) {
@@ -410,37 +416,38 @@ impl CpAlsSolver {
     ) -> (f64, f64) {
         let [d0, d1, d2] = dims;
         let CpModel { weights, factors, .. } = model;
+        let team = self.team.as_ref();
         let [a, b, c] = factors;
         let (m_c, v2) = if iteration.is_multiple_of(2) {
             let w = &mut bufs.w_c;
-            kernels::contract_last(data, dims, c, w);
+            kernels::contract_last(data, dims, c, w, team);
             let gc = gram(c);
-            let m = mttkrp0_from_w(w, b, d0);
+            let m = mttkrp0_from_w(w, b, d0, team);
             self.update(a, weights, &hadamard(&gram(b), &gc), &m);
             *weights = normalize_columns(a);
             let ga = gram(a);
-            let m = mttkrp1_from_w(w, a, d1);
+            let m = mttkrp1_from_w(w, a, d1, team);
             self.update(b, weights, &hadamard(&ga, &gc), &m);
             *weights = normalize_columns(b);
-            kernels::contract_middle(data, dims, b, &mut bufs.w_b);
+            kernels::contract_middle(data, dims, b, &mut bufs.w_b, team);
             bufs.w_b_valid = true;
-            (mttkrp1_from_w(&bufs.w_b, a, d2), hadamard(&ga, &gram(b)))
+            (mttkrp1_from_w(&bufs.w_b, a, d2, team), hadamard(&ga, &gram(b)))
         } else {
             if !bufs.w_b_valid {
-                kernels::contract_middle(data, dims, b, &mut bufs.w_b);
+                kernels::contract_middle(data, dims, b, &mut bufs.w_b, team);
             }
             bufs.w_b_valid = false;
             let gc = gram(c);
-            let m = mttkrp0_from_w(&bufs.w_b, c, d0);
+            let m = mttkrp0_from_w(&bufs.w_b, c, d0, team);
             self.update(a, weights, &hadamard(&gram(b), &gc), &m);
             *weights = normalize_columns(a);
             let ga = gram(a);
             let wa = &mut bufs.w_a;
-            kernels::contract_first(data, dims, a, wa);
-            let m = mttkrp0_from_w(wa, c, d1);
+            kernels::contract_first(data, dims, a, wa, team);
+            let m = mttkrp0_from_w(wa, c, d1, team);
             self.update(b, weights, &hadamard(&ga, &gc), &m);
             *weights = normalize_columns(b);
-            (mttkrp1_from_w(wa, b, d2), hadamard(&ga, &gram(b)))
+            (mttkrp1_from_w(wa, b, d2, team), hadamard(&ga, &gram(b)))
         };
         self.update(c, weights, &v2, &m_c);
         let inner = frob_dot(&m_c, c);
@@ -690,6 +697,14 @@ impl Solver for CpAlsSolver {
         }
         model.solver = "cp-als".into();
         model.params = serde_json::to_value(&self.p).unwrap_or_default();
+        let pass_madds = d0 * d1 * d2 * super::tiles::padded(r);
+        let small = pass_madds < super::tiles::PAR_MIN_MADDS;
+        self.team = match (&kind, self.team.take()) {
+            (Kind::Wals { .. }, _) => None,
+            (_, Some(team)) if small => Some(team),
+            _ if small && rayon::current_num_threads() >= 2 => Some(Team::new()?),
+            _ => None,
+        };
         self.cache = Some(Cache { norm_sq, kind, bufs: Bufs::default() });
         self.prev_rel = None;
         self.acc_pow = 2.0;

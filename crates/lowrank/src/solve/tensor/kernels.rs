@@ -20,6 +20,7 @@ use rayon::prelude::*;
 use super::tiles;
 use crate::data::Tensor3;
 use crate::error::{Result, ensure};
+use crate::team::Team;
 
 /// Scale every column of `f` to unit norm; returns the norms. A zero (or
 /// non-finite-norm) column becomes the constant unit column and reports 0.
@@ -102,51 +103,51 @@ pub(crate) fn explicit_residual_sq(
 /// `W = X ×₃ C`: `W[(i,j), :] = Σ_k T[i,j,k] C[k, :]`, `T` read as the
 /// row-major `(d0 d1) x d2` matrix; `w` becomes `(d0 d1)` padded rows
 /// ([`tiles::pack_rows`] layout).
-pub(crate) fn contract_last(data: &[f64], dims: [usize; 3], c: &Mat<f64>, w: &mut Vec<f64>) {
+pub(crate) fn contract_last(data: &[f64], dims: [usize; 3], c: &Mat<f64>, w: &mut Vec<f64>, team: Option<&Team>) {
     let [d0, d1, d2] = dims;
     let rp = tiles::padded(c.ncols());
     w.resize(d0 * d1 * rp, 0.0);
-    tiles::x_times_f(data, d0 * d1, d2, &tiles::pack_rows(c.as_ref()), rp, w);
+    tiles::x_times_f(team, data, d0 * d1, d2, &tiles::pack_rows(c.as_ref()), rp, w);
 }
 
 /// `W = X ×₁ A`: `W[(j,k), :] = Σ_i T[i,j,k] A[i, :]`, `T` read as the
 /// row-major `d0 x (d1 d2)` matrix, transposed; `w` becomes `(d1 d2)` padded
 /// rows.
-pub(crate) fn contract_first(data: &[f64], dims: [usize; 3], a: &Mat<f64>, w: &mut Vec<f64>) {
+pub(crate) fn contract_first(data: &[f64], dims: [usize; 3], a: &Mat<f64>, w: &mut Vec<f64>, team: Option<&Team>) {
     let [d0, d1, d2] = dims;
     let rp = tiles::padded(a.ncols());
     w.resize(d1 * d2 * rp, 0.0);
-    tiles::xt_times_f(data, d0, d1 * d2, d1 * d2, &tiles::pack_rows(a.as_ref()), rp, w);
+    tiles::xt_times_f(team, data, d0, d1 * d2, d1 * d2, &tiles::pack_rows(a.as_ref()), rp, w);
 }
 
 /// `W = X ×₂ B`: `W[(i,k), :] = Σ_j T[i,j,k] B[j, :]`, one `X_iᵀ B` per
 /// slice `i`; `w` becomes `(d0 d2)` padded rows.
-pub(crate) fn contract_middle(data: &[f64], dims: [usize; 3], b: &Mat<f64>, w: &mut Vec<f64>) {
+pub(crate) fn contract_middle(data: &[f64], dims: [usize; 3], b: &Mat<f64>, w: &mut Vec<f64>, team: Option<&Team>) {
     let [d0, d1, d2] = dims;
     let rp = tiles::padded(b.ncols());
     w.resize(d0 * d2 * rp, 0.0);
-    tiles::slices_t_times_f(data, d0, d1, d2, &tiles::pack_rows(b.as_ref()), rp, w);
+    tiles::slices_t_times_f(team, data, d0, d1, d2, &tiles::pack_rows(b.as_ref()), rp, w);
 }
 
 /// MTTKRP of the slow index `p` of a partial contraction `w` (rows `(p, q)`,
 /// `q` fastest, `f.nrows()` of them): `M[p, :] = Σ_q W[(p,q), :] ∘ F[q, :]`
 /// (`np x R`). From `X ×₃ C` with `F = B`: the mode-0 MTTKRP.
-pub(crate) fn mttkrp0_from_w(w: &[f64], f: &Mat<f64>, np: usize) -> Mat<f64> {
+pub(crate) fn mttkrp0_from_w(w: &[f64], f: &Mat<f64>, np: usize, team: Option<&Team>) -> Mat<f64> {
     let (nq, r) = (f.nrows(), f.ncols());
     let rp = tiles::padded(r);
     let mut out = vec![0.0; np * rp];
-    tiles::mttkrp_slow(w, &tiles::pack_rows(f.as_ref()), np, nq, rp, &mut out);
+    tiles::mttkrp_slow(team, w, &tiles::pack_rows(f.as_ref()), np, nq, rp, &mut out);
     tiles::unpack_rows(&out, np, r)
 }
 
 /// MTTKRP of the fast index `q` of a partial contraction `w` (rows `(p, q)`,
 /// `f.nrows()` values of `p`): `M[q, :] = Σ_p F[p, :] ∘ W[(p,q), :]`
 /// (`nq x R`). From `X ×₃ C` with `F = A`: the mode-1 MTTKRP.
-pub(crate) fn mttkrp1_from_w(w: &[f64], f: &Mat<f64>, nq: usize) -> Mat<f64> {
+pub(crate) fn mttkrp1_from_w(w: &[f64], f: &Mat<f64>, nq: usize, team: Option<&Team>) -> Mat<f64> {
     let (np, r) = (f.nrows(), f.ncols());
     let rp = tiles::padded(r);
     let mut out = vec![0.0; nq * rp];
-    tiles::mttkrp_fast(w, &tiles::pack_rows(f.as_ref()), np, nq, rp, &mut out);
+    tiles::mttkrp_fast(team, w, &tiles::pack_rows(f.as_ref()), np, nq, rp, &mut out);
     tiles::unpack_rows(&out, nq, r)
 }
 
@@ -171,8 +172,8 @@ fn dot(x: &[f64], y: &[f64]) -> f64 {
 /// by `X ×₂ B` and the fast-index MTTKRP (no Khatri-Rao product is formed).
 pub(crate) fn mttkrp2(data: &[f64], dims: [usize; 3], a: &Mat<f64>, b: &Mat<f64>) -> Mat<f64> {
     let mut w = Vec::new();
-    contract_middle(data, dims, b, &mut w);
-    mttkrp1_from_w(&w, a, dims[2])
+    contract_middle(data, dims, b, &mut w, None);
+    mttkrp1_from_w(&w, a, dims[2], None)
 }
 
 /// The MTTKRP of `t` for `mode` (0, 1 or 2) with the three factors (the one of
@@ -198,8 +199,8 @@ pub fn mttkrp(t: &Tensor3, factors: &[Mat<f64>; 3], mode: usize) -> Result<Mat<f
         return Ok(mttkrp2(t.data(), dims, a, b));
     }
     let mut w = Vec::new();
-    contract_last(t.data(), dims, c, &mut w);
-    Ok(if mode == 0 { mttkrp0_from_w(&w, b, dims[0]) } else { mttkrp1_from_w(&w, a, dims[1]) })
+    contract_last(t.data(), dims, c, &mut w, None);
+    Ok(if mode == 0 { mttkrp0_from_w(&w, b, dims[0], None) } else { mttkrp1_from_w(&w, a, dims[1], None) })
 }
 
 /// `F^T F`.
@@ -396,13 +397,13 @@ mod tests {
         let close = |x: &Mat<f64>, y: &Mat<f64>| assert!((x - y).norm_l2() < 1e-13 * y.norm_l2());
         let [a, b, c] = &f;
         let mut wa = Vec::new();
-        contract_first(t.data(), dims, a, &mut wa);
+        contract_first(t.data(), dims, a, &mut wa, None);
         let mut wb = Vec::new();
-        contract_middle(t.data(), dims, b, &mut wb);
-        close(&mttkrp0_from_w(&wa, c, 7), &want[1]);
-        close(&mttkrp1_from_w(&wa, b, 3), &want[2]);
-        close(&mttkrp0_from_w(&wb, c, 5), &want[0]);
-        close(&mttkrp1_from_w(&wb, a, 3), &want[2]);
+        contract_middle(t.data(), dims, b, &mut wb, None);
+        close(&mttkrp0_from_w(&wa, c, 7, None), &want[1]);
+        close(&mttkrp1_from_w(&wa, b, 3, None), &want[2]);
+        close(&mttkrp0_from_w(&wb, c, 5, None), &want[0]);
+        close(&mttkrp1_from_w(&wb, a, 3, None), &want[2]);
     }
 
     #[test]

@@ -188,6 +188,31 @@ fn same_seed_and_threads_give_identical_results() {
 }
 
 #[test]
+fn one_and_two_threads_agree_bit_for_bit() {
+    // small tensors run their passes on the two-thread team, larger ones on
+    // rayon's blocks: either way every output row is computed as on one
+    // thread, so the models are equal (dense, line search, EM completion)
+    for (dims, rank) in [([30, 30, 30], 20), ([9, 7, 5], 3), ([40, 60, 30], 5)] {
+        let (t, _, _) = synth::random_cp(dims, rank, 0.01, 4).unwrap();
+        let (train, _) = split(&t, 0.5, 2);
+        let cases = [
+            (CpAls::with_rank(rank), &t),
+            (CpAls { rank, line_search: true, ..Default::default() }, &t),
+            (CpAls { rank, completion: Completion::Em, ..Default::default() }, &train),
+        ];
+        for (p, data) in cases {
+            let run = |threads: usize| {
+                Executor::new(p.clone().check().unwrap(), data).seed(3).max_iters(9).threads(threads).run().unwrap()
+            };
+            let (one, two) = (run(1), run(2));
+            assert_eq!(one.model, two.model, "{dims:?} rank {rank}");
+            let rel = |f: &crate::solve::Fit<_>| f.history.last().unwrap().values["rel_error"];
+            assert_eq!(rel(&one).to_bits(), rel(&two).to_bits(), "{dims:?} rank {rank}");
+        }
+    }
+}
+
+#[test]
 fn checkpoint_resume_continues_exactly() {
     let dir = tempfile::tempdir().unwrap();
     let (t, _, _) = synth::random_cp([7, 6, 5], 3, 0.01, 5).unwrap();

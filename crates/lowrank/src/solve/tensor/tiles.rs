@@ -27,6 +27,8 @@
 use faer::{Mat, MatRef};
 use rayon::prelude::*;
 
+use crate::team::Team;
+
 /// Doubles per vector of a tile (one AVX2 register; AVX-512 machines run
 /// the same code on 256-bit registers).
 pub(crate) const LANES: usize = 4;
@@ -35,7 +37,7 @@ const MAX_NV: usize = 8;
 /// Below this many multiply-adds a pass runs on one thread (at 30³ rank 20,
 /// 0.54 M per pass, two threads made an iteration slower: 0.09-0.12 ms
 /// against 0.077 ms on one).
-const PAR_MIN_MADDS: usize = 1 << 21;
+pub(crate) const PAR_MIN_MADDS: usize = 1 << 21;
 /// The same for the MTTKRPs from a partial contraction (memory-bound: worth
 /// splitting from smaller sizes; at 200³ rank 10, 0.48 M).
 const MTTKRP_PAR_MIN: usize = 1 << 18;
@@ -416,10 +418,17 @@ fn blocks(rows: usize, madds: usize) -> usize {
 /// `out = X F`: `X` the row-major `n x l` matrix `x`, `F` (`l x rp`) and
 /// `out` (`n x rp`) padded row-major ([`pack_rows`]). Parallel over blocks of
 /// output rows; the result does not depend on the thread count.
-pub(crate) fn x_times_f(x: &[f64], n: usize, l: usize, f: &[f64], rp: usize, out: &mut [f64]) {
+/// A pass too small for rayon is split on `team` when one is given.
+pub(crate) fn x_times_f(team: Option<&Team>, x: &[f64], n: usize, l: usize, f: &[f64], rp: usize, out: &mut [f64]) {
     assert!(x.len() >= n * l && f.len() >= l * rp && out.len() >= n * rp && rp.is_multiple_of(LANES));
     let nb = blocks(n, n * l * rp);
     if nb == 1 {
+        if let Some(t) = team.filter(|_| n >= 2) {
+            let h = n / 2;
+            let (o1, o2) = out[..n * rp].split_at_mut(h * rp);
+            t.join(|| xf_rows(&x[..h * l], h, l, f, rp, o1), || xf_rows(&x[h * l..n * l], n - h, l, f, rp, o2));
+            return;
+        }
         return xf_rows(x, n, l, f, rp, out);
     }
     let chunk = n.div_ceil(nb);
@@ -433,11 +442,28 @@ pub(crate) fn x_times_f(x: &[f64], n: usize, l: usize, f: &[f64], rp: usize, out
 /// `out = Xᵀ F`: `X` the `n x m` matrix whose row `i` starts at `x[i * stride]`,
 /// `F` (`n x rp`) and `out` (`m x rp`) padded row-major. Parallel over blocks
 /// of output rows; the result does not depend on the thread count.
-pub(crate) fn xt_times_f(x: &[f64], n: usize, m: usize, stride: usize, f: &[f64], rp: usize, out: &mut [f64]) {
+/// A pass too small for rayon is split on `team` when one is given.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn xt_times_f(
+    team: Option<&Team>,
+    x: &[f64],
+    n: usize,
+    m: usize,
+    stride: usize,
+    f: &[f64],
+    rp: usize,
+    out: &mut [f64],
+) {
     assert!(n == 0 || x.len() >= (n - 1) * stride + m);
     assert!(f.len() >= n * rp && out.len() >= m * rp && rp.is_multiple_of(LANES));
     let nb = blocks(m, n * m * rp);
     if nb == 1 {
+        if let Some(t) = team.filter(|_| m >= 2) {
+            let h = m / 2;
+            let (o1, o2) = out[..m * rp].split_at_mut(h * rp);
+            t.join(|| xtf_rows(x, n, stride, 0, h, f, rp, o1), || xtf_rows(x, n, stride, h, m - h, f, rp, o2));
+            return;
+        }
         return xtf_rows(x, n, stride, 0, m, f, rp, out);
     }
     let chunk = m.div_ceil(nb);
@@ -449,18 +475,38 @@ pub(crate) fn xt_times_f(x: &[f64], n: usize, m: usize, stride: usize, f: &[f64]
 /// `out = X_iᵀ F` for every slice `i` of `s` slices `X_i` (`n x m` row-major,
 /// consecutive in `x`), stacked: `out` is `(s m) x rp`. Parallel over blocks
 /// of whole slices.
-pub(crate) fn slices_t_times_f(x: &[f64], s: usize, n: usize, m: usize, f: &[f64], rp: usize, out: &mut [f64]) {
+/// A pass too small for rayon is split on `team` when one is given (by
+/// slices).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn slices_t_times_f(
+    team: Option<&Team>,
+    x: &[f64],
+    s: usize,
+    n: usize,
+    m: usize,
+    f: &[f64],
+    rp: usize,
+    out: &mut [f64],
+) {
     assert!(x.len() >= s * n * m && f.len() >= n * rp && out.len() >= s * m * rp);
     let nb = blocks(s, s * n * m * rp);
     let per = s.div_ceil(nb.max(1)).max(1);
-    let body = |(b, o): (usize, &mut [f64])| {
+    // slices first.. into `o` (whole slices)
+    let run = |first: usize, o: &mut [f64]| {
         for (t, os) in o.chunks_exact_mut(m * rp).enumerate() {
-            let i = b * per + t;
+            let i = first + t;
             // the rest of the tensor, so that the last rows prefetch the next slice
             xtf_rows(&x[i * n * m..], n, m, 0, m, f, rp, os);
         }
     };
+    let body = |(b, o): (usize, &mut [f64])| run(b * per, o);
     if nb <= 1 {
+        if let Some(t) = team.filter(|_| s >= 2) {
+            let h = s / 2;
+            let (o1, o2) = out[..s * m * rp].split_at_mut(h * m * rp);
+            t.join(|| run(0, o1), || run(h, o2));
+            return;
+        }
         body((0, &mut out[..s * m * rp]));
     } else {
         out[..s * m * rp].par_chunks_mut(per * m * rp).enumerate().for_each(body);
@@ -524,9 +570,19 @@ fn mttkrp_fast_avx2(w: &[f64], f: &[f64], np: usize, nq: usize, rp: usize, q0: u
 /// MTTKRP of the slow index `p` of a partial contraction `W` with rows
 /// `(p, q)` (`q` fastest, `nq` of them): `out[p, :] = Σ_q W[(p,q), :] ∘ F[q, :]`
 /// (`F` is `nq x rp`, `out` `np x rp`, all padded row-major).
-pub(crate) fn mttkrp_slow(w: &[f64], f: &[f64], np: usize, nq: usize, rp: usize, out: &mut [f64]) {
+/// One too small for rayon is split on `team` when one is given.
+pub(crate) fn mttkrp_slow(team: Option<&Team>, w: &[f64], f: &[f64], np: usize, nq: usize, rp: usize, out: &mut [f64]) {
     assert!(w.len() >= np * nq * rp && f.len() >= nq * rp && out.len() >= np * rp);
     let nb = blocks_above(np, np * nq * rp, MTTKRP_PAR_MIN);
+    if nb == 1
+        && let Some(t) = team.filter(|_| np >= 2)
+    {
+        let h = np / 2;
+        let (o1, o2) = out[..np * rp].split_at_mut(h * rp);
+        let (w1, w2) = w[..np * nq * rp].split_at(h * nq * rp);
+        t.join(|| slow_rows(w1, f, h, nq, rp, o1), || slow_rows(w2, f, np - h, nq, rp, o2));
+        return;
+    }
     if nb > 1 {
         let chunk = np.div_ceil(nb);
         return out[..np * rp].par_chunks_mut(chunk * rp).enumerate().for_each(|(b, o)| {
@@ -552,9 +608,18 @@ fn slow_rows(w: &[f64], f: &[f64], np: usize, nq: usize, rp: usize, out: &mut [f
 /// MTTKRP of the fast index `q` of a partial contraction `W` with rows
 /// `(p, q)`: `out[q, :] = Σ_p F[p, :] ∘ W[(p,q), :]` (`F` is `np x rp`, `out`
 /// `nq x rp`, all padded row-major).
-pub(crate) fn mttkrp_fast(w: &[f64], f: &[f64], np: usize, nq: usize, rp: usize, out: &mut [f64]) {
+/// One too small for rayon is split on `team` when one is given.
+pub(crate) fn mttkrp_fast(team: Option<&Team>, w: &[f64], f: &[f64], np: usize, nq: usize, rp: usize, out: &mut [f64]) {
     assert!(w.len() >= np * nq * rp && f.len() >= np * rp && out.len() >= nq * rp);
     let nb = blocks_above(nq, np * nq * rp, MTTKRP_PAR_MIN);
+    if nb == 1
+        && let Some(t) = team.filter(|_| nq >= 2)
+    {
+        let h = nq / 2;
+        let (o1, o2) = out[..nq * rp].split_at_mut(h * rp);
+        t.join(|| fast_rows(w, f, np, nq, rp, 0, o1), || fast_rows(w, f, np, nq, rp, h, o2));
+        return;
+    }
     if nb > 1 {
         // each block reads its columns q0.. of every row-group p of W
         let chunk = nq.div_ceil(nb);
@@ -606,7 +671,7 @@ mod tests {
                 let x = random(n * l, 1 + r as u64);
                 let f = random_padded(l, r, 2);
                 let mut out = vec![f64::NAN; n * rp];
-                x_times_f(&x, n, l, &f, rp, &mut out);
+                x_times_f(None, &x, n, l, &f, rp, &mut out);
                 let scale: f64 = x.iter().map(|v| v.abs()).sum::<f64>() * 10.0;
                 for p in 0..n {
                     for c in 0..rp {
@@ -618,7 +683,7 @@ mod tests {
                 let (rows, m, stride) = (n, l.saturating_sub(1).max(1), l);
                 let g = random_padded(rows, r, 3);
                 let mut out = vec![f64::NAN; m * rp];
-                xt_times_f(&x, rows, m, stride, &g, rp, &mut out);
+                xt_times_f(None, &x, rows, m, stride, &g, rp, &mut out);
                 for q in 0..m {
                     for c in 0..rp {
                         let want: f64 = (0..rows).map(|i| x[i * stride + q] * g[i * rp + c]).sum();
@@ -636,7 +701,7 @@ mod tests {
         let x = random(s * n * m, 9);
         let f = random_padded(n, r, 10);
         let mut out = vec![f64::NAN; s * m * rp];
-        slices_t_times_f(&x, s, n, m, &f, rp, &mut out);
+        slices_t_times_f(None, &x, s, n, m, &f, rp, &mut out);
         for i in 0..s {
             for q in 0..m {
                 for c in 0..rp {
@@ -658,9 +723,9 @@ mod tests {
         let fq = random_padded(nq, r, 5);
         let fp = random_padded(np, r, 6);
         let mut slow = vec![f64::NAN; np * rp];
-        mttkrp_slow(&w, &fq, np, nq, rp, &mut slow);
+        mttkrp_slow(None, &w, &fq, np, nq, rp, &mut slow);
         let mut fast = vec![f64::NAN; nq * rp];
-        mttkrp_fast(&w, &fp, np, nq, rp, &mut fast);
+        mttkrp_fast(None, &w, &fp, np, nq, rp, &mut fast);
         for c in 0..rp {
             for p in 0..np {
                 let want: f64 = (0..nq).map(|q| w[(p * nq + q) * rp + c] * fq[q * rp + c]).sum();
@@ -688,14 +753,14 @@ mod tests {
             let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
             pool.install(|| {
                 let mut a = vec![0.0; n * rp];
-                x_times_f(&x, n, l, &f, rp, &mut a);
+                x_times_f(None, &x, n, l, &f, rp, &mut a);
                 let mut b = vec![0.0; l * rp];
-                xt_times_f(&x, n, l, l, &g, rp, &mut b);
+                xt_times_f(None, &x, n, l, l, &g, rp, &mut b);
                 // a partial contraction with np x nq rows (p, q)
                 let mut slow = vec![0.0; np * rp];
-                mttkrp_slow(&w, &fq, np, nq, rp, &mut slow);
+                mttkrp_slow(None, &w, &fq, np, nq, rp, &mut slow);
                 let mut fast = vec![0.0; nq * rp];
-                mttkrp_fast(&w, &fp, np, nq, rp, &mut fast);
+                mttkrp_fast(None, &w, &fp, np, nq, rp, &mut fast);
                 (a, b, slow, fast)
             })
         };

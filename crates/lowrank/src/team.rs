@@ -1,5 +1,6 @@
-//! A persistent two-thread team for the per-step phases of `deep` (each a
-//! few tens of microseconds at `n = 100`, too short for rayon's wake-up).
+//! A persistent two-thread team for phases of a few tens of microseconds,
+//! too short for rayon's wake-up: the per-step phases of `deep` at `n = 100`,
+//! the passes of `cp-als` over small tensors (the course notebook's 30³).
 //!
 //! [`Team::join`] runs one closure on the calling thread and the other on a
 //! helper thread owned by the team, and returns when both are done — the
