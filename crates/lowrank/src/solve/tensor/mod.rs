@@ -55,8 +55,14 @@ fn run_cp_als(mut req: FitRequest<'_>) -> Result<FitOutcome> {
     let train = match req.train {
         Dataset::Tensor(t) => t,
         other => {
+            let hint = if matches!(other, Dataset::Ratings(_)) {
+                "; a text file of 'i j k value' lines reads as ratings (user item rating timestamp) unless it is \
+                 named *.tns, starts with a '# tensor D1 D2 D3' header, or --format tensor-text is given"
+            } else {
+                ""
+            };
             return Err(Error::invalid(format!(
-                "cp-als needs a 3-way tensor (a 3-D .npy or coordinate text 'i j k value'), got {}",
+                "cp-als needs a 3-way tensor (a 3-D .npy or coordinate text 'i j k value'), got {}{hint}",
                 other.describe()
             )));
         }
