@@ -247,8 +247,52 @@ impl Pattern {
     }
 }
 
+/// `d += c x`, then [`dot`]`(z, d)` of the updated `d` in the same pass
+/// (0 when `z` is empty); the same bits as the two separate operations.
+fn axpy_dot(d: &mut [f64], c: f64, x: &[f64], z: &[f64]) -> f64 {
+    if z.is_empty() {
+        d.iter_mut().zip(x).for_each(|(a, b)| *a += c * b);
+        return 0.0;
+    }
+    let n = d.len();
+    assert!(x.len() >= n && z.len() >= n, "axpy_dot: lengths");
+    let mut acc = [0.0f64; 8];
+    let body = n / 8 * 8;
+    for ((dv, xv), zv) in d[..body].chunks_exact_mut(8).zip(x[..body].chunks_exact(8)).zip(z[..body].chunks_exact(8)) {
+        for t in 0..8 {
+            dv[t] += c * xv[t];
+            acc[t] += zv[t] * dv[t];
+        }
+    }
+    let mut s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    for i in body..n {
+        d[i] += c * x[i];
+        s += z[i] * d[i];
+    }
+    s
+}
+
+#[inline]
 fn dot(a: &[f64], b: &[f64]) -> f64 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
+    // eight independent partial sums (element i to lane i mod 8, the lanes
+    // added pairwise, then the tail): a fixed order that vectorizes. One
+    // running sum is bound by the add latency, and L-BFGS's two-loop
+    // recursion is a few dozen of these per iteration over all the factors.
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut acc = [0.0f64; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for t in 0..8 {
+            acc[t] += x[t] * y[t];
+        }
+    }
+    let mut s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    for (x, y) in ra.iter().zip(rb) {
+        s += x * y;
+    }
+    s
 }
 
 /// Solver state beyond the model (checkpointed).
@@ -450,14 +494,28 @@ fn lbfgs(
             return it;
         }
         d.iter_mut().zip(&g).for_each(|(a, b)| *a = -b);
-        for (t, (s, y, rho)) in hist.iter().enumerate().rev() {
-            alpha[t] = rho * dot(s, &d);
-            d.iter_mut().zip(y).for_each(|(a, b)| *a -= alpha[t] * b);
+        // the two-loop recursion; each update of `d` also takes the dot
+        // product the next one needs, in the same pass over `d` (the same
+        // values and summation order as a separate `dot`)
+        let k = hist.len();
+        if k > 0 {
+            let mut sd = dot(&hist[k - 1].0, &d);
+            for t in (0..k).rev() {
+                let (_, y, rho) = &hist[t];
+                alpha[t] = rho * sd;
+                let next = if t > 0 { &hist[t - 1].0[..] } else { &[][..] };
+                sd = axpy_dot(&mut d, -alpha[t], y, next);
+            }
         }
         d.iter_mut().for_each(|a| *a *= *gamma);
-        for (t, (s, y, rho)) in hist.iter().enumerate() {
-            let beta = rho * dot(y, &d);
-            d.iter_mut().zip(s).for_each(|(a, b)| *a += (alpha[t] - beta) * b);
+        if k > 0 {
+            let mut yd = dot(&hist[0].1, &d);
+            for t in 0..k {
+                let (s, _, rho) = &hist[t];
+                let beta = rho * yd;
+                let next = if t + 1 < k { &hist[t + 1].1[..] } else { &[][..] };
+                yd = axpy_dot(&mut d, alpha[t] - beta, s, next);
+            }
         }
         let mut slope = dot(&g, &d);
         if slope >= 0.0 || !slope.is_finite() {
