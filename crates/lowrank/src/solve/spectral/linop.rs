@@ -224,7 +224,7 @@ pub fn low_rank_at(u: MatRef<'_, f64>, v: MatRef<'_, f64>, rows: &[u32], cols: &
         .map(|(&i, &j)| {
             let a = &ur[i as usize * r..][..r];
             let b = &vr[j as usize * r..][..r];
-            a.iter().zip(b).map(|(x, y)| x * y).sum()
+            crate::optim::optimizer::dot_lanes(a, b)
         })
         .collect()
 }

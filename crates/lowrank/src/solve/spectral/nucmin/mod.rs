@@ -248,7 +248,8 @@ impl Pattern {
 }
 
 /// `d += c x`, then [`dot`]`(z, d)` of the updated `d` in the same pass
-/// (0 when `z` is empty); the same bits as the two separate operations.
+/// (0 when `z` is empty); the same bits as the two separate operations (the
+/// same eight lanes).
 fn axpy_dot(d: &mut [f64], c: f64, x: &[f64], z: &[f64]) -> f64 {
     if z.is_empty() {
         d.iter_mut().zip(x).for_each(|(a, b)| *a += c * b);
@@ -272,27 +273,10 @@ fn axpy_dot(d: &mut [f64], c: f64, x: &[f64], z: &[f64]) -> f64 {
     s
 }
 
+/// [`crate::optim::optimizer::dot_lanes`].
 #[inline]
 fn dot(a: &[f64], b: &[f64]) -> f64 {
-    // eight independent partial sums (element i to lane i mod 8, the lanes
-    // added pairwise, then the tail): a fixed order that vectorizes. One
-    // running sum is bound by the add latency, and L-BFGS's two-loop
-    // recursion is a few dozen of these per iteration over all the factors.
-    let n = a.len().min(b.len());
-    let (a, b) = (&a[..n], &b[..n]);
-    let mut acc = [0.0f64; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let (ra, rb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
-        for t in 0..8 {
-            acc[t] += x[t] * y[t];
-        }
-    }
-    let mut s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
-    for (x, y) in ra.iter().zip(rb) {
-        s += x * y;
-    }
-    s
+    crate::optim::optimizer::dot_lanes(a, b)
 }
 
 /// Solver state beyond the model (checkpointed).
