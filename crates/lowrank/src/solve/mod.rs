@@ -475,3 +475,26 @@ fn read_checkpoint<M: ModelState>(path: &Path) -> Result<(CheckpointHeader, Vec<
     let model = M::from_bytes(&parts[2])?;
     Ok((hdr, std::mem::take(&mut parts[1]), model))
 }
+
+#[cfg(test)]
+mod json_tests {
+    /// Checkpoint headers and several solvers' states are JSON: every f64
+    /// must come back with the same bits, or a resumed run drifts from a
+    /// straight one (serde_json's default float parser can be 1 ulp off; the
+    /// workspace enables its `float_roundtrip` feature).
+    #[test]
+    fn floats_round_trip_through_json_bit_for_bit() {
+        let mut g = crate::rng::rng(5);
+        let mut xs: Vec<f64> =
+            (0..20_000).map(|_| crate::rng::normal(&mut g) * 10f64.powi((g_exp(&mut g)) as i32)).collect();
+        xs.extend([24.088861200568182, 0.1 + 0.2, f64::MIN_POSITIVE, 5e-324, f64::MAX, -0.0, 1.0 / 3.0]);
+        let back: Vec<f64> = serde_json::from_slice(&serde_json::to_vec(&xs).unwrap()).unwrap();
+        for (a, b) in xs.iter().zip(&back) {
+            assert_eq!(a.to_bits(), b.to_bits(), "{a:e} came back as {b:e}");
+        }
+    }
+
+    fn g_exp(g: &mut crate::rng::Rng) -> i64 {
+        (crate::rng::uniform(g) * 40.0) as i64 - 20
+    }
+}
