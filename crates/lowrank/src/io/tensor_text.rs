@@ -16,7 +16,7 @@
 //!   entries, non-finite values, negative or non-integer indices are errors
 //!   naming `file:line`.
 //!
-//! [`write`] emits this format with the shape header and values that read
+//! [`write()`] emits this format with the shape header and values that read
 //! back bit for bit.
 
 use std::path::Path;

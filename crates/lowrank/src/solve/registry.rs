@@ -1,7 +1,7 @@
 //! Algorithms by name: what `lowrank fit --algo NAME` and experiment configs
 //! run.
 //!
-//! Every algorithm family registers one [`AlgoEntry`] in [`ALGOS`]. Its
+//! Every algorithm family registers its [`AlgoEntry`]s (its `ALGOS`), listed by [`algos`]. Its
 //! runner receives a [`FitRequest`] (data, settings as a JSON map, seed,
 //! threads, observers, checkpointing) and returns a [`FitOutcome`] (the model
 //! and a summary object). Settings are deserialized into the family's params

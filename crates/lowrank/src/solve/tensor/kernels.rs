@@ -3,7 +3,7 @@
 //! The MTTKRPs (matricized tensor times Khatri-Rao product) never form the
 //! Khatri-Rao product of two whole factors: one pass over the tensor
 //! contracts it with one factor (`X ×₃ C`, `X ×₂ B` or `X ×₁ A`, the
-//! register-tiled kernels of [`super::tiles`]), and both MTTKRPs of the two
+//! register-tiled kernels of `super::tiles`), and both MTTKRPs of the two
 //! other modes follow from that partial contraction in `O(N R / d)` (the
 //! 3-way dimension tree). CP-ALS pairs consecutive updates on one
 //! contraction: 1.5 passes over the tensor per iteration.

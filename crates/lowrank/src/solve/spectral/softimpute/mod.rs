@@ -6,7 +6,7 @@
 //! factored form `Z = U diag(s) V^T` ([`LowRank`]); the dense `m x n`
 //! matrix is never formed. The filled matrix `P_Omega(X) + P_Omega_perp(Z)`
 //! is written `P_Omega(X - Z) + Z`, a sparse residual plus the low-rank
-//! iterate ([`SparsePlusLowRank`](super::linop::SparsePlusLowRank)), whose
+//! iterate ([`super::linop::SparsePlusLowRank`]), whose
 //! top singular triplets come from the randomized SVD
 //! ([`Svd::randomized_from`](super::svd::Svd::randomized_from)) started
 //! from the previous right singular vectors plus a few Gaussian columns, in
