@@ -89,3 +89,46 @@ macro_rules! ensure {
     };
 }
 pub(crate) use ensure;
+
+/// Refuse, with a clear error, work that needs `values` f64 numbers in
+/// memory at once (dense matrices, factors, tensors) when they cannot fit:
+/// more than this machine's physical memory (Linux: `MemTotal` of
+/// `/proc/meminfo`), or more than 2^40 values anywhere. Without the check an
+/// allocation of that size aborts the process. `what` names the need, e.g.
+/// `"nmf on a 100000 x 100000 matrix (3 dense copies)"`; `alternative`, when
+/// not empty, says what to use instead.
+pub fn ensure_fits_in_memory(values: u128, what: &str, alternative: &str) -> Result<()> {
+    let bytes = values.saturating_mul(8);
+    let limit: u128 = physical_memory_bytes().map_or(8u128 << 40, u128::from).min(8u128 << 40);
+    if bytes > limit {
+        return Err(Error::InvalidInput(format!(
+            "{what} needs {:.1} GB of memory, more than this machine has ({:.1} GB){}",
+            bytes as f64 / 1e9,
+            limit as f64 / 1e9,
+            if alternative.is_empty() { String::new() } else { format!("; {alternative}") }
+        )));
+    }
+    Ok(())
+}
+
+/// Physical memory in bytes, when the system says (Linux).
+fn physical_memory_bytes() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    kb.checked_mul(1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn work_that_cannot_fit_in_memory_is_an_input_error() {
+        assert!(ensure_fits_in_memory(1000, "a small matrix", "").is_ok());
+        let e = ensure_fits_in_memory(1u128 << 60, "nmf on a huge matrix", "use sgd").unwrap_err();
+        assert!(e.is_input_error());
+        let msg = e.to_string();
+        assert!(msg.contains("nmf on a huge matrix") && msg.contains("GB") && msg.ends_with("; use sgd"), "{msg}");
+    }
+}

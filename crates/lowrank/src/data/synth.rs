@@ -37,6 +37,11 @@ pub fn planted_completion_rect(
 ) -> Result<PlantedCompletion> {
     ensure!(m > 0 && n > 0, "the matrix must be non-empty");
     ensure!(rank >= 1 && rank <= m.min(n), "rank must be in 1..={}, got {rank}", m.min(n));
+    crate::error::ensure_fits_in_memory(
+        2 * (m as u128) * (n as u128),
+        &format!("a planted {m} x {n} problem (its dense ground truth)"),
+        "choose a smaller n",
+    )?;
     ensure!(observed >= 1 && observed <= m * n, "observed must be in 1..={}, got {observed}", m * n);
     let mut g = rng::rng(seed);
     let u = gaussian(&mut g, m, rank);
@@ -238,6 +243,12 @@ pub fn random_cp(dims: [usize; 3], rank: usize, mu: f64, seed: u64) -> Result<(T
     ensure!(rank >= 1, "rank must be at least 1");
     ensure!(dims.iter().all(|&d| d > 0), "dimensions must be positive");
     ensure!(mu >= 0.0 && mu.is_finite(), "noise level must be non-negative");
+    let entries = dims.iter().map(|&d| d as u128).product::<u128>();
+    crate::error::ensure_fits_in_memory(
+        2 * entries,
+        &format!("a {} x {} x {} tensor (clean and noisy copies)", dims[0], dims[1], dims[2]),
+        "choose smaller dimensions",
+    )?;
     let mut g = rng::rng(seed);
     let mut factors = [0, 1, 2].map(|m| gaussian(&mut g, dims[m], rank));
     for f in factors.iter_mut() {

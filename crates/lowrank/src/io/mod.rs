@@ -171,6 +171,15 @@ impl Dataset {
         }
     }
 
+    /// `(rows, columns)` of a matrix (ratings or dense); `None` for a tensor.
+    pub fn matrix_shape(&self) -> Option<(usize, usize)> {
+        match self {
+            Dataset::Ratings(r) => Some((r.nrows(), r.ncols())),
+            Dataset::Dense(a) => Some((a.nrows(), a.ncols())),
+            Dataset::Tensor(_) => None,
+        }
+    }
+
     /// Short description (`ratings 943x1682, 100000 entries`).
     pub fn describe(&self) -> String {
         match self {

@@ -138,6 +138,7 @@ fn run_deep_svd(req: FitRequest<'_>) -> Result<FitOutcome> {
     let (measurements, clip, n_iters, nsing, depth) = (p.measurements, p.clip, p.n_iters, p.n_singulars_save, p.depth);
     let solver = p.check()?;
     let train = req.train_ratings()?;
+    ensure_dense_fits("deep-svd", train.shape(), depth, measurements)?;
     let target = common::make_target(&train, req.truth, measurements, req.seed)?;
     let (m, n) = target.shape();
     let rank = solver.params().rank_for(m, n)?;
@@ -153,6 +154,7 @@ fn run_deep(req: FitRequest<'_>) -> Result<FitOutcome> {
     let depth = p.depth;
     let solver = p.check()?;
     let train = req.train_ratings()?;
+    ensure_dense_fits("deep", train.shape(), depth, measurements)?;
     let target = common::make_target(&train, req.truth, measurements, req.seed)?;
     let (m, n) = target.shape();
     let dims = solver.params().dims(m, n)?;
@@ -161,6 +163,21 @@ fn run_deep(req: FitRequest<'_>) -> Result<FitOutcome> {
     let solver = solver.with_target(target).with_eval(eval.clone()).with_max_iters(iters);
     let rank = *dims.iter().min().expect("dims");
     run_dense(req, solver, &train, iters, eval, depth, rank, |m: &DeepModel| m.end_to_end())
+}
+
+/// Refuse a deep run whose dense matrices cannot fit in memory: the
+/// end-to-end `m x n` matrix, its gradient and work buffers, one factor per
+/// layer (widths up to `max(m, n)` by default) and, for matrix sensing, one
+/// dense `m x n` measurement matrix each.
+fn ensure_dense_fits(algo: &str, (m, n): (usize, usize), depth: usize, measurements: usize) -> Result<()> {
+    let mn = (m as u128) * (n as u128);
+    let side = (m.max(n) as u128).pow(2);
+    let values = 4 * mn + (depth as u128) * side + (measurements as u128) * mn;
+    crate::error::ensure_fits_in_memory(
+        values,
+        &format!("{algo} on a {m} x {n} matrix (dense products and factors)"),
+        "use an algorithm that works on the observed entries only (sgd, als, softimpute-als)",
+    )
 }
 
 /// The dev evaluation of a request: truth (checked against the shape), test

@@ -68,6 +68,13 @@ pub static ALGOS: &[AlgoEntry] = &[AlgoEntry {
 fn run_nmf(req: FitRequest<'_>) -> Result<FitOutcome> {
     let p: Nmf = parse_params("nmf", &req.params, KEYS)?;
     let solver = p.check()?;
+    if let Some((m, n)) = req.train.matrix_shape() {
+        crate::error::ensure_fits_in_memory(
+            4 * (m as u128) * (n as u128),
+            &format!("nmf on a {m} x {n} matrix (dense data, mask and products)"),
+            "use an algorithm that works on the observed entries only (sgd, als, softimpute-als)",
+        )?;
+    }
     let (a, mask) = match req.train {
         Dataset::Dense(x) => dense_input(x)?,
         Dataset::Ratings(r) => ratings_input(r)?,

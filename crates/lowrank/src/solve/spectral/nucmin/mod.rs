@@ -999,6 +999,12 @@ fn run_nuclear_min(req: FitRequest<'_>) -> Result<FitOutcome> {
     let p: NuclearMin = parse_params("nuclear-min", &req.params, KEYS)?;
     let solver = p.check()?;
     let train = req.train_ratings()?;
+    let (m, n) = train.shape();
+    crate::error::ensure_fits_in_memory(
+        2 * (m as u128) * (n as u128),
+        &format!("nuclear-min on a {m} x {n} matrix (dense dual certificate)"),
+        "use an algorithm that works on the observed entries only (sgd, als, softimpute-als)",
+    )?;
     run_on(req, solver, &train)
 }
 
