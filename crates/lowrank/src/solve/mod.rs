@@ -288,6 +288,14 @@ impl<'a, S: Solver> Executor<'a, S> {
     pub fn run(self) -> Result<Fit<S::Model>> {
         match self.threads {
             Some(n) => {
+                let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+                if n > 4 * cores {
+                    return Err(Error::invalid(format!(
+                        "{n} threads on a machine with {cores} cores: more than 4 per core only adds switching \
+                         (it can make a run many times slower); use at most {}",
+                        4 * cores
+                    )));
+                }
                 let pool = rayon::ThreadPoolBuilder::new()
                     .num_threads(n)
                     .build()
@@ -496,5 +504,20 @@ mod json_tests {
 
     fn g_exp(g: &mut crate::rng::Rng) -> i64 {
         (crate::rng::uniform(g) * 40.0) as i64 - 20
+    }
+}
+
+#[cfg(test)]
+mod thread_tests {
+    use super::*;
+
+    #[test]
+    fn more_than_four_threads_per_core_is_refused() {
+        let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+        let data = crate::data::synth::planted_completion(8, 1, 40, 1).unwrap().observed;
+        let solver = || crate::solve::baseline::Baseline::default().check().unwrap();
+        let err = Executor::new(solver(), &data).threads(4 * cores + 1).max_iters(1).run().unwrap_err();
+        assert!(err.is_input_error() && err.to_string().contains("use at most"), "{err}");
+        assert!(Executor::new(solver(), &data).threads(cores).max_iters(1).run().is_ok());
     }
 }
