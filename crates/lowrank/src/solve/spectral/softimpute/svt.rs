@@ -38,6 +38,10 @@ pub const KEYS: &[&str] =
 /// Default iteration limit of the registry runner.
 pub const DEFAULT_EPOCHS: usize = 500;
 
+/// A relative residual `||P_Omega(M - X)|| / ||P_Omega(M)||` above this is a
+/// divergence (the step `delta` too large), reported as an error.
+const DIVERGED_RESIDUAL: f64 = 1e4;
+
 /// Settings of `svt`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -180,6 +184,16 @@ impl Solver for Svt {
             *yk += st.delta * r;
         }
         let rel = if st.norm_y > 0.0 { rsq.sqrt() / st.norm_y } else { rsq.sqrt() };
+        // the iterates stay finite for a long time while the step overshoots:
+        // a residual ten thousand times the data is a blow-up, not progress
+        if rel > DIVERGED_RESIDUAL {
+            return Err(Error::Numerical(format!(
+                "svt diverged at iteration {}: the relative residual grew to {rel:.1e}; lower delta (now {:.3}; the \
+                 default 1.2 m n / |Omega| exceeds the theory's delta < 2 when few entries are observed)",
+                state.iteration + 1,
+                st.delta
+            )));
+        }
         let nuc: f64 = st.x.s.iter().sum();
         let fro: f64 = st.x.s.iter().map(|x| x * x).sum();
         let rec = &mut state.record;

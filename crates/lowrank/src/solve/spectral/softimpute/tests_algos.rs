@@ -189,6 +189,23 @@ fn svt_recovers_planted_matrix() {
 }
 
 #[test]
+fn svt_with_a_step_too_large_stops_with_an_error_naming_delta() {
+    // 11 of 100 entries on a diagonal-ish pattern: the default delta = 1.2 m n
+    // / |Omega| ≈ 10.9 is far above the theory's 2 and the residual explodes
+    // while every iterate stays finite; it must not end as a success
+    let rows: Vec<u32> = vec![0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9];
+    let cols: Vec<u32> = vec![0, 1, 2, 3, 4, 0, 5, 6, 7, 8, 9];
+    let vals: Vec<f32> = vec![5.0, 3.0, 4.0, 1.0, 2.0, 5.0, 3.0, 2.0, 4.0, 5.0, 1.0];
+    let data = Ratings::new(10, 10, rows, cols, vals).unwrap();
+    let e = Executor::new(SvtParams::default().check().unwrap(), &data).max_iters(200).run().unwrap_err();
+    let msg = e.to_string();
+    assert!(msg.contains("svt diverged") && msg.contains("lower delta"), "{msg}");
+    // within the theory's range the same data converges (or stops) normally
+    let s = SvtParams { delta: Some(1.0), ..Default::default() }.check().unwrap();
+    assert!(Executor::new(s, &data).max_iters(200).run().is_ok());
+}
+
+#[test]
 fn hard_impute_fully_observed_is_eckart_young() {
     // everything observed: each step is the rank-k SVD of X itself, and the
     // warm-started randomized SVD converges to the exact truncation.
