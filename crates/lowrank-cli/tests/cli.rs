@@ -72,6 +72,14 @@ fn bad_inputs_give_one_clear_line_and_exit_2() {
         "complex",
     );
     bad(&write(p, "pattern.mtx", b"%%MatrixMarket matrix coordinate pattern general\n1 1 1\n1 1\n"), &[], "pattern");
+    let sym = b"%%MatrixMarket matrix coordinate real symmetric\n2 3 1\n2 1 1\n";
+    bad(&write(p, "sym.mtx", sym), &[], "sym.mtx:2: a symmetric matrix must be square");
+    let int = b"%%MatrixMarket matrix coordinate integer general\n2 2 1\n2 1 1.5\n";
+    bad(&write(p, "int.mtx", int), &[], "int.mtx:3: '1.5' is not an integer");
+    for (name, header) in [("t0.txt", "# tensor 0 2 2"), ("t2.txt", "# tensor 2 2"), ("ta.txt", "# tensor a b c")] {
+        let body = format!("{header}\n0 0 0 1\n");
+        bad(&write(p, name, body.as_bytes()), &[], &format!("{name}:1: malformed header"));
+    }
     bad(&write(p, "magic.npy", b"NOTNUMPYDATA"), &[], "magic");
     bad(&write(p, "trunc.npy", &npy("<f8", "(2, 2)", false, &[0u8; 16])), &[], "truncated");
     bad(&write(p, "int.npy", &npy("<i8", "(2, 2)", false, &[0u8; 32])), &[], "unsupported dtype");
@@ -322,4 +330,24 @@ fn tensor_text_format_and_eval_of_cp_and_dense_models() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn a_ground_truth_must_give_every_entry() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path();
+    let train = write(p, "train.txt", b"1 1 5\n1 2 3\n2 1 4\n2 3 1\n3 2 2\n3 3 5\n");
+    for (name, body) in [("nan.csv", &b"5 3 nan\n4 0 1\n0 2 5\n"[..]), ("sparse.txt", &b"1 1 5\n2 2 1\n3 3 2\n"[..])] {
+        let truth = write(p, name, body);
+        let out = lowrank()
+            .args(["fit", "--algo", "sgd", "--rank", "1", "-q", "--data"])
+            .arg(&train)
+            .arg("--truth")
+            .arg(&truth)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{name}: {err}");
+        assert!(err.contains(name) && err.contains("must give every entry"), "{name}: {err}");
+    }
 }

@@ -227,7 +227,7 @@ impl FitPlan {
                 let train = io::load(data, &opts)?;
                 let test =
                     test.as_ref().map(|p| io::load(p, &ReadOptions { progress: None, ..opts.clone() })).transpose()?;
-                let truth = truth.as_ref().map(|p| io::read_dense(p, &ReadOptions::default())).transpose()?;
+                let truth = truth.as_ref().map(|p| io::read_truth(p, &ReadOptions::default())).transpose()?;
                 Ok((train, test, truth))
             }
             DataSource::Problem(m) => generate_problem(m),

@@ -91,6 +91,17 @@ pub fn read(src: &mut Source, opts: &ReadOptions) -> Result<MatrixMarket> {
     if m > u32::MAX as usize || n > u32::MAX as usize {
         return Err(perr(size_line, "the declared shape is too large".into()));
     }
+    if symmetric && m != n {
+        return Err(perr(size_line, format!("a symmetric matrix must be square, but the declared shape is {m}x{n}")));
+    }
+    let integer = field == "integer";
+    // an `integer` file holds integers only
+    let check_integer = |no: u64, t: &str| -> Result<()> {
+        if integer && t.parse::<i64>().is_err() {
+            return Err(perr(no, format!("'{}' is not an integer, but the banner declares integer values", clip(t))));
+        }
+        Ok(())
+    };
     if layout == "array" {
         let mut a = Mat::<f64>::zeros(m, n);
         let mut k = 0usize;
@@ -106,6 +117,7 @@ pub fn read(src: &mut Source, opts: &ReadOptions) -> Result<MatrixMarket> {
                 return Err(perr(no, format!("more values than the declared {m}x{n}")));
             }
             let v: f64 = num(t).ok_or_else(|| perr(no, format!("'{}' is not a number", clip(t))))?;
+            check_integer(no, t)?;
             a[(k % m, k / m)] = v;
             k += 1;
         }
@@ -144,6 +156,7 @@ pub fn read(src: &mut Source, opts: &ReadOptions) -> Result<MatrixMarket> {
             return Err(perr(no, format!("entry ({i}, {j}) is outside the declared {m}x{n} shape")));
         }
         let v = super::triplets::parse_value(fv.as_bytes()).map_err(|r| perr(no, r))?;
+        check_integer(no, fv)?;
         count += 1;
         if count > nnz {
             return Err(perr(no, format!("more entries than the {nnz} declared")));

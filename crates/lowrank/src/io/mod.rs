@@ -329,6 +329,32 @@ pub fn read_dense(path: &Path, opts: &ReadOptions) -> Result<Mat<f64>> {
     }
 }
 
+/// A dense ground truth (`--truth`): [`read_dense`], and every entry must be
+/// a finite number (a triplet file that leaves entries out, or a NaN in a
+/// dense file, is an error naming the first such entry).
+pub fn read_truth(path: &Path, opts: &ReadOptions) -> Result<Mat<f64>> {
+    let a = read_dense(path, opts)?;
+    for j in 0..a.ncols() {
+        for i in 0..a.nrows() {
+            let v = a[(i, j)];
+            if !v.is_finite() {
+                let what = if v.is_nan() { "missing (NaN)" } else { "infinite" };
+                return Err(Error::parse(
+                    path,
+                    0,
+                    format!(
+                        "the ground truth must give every entry, but row {i}, column {j} (0-based) is {what} (a {} x {} \
+                         matrix)",
+                        a.nrows(),
+                        a.ncols()
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(a)
+}
+
 /// Write to `path` atomically: the content goes to a temporary file in the same
 /// directory, which is renamed over `path` only once fully written and synced.
 /// A failure leaves any existing `path` untouched.

@@ -62,19 +62,26 @@ pub fn detect(name: &str, head: &[u8]) -> bool {
         return true;
     }
     let first = head.split(|&b| b == b'\n').next().unwrap_or(&[]);
+    // a malformed header still marks the file as a tensor (the reader then
+    // says what is wrong with it)
     parse_header(first).is_some()
 }
 
-/// `# tensor d0 d1 d2` -> the shape.
-fn parse_header(line: &[u8]) -> Option<[usize; 3]> {
+/// A `# tensor d0 d1 d2` header: `None` when the comment is not a tensor
+/// header at all, else the shape or why the header is malformed.
+fn parse_header(line: &[u8]) -> Option<std::result::Result<[usize; 3], String>> {
     let s = std::str::from_utf8(line).ok()?.trim();
     let rest = s.strip_prefix('#').or_else(|| s.strip_prefix('%'))?.trim_start();
     let mut it = rest.split_whitespace();
     if !it.next()?.eq_ignore_ascii_case("tensor") {
         return None;
     }
-    let d: Vec<usize> = it.map(|x| x.parse().ok()).collect::<Option<_>>()?;
-    (d.len() == 3 && d.iter().all(|&x| x > 0)).then(|| [d[0], d[1], d[2]])
+    let fields: Vec<&str> = it.collect();
+    let d: Option<Vec<usize>> = fields.iter().map(|x| x.parse().ok()).collect();
+    Some(match d {
+        Some(d) if d.len() == 3 && d.iter().all(|&x| x > 0) => Ok([d[0], d[1], d[2]]),
+        _ => Err(format!("malformed header '{}': expected '# tensor d0 d1 d2' with three positive sizes", clip(s))),
+    })
 }
 
 fn clip(s: &str) -> String {
@@ -126,7 +133,11 @@ pub fn read(src: &mut Source, opts: &TensorTextOptions) -> Result<Tensor3> {
         }
         if line.starts_with('#') || line.starts_with('%') {
             if !seen_data && declared.is_none() {
-                declared = parse_header(line.as_bytes());
+                declared = match parse_header(line.as_bytes()) {
+                    None => None,
+                    Some(Ok(shape)) => Some(shape),
+                    Some(Err(reason)) => return Err(Error::parse(&path, no, reason)),
+                };
             }
             continue;
         }
