@@ -161,13 +161,28 @@ pub(crate) fn from_bytes(bytes: &[u8], origin: &str) -> Result<ModelFile> {
             {
                 return Err(bad("bias arrays do not match the factor shapes".into()));
             }
-            let global_mean = meta.get("global_mean").and_then(|s| s.parse().ok()).unwrap_or(0.0);
+            let global_mean: f64 = match meta.get("global_mean") {
+                None => 0.0,
+                Some(s) => s.parse().map_err(|_| bad(format!("global_mean '{s}' is not a number")))?,
+            };
+            let (u, v) = (f32s(&ub), f32s(&vb));
+            let all_finite = |x: &[f32]| x.iter().all(|t| t.is_finite());
+            if !global_mean.is_finite()
+                || !all_finite(&u)
+                || !all_finite(&v)
+                || !row_bias.as_deref().is_none_or(all_finite)
+                || !col_bias.as_deref().is_none_or(all_finite)
+            {
+                return Err(bad(
+                    "the model holds NaN or infinite numbers (a damaged file, or one saved after divergence)".into(),
+                ));
+            }
             let params =
                 meta.get("params").and_then(|s| serde_json::from_str(s).ok()).unwrap_or(serde_json::Value::Null);
             Ok(ModelFile::Factor(FactorModel {
                 rank,
-                u: f32s(&ub),
-                v: f32s(&vb),
+                u,
+                v,
                 row_bias,
                 col_bias,
                 global_mean,
@@ -183,9 +198,25 @@ pub(crate) fn from_bytes(bytes: &[u8], origin: &str) -> Result<ModelFile> {
                 return Err(bad("x must be 2-D".into()));
             }
             let v: Vec<f64> = b.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap())).collect(); // ok: chunks_exact yields full chunks
+            if v.len() != s[0] * s[1] {
+                return Err(bad("x has fewer values than its shape".into()));
+            }
+            if v.iter().any(|t| !t.is_finite()) {
+                return Err(bad(
+                    "the model holds NaN or infinite numbers (a damaged file, or one saved after divergence)".into(),
+                ));
+            }
             Ok(ModelFile::Dense(Mat::from_fn(s[0], s[1], |i, j| v[i * s[1] + j])))
         }
-        Some("cp") => crate::solve::tensor::CpModel::from_bytes_named(bytes, origin).map(ModelFile::Cp),
+        Some("cp") => {
+            let m = crate::solve::tensor::CpModel::from_bytes_named(bytes, origin)?;
+            if !crate::model::ModelState::is_finite(&m) {
+                return Err(bad(
+                    "the model holds NaN or infinite numbers (a damaged file, or one saved after divergence)".into(),
+                ));
+            }
+            Ok(ModelFile::Cp(m))
+        }
         other => Err(bad(format!("unknown model kind {other:?}"))),
     }
 }
@@ -237,5 +268,17 @@ mod tests {
         std::fs::write(&p, b"garbage").unwrap();
         assert!(FactorModel::load(&p).is_err());
         assert!(FactorModel::load(&dir.path().join("missing")).is_err());
+        // non-finite numbers (a file saved after divergence, or damaged)
+        for bad in ["nan_factor", "inf_bias", "nan_mean"] {
+            let mut b = m.clone();
+            match bad {
+                "nan_factor" => b.u[1] = f32::NAN,
+                "inf_bias" => b.col_bias = Some(vec![0.1, f32::INFINITY]),
+                _ => b.global_mean = f64::NAN,
+            }
+            b.save(&p).unwrap();
+            let e = FactorModel::load(&p).unwrap_err().to_string();
+            assert!(e.contains("NaN or infinite"), "{bad}: {e}");
+        }
     }
 }
