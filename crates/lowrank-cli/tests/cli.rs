@@ -61,6 +61,8 @@ fn bad_inputs_give_one_clear_line_and_exit_2() {
     let e = bad(&write(p, "dup.tsv", b"1\t2\t3\n7\t8\t1\n1\t2\t4\n"), &[], "dup.tsv:3: duplicate");
     assert!(e.contains("line 1"), "{e}");
     bad(&write(p, "sep.txt", b"1;2;3\n4;5;6\n"), &[], "wrong separator");
+    let huge = b"# ids\n1\t1\t5\n1000000000000000000\t2\t3\n";
+    bad(&write(p, "huge.tsv", huge), &["--ids", "zero-based"], "huge.tsv:3: index 1000000000000000000 is too large");
     bad(&write(p, "nobanner.mtx", b"3 3 1\n1 1 1.0\n"), &[], "banner");
     let mm = |body: &str| format!("%%MatrixMarket matrix coordinate real general\n% a comment\n{body}");
     bad(&write(p, "zero.mtx", mm("3 3 1\n0 1 1.0\n").as_bytes()), &[], "zero.mtx:4: index 0");
@@ -350,4 +352,25 @@ fn a_ground_truth_must_give_every_entry() {
         assert_eq!(out.status.code(), Some(2), "{name}: {err}");
         assert!(err.contains(name) && err.contains("must give every entry"), "{name}: {err}");
     }
+}
+
+#[test]
+fn sweep_names_stay_under_the_log_dir() {
+    let d = tempfile::tempdir().unwrap();
+    for (args, needle) in [
+        (vec!["--name", "../escape"], "plain name"),
+        (vec!["--name", "a/b"], "plain name"),
+        (vec!["--name", "ok", "--seeds", "0"], "--seeds must be at least 1"),
+    ] {
+        let out = lowrank()
+            .args(["sweep", "--grid", "lr=0.1", "--log-dir"])
+            .arg(d.path().join("logs"))
+            .args(&args)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+    assert!(!d.path().join("escape").exists());
 }

@@ -66,6 +66,25 @@ pub fn run(a: SweepArgs) -> anyhow::Result<()> {
     if a.jobs == 0 {
         return Err(lowrank::Error::invalid("--jobs must be at least 1").into());
     }
+    if a.seeds == Some(0) {
+        return Err(lowrank::Error::invalid(
+            "--seeds must be at least 1 (it repeats every grid point with seeds 0..N)",
+        )
+        .into());
+    }
+    // the sweep's directory is one name under the log dir
+    let plain = std::path::Path::new(&a.name).components().count() == 1
+        && !a.name.is_empty()
+        && a.name != "."
+        && a.name != ".."
+        && !a.name.contains(['/', '\\']);
+    if !plain {
+        return Err(lowrank::Error::invalid(format!(
+            "--name '{}' must be a plain name (no '/', '..' or '.'): it names a directory under the log dir",
+            a.name
+        ))
+        .into());
+    }
     let mut axes: Vec<(String, Vec<String>)> = Vec::new();
     for g in &a.grids {
         let (k, vs) = g

@@ -652,13 +652,16 @@ pub fn read(src: &mut Source, sep: Option<Separator>, opts: &ReadOptions) -> Res
                             st.book.skip(line_no + 1 + off);
                         }
                         for t in 0..p.values.len() {
+                            // the line of this entry, for an error
+                            let at =
+                                |st: &ReadState<'_>, e: String| Error::parse(&path, st.book.line_of(st.rows.len()), e);
                             let r = match st.ri.mode {
                                 IdMode::Map => st.ri.map_int(p.users[t]),
-                                _ => st.ri.index_int(p.users[t]).map_err(|e| Error::parse(&path, 0, e))?,
+                                _ => st.ri.index_int(p.users[t]).map_err(|e| at(&st, e))?,
                             };
                             let c = match st.ci.mode {
                                 IdMode::Map => st.ci.map_int(p.items[t]),
-                                _ => st.ci.index_int(p.items[t]).map_err(|e| Error::parse(&path, 0, e))?,
+                                _ => st.ci.index_int(p.items[t]).map_err(|e| at(&st, e))?,
                             };
                             st.rows.push(r);
                             st.cols.push(c);
