@@ -152,6 +152,13 @@ impl FitPlan {
                     entry.keys.join(", ")
                 )));
             }
+            if let toml::Value::Float(f) = v
+                && !f.is_finite()
+            {
+                return Err(Error::Config(format!(
+                    "'{k}' = {f} for algorithm '{algo}': settings must be finite numbers"
+                )));
+            }
             params.insert(k.clone(), toml_to_json(v));
         }
         let get_usize = |k: &str| t.get(k).map(|v| as_usize(v, k)).transpose();

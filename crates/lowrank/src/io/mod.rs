@@ -280,14 +280,28 @@ pub fn load(path: &Path, opts: &ReadOptions) -> Result<Dataset> {
         Format::Npy => {
             let a = npy::read(&mut src)?;
             match a.shape.len() {
-                2 => Ok(Dataset::Dense(Mat::from_fn(a.shape[0], a.shape[1], |i, j| a.data[i * a.shape[1] + j]))),
+                1 | 2 => {
+                    // NaN means missing; anything else must be a finite number
+                    // the ratings store (f32) can hold
+                    let cols = a.shape.get(1).copied().unwrap_or(1);
+                    if let Some(k) = a.data.iter().position(|v| !v.is_nan() && !(v.abs() <= f32::MAX as f64)) {
+                        let v = a.data[k];
+                        let why = if v.is_infinite() { "infinite" } else { "too large (beyond the f32 range)" };
+                        return Err(Error::parse(
+                            path,
+                            0,
+                            format!("row {}, column {} (0-based): the value {v:e} is {why}", k / cols, k % cols),
+                        ));
+                    }
+                    Ok(Dataset::Dense(Mat::from_fn(a.shape[0], cols, |i, j| a.data[i * cols + j])))
+                }
                 3 => {
                     let dims = [a.shape[0], a.shape[1], a.shape[2]];
                     Tensor3::from_nan_masked(dims, a.data)
                         .map(Dataset::Tensor)
                         .map_err(|e| Error::parse(path, 0, e.to_string()))
                 }
-                _ => Ok(Dataset::Dense(Mat::from_fn(a.shape[0], 1, |i, _| a.data[i]))),
+                other => Err(Error::parse(path, 0, format!("a {other}-D array (1-D, 2-D or 3-D only)"))),
             }
         }
         Format::MatrixMarket => match matrix_market::read(&mut src, opts)? {
