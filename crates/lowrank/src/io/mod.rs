@@ -284,7 +284,9 @@ pub fn load(path: &Path, opts: &ReadOptions) -> Result<Dataset> {
                     // NaN means missing; anything else must be a finite number
                     // the ratings store (f32) can hold
                     let cols = a.shape.get(1).copied().unwrap_or(1);
-                    if let Some(k) = a.data.iter().position(|v| !v.is_nan() && !(v.abs() <= f32::MAX as f64)) {
+                    if let Some(k) =
+                        a.data.iter().position(|v| !v.is_nan() && (v.is_infinite() || v.abs() > f32::MAX as f64))
+                    {
                         let v = a.data[k];
                         let why = if v.is_infinite() { "infinite" } else { "too large (beyond the f32 range)" };
                         return Err(Error::parse(
