@@ -379,3 +379,18 @@ fn sweep_names_stay_under_the_log_dir() {
     }
     assert!(!d.path().join("escape").exists());
 }
+
+#[test]
+fn an_output_directory_blocked_by_a_file_is_named() {
+    let d = tempfile::tempdir().unwrap();
+    let file = write(d.path(), "plain.txt", b"x");
+    let out = lowrank()
+        .args(["run", "--set", "algo=baseline", "--set", "problem=planted", "--set", "problem_n=10"])
+        .args(["--set", "problem_observed=50", "--log-dir"])
+        .arg(file.join("sub"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("plain.txt is a file, not a directory"), "{err}");
+}

@@ -12,7 +12,6 @@ pub mod run;
 pub mod split;
 pub mod sweep;
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use lowrank::io::{Format, IdMode, ReadOptions};
@@ -91,13 +90,22 @@ pub fn parse_ids(s: &str) -> lowrank::Result<IdMode> {
 /// Create the parent directory of an output file.
 pub fn ensure_parent(p: &std::path::Path) -> anyhow::Result<()> {
     if let Some(d) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(d).map_err(|e| lowrank::Error::io(d, e))?;
+        ensure_dir(d)?;
     }
     Ok(())
 }
 
-/// Create an output directory.
-pub fn ensure_dir(p: &PathBuf) -> anyhow::Result<()> {
+/// Create an output directory (and its parents); a file in the way is an
+/// error that says so, not the bare "File exists" of the OS.
+pub fn ensure_dir(p: &std::path::Path) -> anyhow::Result<()> {
+    if let Some(file) = p.ancestors().find(|a| !a.as_os_str().is_empty() && a.is_file()) {
+        return Err(lowrank::Error::invalid(format!(
+            "cannot create the directory {}: {} is a file, not a directory",
+            p.display(),
+            file.display()
+        ))
+        .into());
+    }
     std::fs::create_dir_all(p).map_err(|e| lowrank::Error::io(p, e))?;
     Ok(())
 }

@@ -165,6 +165,6 @@ function sortBy(k) {{
 
 fn tempfile_dir() -> anyhow::Result<PathBuf> {
     let d = std::env::temp_dir().join(format!("lowrank-report-{}", std::process::id()));
-    std::fs::create_dir_all(&d).map_err(|e| lowrank::Error::io(&d, e))?;
+    super::ensure_dir(&d)?;
     Ok(d)
 }

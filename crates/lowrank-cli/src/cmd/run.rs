@@ -42,7 +42,7 @@ pub struct RunArgs {
 /// Create the next free numbered directory in `log_dir` (safe when several
 /// runs start at once: `create_dir` fails for all but one of them).
 pub fn allocate_run_dir(log_dir: &Path) -> anyhow::Result<PathBuf> {
-    std::fs::create_dir_all(log_dir).map_err(|e| lowrank::Error::io(log_dir, e))?;
+    super::ensure_dir(log_dir)?;
     let mut next = std::fs::read_dir(log_dir)
         .map_err(|e| lowrank::Error::io(log_dir, e))?
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u64>().ok())

@@ -128,7 +128,7 @@ pub fn run(a: SweepArgs) -> anyhow::Result<()> {
         points.push(Point { sets, label: c.iter().cloned().collect(), raw });
     }
     let dir = a.log_dir.join(&a.name);
-    std::fs::create_dir_all(&dir).map_err(|e| lowrank::Error::io(&dir, e))?;
+    super::ensure_dir(&dir)?;
     let done = finished_runs(&dir);
     let mut run_of: Vec<Option<PathBuf>> =
         points.iter().map(|p| done.iter().find(|(_, r)| r.table == p.raw.table).map(|(d, _)| d.clone())).collect();
@@ -142,7 +142,7 @@ pub fn run(a: SweepArgs) -> anyhow::Result<()> {
     let mut queue: Vec<usize> = (0..total).filter(|&i| run_of[i].is_none()).collect();
     queue.reverse();
     let status_dir = dir.join(".status");
-    std::fs::create_dir_all(&status_dir).map_err(|e| lowrank::Error::io(&status_dir, e))?;
+    super::ensure_dir(&status_dir)?;
     let mut status: Vec<RunStatus> =
         run_of.iter().map(|r| if r.is_some() { RunStatus::Skipped } else { RunStatus::Queued }).collect();
     let mut table = LiveTable::new(&a.name, a.jobs);
