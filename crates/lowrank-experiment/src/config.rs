@@ -17,6 +17,9 @@ use toml::{Table, Value};
 pub struct RawConfig {
     /// The merged table.
     pub table: Table,
+    /// Where each key's value came from (a config file's path, or `--set`),
+    /// for error messages.
+    pub origin: std::collections::BTreeMap<String, String>,
 }
 
 /// Parse the value of a `--set key=value`.
@@ -53,10 +56,12 @@ impl RawConfig {
             match v {
                 Value::Table(inner) if k == "params" => {
                     for (k2, v2) in inner {
+                        self.origin.insert(k2.clone(), path.display().to_string());
                         self.table.insert(k2, v2);
                     }
                 }
                 v => {
+                    self.origin.insert(k.clone(), path.display().to_string());
                     self.table.insert(k, v);
                 }
             }
@@ -73,13 +78,21 @@ impl RawConfig {
         if k.is_empty() {
             return Err(Error::Config(format!("--set expects key=value, got '{assignment}'")));
         }
-        self.table.insert(k.replace('-', "_"), parse_value(v));
+        let k = k.replace('-', "_");
+        self.origin.insert(k.clone(), "--set".into());
+        self.table.insert(k, parse_value(v));
         Ok(())
     }
 
     /// Insert a value unless the key is already set.
     pub fn set_default(&mut self, key: &str, v: impl Into<Value>) {
         self.table.entry(key.to_string()).or_insert(v.into());
+    }
+
+    /// `" (from FILE)"` / `" (from --set)"` for a key, for error messages;
+    /// empty when the key was set by the program itself.
+    pub fn from(&self, key: &str) -> String {
+        self.origin.get(key).map(|o| format!(" (from {o})")).unwrap_or_default()
     }
 
     /// A string value.
@@ -126,6 +139,11 @@ mod tests {
         assert_eq!(c.table["rank"], Value::Integer(7));
         assert_eq!(c.table["lr"], Value::Float(0.01));
         assert_eq!(c.table["reg"], Value::Float(0.5));
+        // where each value came from, for error messages
+        assert_eq!(c.from("rank"), format!(" (from {})", b.display()));
+        assert_eq!(c.from("algo"), format!(" (from {})", a.display()));
+        assert_eq!(c.from("lr"), " (from --set)");
+        assert_eq!(c.from("seed"), "");
         std::fs::write(&a, "rank = = 5").unwrap();
         let e = RawConfig::layered(&[&a], &[]).unwrap_err().to_string();
         assert!(e.contains("a.toml:1"), "{e}");

@@ -147,7 +147,8 @@ impl FitPlan {
                 let mut all: Vec<&str> = RUN_KEYS.to_vec();
                 all.extend_from_slice(entry.keys);
                 return Err(Error::Config(format!(
-                    "unknown key '{k}' for algorithm '{algo}'{}; '{algo}' settings: {}",
+                    "unknown key '{k}'{} for algorithm '{algo}'{}; '{algo}' settings: {}",
+                    raw.from(k),
                     did_you_mean(k, &all),
                     entry.keys.join(", ")
                 )));
@@ -156,7 +157,8 @@ impl FitPlan {
                 && !f.is_finite()
             {
                 return Err(Error::Config(format!(
-                    "'{k}' = {f} for algorithm '{algo}': settings must be finite numbers"
+                    "'{k}' = {f}{} for algorithm '{algo}': settings must be finite numbers",
+                    raw.from(k)
                 )));
             }
             params.insert(k.clone(), toml_to_json(v));

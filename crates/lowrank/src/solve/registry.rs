@@ -237,7 +237,18 @@ pub fn parse_params<T: DeserializeOwned>(algo: &str, params: &Map<String, Value>
             )));
         }
     }
-    serde_json::from_value(Value::Object(params.clone())).map_err(|e| Error::Config(format!("'{algo}': {e}")))
+    serde_json::from_value(Value::Object(params.clone())).map_err(|e| {
+        // serde names the wrong type, not the key: find the key that fails on
+        // its own (the settings are `#[serde(default)]` structs)
+        let culprit = params.iter().find(|(k, v)| {
+            let one: Map<String, Value> = std::iter::once(((*k).clone(), (*v).clone())).collect();
+            serde_json::from_value::<T>(Value::Object(one)).is_err()
+        });
+        match culprit {
+            Some((k, v)) => Error::Config(format!("'{algo}': setting '{k}' = {v}: {e}")),
+            None => Error::Config(format!("'{algo}': {e}")),
+        }
+    })
 }
 
 /// Test ratings aligned to the training ids, with the squared and absolute
@@ -433,4 +444,18 @@ fn run_baseline(req: FitRequest<'_>) -> Result<FitOutcome> {
     let solver = p.check()?;
     let train = req.train_ratings()?;
     run_factor_solver(req, solver, &train, 10, true).map(|(o, _)| o)
+}
+
+#[cfg(test)]
+mod param_tests {
+    use super::*;
+
+    #[test]
+    fn a_setting_of_the_wrong_type_is_named() {
+        let params: Map<String, Value> =
+            serde_json::from_str(r#"{"rank": 4, "reg": "abc", "lr": 0.1}"#).expect("valid JSON");
+        let keys = crate::solve::sgd::ALGOS[0].keys;
+        let e = parse_params::<crate::solve::sgd::Sgd>("sgd", &params, keys).unwrap_err().to_string();
+        assert!(e.contains("setting 'reg' = \"abc\""), "{e}");
+    }
 }
