@@ -868,38 +868,33 @@ impl Solver for DeepMfSolver {
                 // the step's bookkeeping (the update itself is done)
                 let rate = opt.begin_uniform_step(|| 0.0);
                 debug_assert_eq!(rate, sgd_rate);
-            } else if let Some(team) = &self.team {
-                let grads = &self.ws.grads;
-                // the gradients' sum of squares in `Optimizer::step`'s order,
-                // the first and last computed in phase 4
-                let sq_all = || {
-                    let each = grads.iter().enumerate().map(|(k, g)| match first_last_sq {
-                        Some((first, _)) if k == 0 => first,
-                        Some((_, last)) if k + 1 == grads.len() => last,
-                        _ => kernels::sum_sq(g),
-                    });
-                    each.sum()
-                };
-                if let Some(rate) = opt.begin_uniform_step(sq_all) {
-                    state.model_finite = Some(update_team(team, &mut model.factors, grads, rate));
-                } else {
-                    let grads: Vec<&[f64]> = grads.iter().map(|g| &g[..]).collect();
-                    let mut params: Vec<&mut [f64]> = model.factors.iter_mut().map(|f| &mut f[..]).collect();
-                    opt.step(&mut params, &grads)?;
-                }
             } else {
                 let grads = &self.ws.grads;
                 let total: usize = grads.iter().map(|g| g.len()).sum();
-                // one thread (or a model too small to split): the update
-                // checks finiteness as it goes; else the optimizer's
-                // parallel update and the executor's check
-                let serial = rayon::current_num_threads() == 1 || total < 1 << 16;
+                // plain GD and group RMSprop update `p -= rate g` themselves,
+                // checking finiteness as they go: on the team, or on one
+                // thread (or a model too small to split); otherwise the
+                // optimizer's parallel update and the executor's check
                 let uniform = matches!(opt.method(), Method::Sgd | Method::GroupRmsProp { .. });
-                if serial && uniform {
-                    let sq_all = || grads.iter().map(|g| kernels::sum_sq(g)).sum();
+                let serial = rayon::current_num_threads() == 1 || total < 1 << 16;
+                if uniform && (self.team.is_some() || serial) {
+                    // the gradients' sum of squares in `Optimizer::step`'s
+                    // order (on the team the first and last come from phase 4)
+                    let sq_all = || {
+                        let each = grads.iter().enumerate().map(|(k, g)| match first_last_sq {
+                            Some((first, _)) if k == 0 => first,
+                            Some((_, last)) if k + 1 == grads.len() => last,
+                            _ => kernels::sum_sq(g),
+                        });
+                        each.sum()
+                    };
                     let rate = opt.begin_uniform_step(sq_all).expect("a uniform method"); // ok: checked just above
-                    let finite =
-                        model.factors.iter_mut().zip(grads).fold(true, |ok, (p, g)| sub_scaled(p, g, rate) & ok);
+                    let finite = match &self.team {
+                        Some(team) => update_team(team, &mut model.factors, grads, rate),
+                        None => {
+                            model.factors.iter_mut().zip(grads).fold(true, |ok, (p, g)| sub_scaled(p, g, rate) & ok)
+                        }
+                    };
                     state.model_finite = Some(finite);
                 } else {
                     let grads: Vec<&[f64]> = grads.iter().map(|g| &g[..]).collect();

@@ -405,6 +405,16 @@ fn xtf_rows(x: &[f64], n: usize, stride: usize, q0: usize, n_out: usize, f: &[f6
     xtf_body::<false, false>(x, n, stride, q0, n_out, f, rp, out)
 }
 
+/// The first `rows` output rows of `width` values each, split in halves on
+/// the team: `part(first_row, n_rows, out_rows)` for rows `0..rows/2` here
+/// and the rest on the helper thread (each row computed by the same code
+/// either way, so the result is the one-thread result).
+fn halves_on(team: &Team, rows: usize, width: usize, out: &mut [f64], part: impl Fn(usize, usize, &mut [f64]) + Sync) {
+    let h = rows / 2;
+    let (o1, o2) = out[..rows * width].split_at_mut(h * width);
+    team.join(|| part(0, h, o1), || part(h, rows - h, o2));
+}
+
 /// How many blocks to split `rows` output rows into for `madds` work of a
 /// pass (threshold [`PAR_MIN_MADDS`]) or of an MTTKRP ([`MTTKRP_PAR_MIN`]).
 fn blocks_above(rows: usize, madds: usize, min: usize) -> usize {
@@ -424,10 +434,7 @@ pub(crate) fn x_times_f(team: Option<&Team>, x: &[f64], n: usize, l: usize, f: &
     let nb = blocks(n, n * l * rp);
     if nb == 1 {
         if let Some(t) = team.filter(|_| n >= 2) {
-            let h = n / 2;
-            let (o1, o2) = out[..n * rp].split_at_mut(h * rp);
-            t.join(|| xf_rows(&x[..h * l], h, l, f, rp, o1), || xf_rows(&x[h * l..n * l], n - h, l, f, rp, o2));
-            return;
+            return halves_on(t, n, rp, out, |r0, rows, o| xf_rows(&x[r0 * l..(r0 + rows) * l], rows, l, f, rp, o));
         }
         return xf_rows(x, n, l, f, rp, out);
     }
@@ -459,10 +466,7 @@ pub(crate) fn xt_times_f(
     let nb = blocks(m, n * m * rp);
     if nb == 1 {
         if let Some(t) = team.filter(|_| m >= 2) {
-            let h = m / 2;
-            let (o1, o2) = out[..m * rp].split_at_mut(h * rp);
-            t.join(|| xtf_rows(x, n, stride, 0, h, f, rp, o1), || xtf_rows(x, n, stride, h, m - h, f, rp, o2));
-            return;
+            return halves_on(t, m, rp, out, |q0, rows, o| xtf_rows(x, n, stride, q0, rows, f, rp, o));
         }
         return xtf_rows(x, n, stride, 0, m, f, rp, out);
     }
@@ -502,10 +506,8 @@ pub(crate) fn slices_t_times_f(
     let body = |(b, o): (usize, &mut [f64])| run(b * per, o);
     if nb <= 1 {
         if let Some(t) = team.filter(|_| s >= 2) {
-            let h = s / 2;
-            let (o1, o2) = out[..s * m * rp].split_at_mut(h * m * rp);
-            t.join(|| run(0, o1), || run(h, o2));
-            return;
+            // whole slices of `m` output rows each
+            return halves_on(t, s, m * rp, out, |first, _, o| run(first, o));
         }
         body((0, &mut out[..s * m * rp]));
     } else {
@@ -577,11 +579,10 @@ pub(crate) fn mttkrp_slow(team: Option<&Team>, w: &[f64], f: &[f64], np: usize, 
     if nb == 1
         && let Some(t) = team.filter(|_| np >= 2)
     {
-        let h = np / 2;
-        let (o1, o2) = out[..np * rp].split_at_mut(h * rp);
-        let (w1, w2) = w[..np * nq * rp].split_at(h * nq * rp);
-        t.join(|| slow_rows(w1, f, h, nq, rp, o1), || slow_rows(w2, f, np - h, nq, rp, o2));
-        return;
+        let rows_of_w = nq * rp;
+        return halves_on(t, np, rp, out, |p0, n, o| {
+            slow_rows(&w[p0 * rows_of_w..(p0 + n) * rows_of_w], f, n, nq, rp, o)
+        });
     }
     if nb > 1 {
         let chunk = np.div_ceil(nb);
@@ -615,10 +616,7 @@ pub(crate) fn mttkrp_fast(team: Option<&Team>, w: &[f64], f: &[f64], np: usize, 
     if nb == 1
         && let Some(t) = team.filter(|_| nq >= 2)
     {
-        let h = nq / 2;
-        let (o1, o2) = out[..nq * rp].split_at_mut(h * rp);
-        t.join(|| fast_rows(w, f, np, nq, rp, 0, o1), || fast_rows(w, f, np, nq, rp, h, o2));
-        return;
+        return halves_on(t, nq, rp, out, |q0, _, o| fast_rows(w, f, np, nq, rp, q0, o));
     }
     if nb > 1 {
         // each block reads its columns q0.. of every row-group p of W

@@ -68,6 +68,7 @@ use crate::data::Ratings;
 use crate::error::{Error, Result, ensure};
 use crate::metrics;
 use crate::model::DenseModel;
+use crate::optim::optimizer::dot_lanes as dot;
 use crate::rng::{self, Rng};
 use crate::solve::registry::{
     AlgoEntry, FitOutcome, FitRequest, FittedModel, eval_sets, insert_run_summary, insert_test_summary, parse_params,
@@ -271,12 +272,6 @@ fn axpy_dot(d: &mut [f64], c: f64, x: &[f64], z: &[f64]) -> f64 {
         s += z[i] * d[i];
     }
     s
-}
-
-/// [`crate::optim::optimizer::dot_lanes`].
-#[inline]
-fn dot(a: &[f64], b: &[f64]) -> f64 {
-    crate::optim::optimizer::dot_lanes(a, b)
 }
 
 /// Solver state beyond the model (checkpointed).
