@@ -222,6 +222,19 @@ fn fit_json_contract_and_model_round_trip() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(r["items"].as_array().unwrap().len(), 5);
+    // fold-in: a valid new user gets a list; an item rated twice or a rating
+    // beyond f32 is an error naming the item
+    let fold = |spec: &str| {
+        lowrank().args(["recommend", "-n", "3", "--json", "--fold-in", spec, "--model"]).arg(&model).output().unwrap()
+    };
+    let out = fold("0:5,1:3");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for (spec, needle) in [("0:5,1:3,0:4", "item '0' is rated twice"), ("0:5,1:1e300", "of item '1' is not a finite")] {
+        let out = fold(spec);
+        assert_eq!(out.status.code(), Some(2), "{spec}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(needle), "{spec}: {err}");
+    }
     // no test set -> test_rmse is null
     let out = lowrank().args(["fit", "--algo", "baseline", "--json", "--data"]).arg(p.join("r.tsv")).output().unwrap();
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();

@@ -95,6 +95,22 @@ impl RawConfig {
         self.origin.get(key).map(|o| format!(" (from {o})")).unwrap_or_default()
     }
 
+    /// `e` with the origin of the setting it blames: the library's settings
+    /// errors name the key (`setting 'lr' = "x": ...`) but cannot know which
+    /// config file or `--set` gave it.
+    pub fn locate(&self, e: Error) -> Error {
+        match e {
+            Error::Config(msg) => {
+                let key = msg.split_once("setting '").and_then(|(_, rest)| rest.split_once('\'')).map(|(k, _)| k);
+                match key.map(|k| self.from(k)) {
+                    Some(from) if !from.is_empty() && !msg.contains(&from) => Error::Config(format!("{msg}{from}")),
+                    _ => Error::Config(msg),
+                }
+            }
+            e => e,
+        }
+    }
+
     /// A string value.
     pub fn get_str(&self, key: &str) -> Option<&str> {
         self.table.get(key).and_then(Value::as_str)
@@ -144,6 +160,10 @@ mod tests {
         assert_eq!(c.from("algo"), format!(" (from {})", a.display()));
         assert_eq!(c.from("lr"), " (from --set)");
         assert_eq!(c.from("seed"), "");
+        let located = c.locate(Error::Config("'sgd': setting 'rank' = \"x\": invalid type".into())).to_string();
+        assert!(located.ends_with(&format!(" (from {})", b.display())), "{located}");
+        let other = c.locate(Error::Config("'sgd': setting 'seed' = 1: bad".into())).to_string();
+        assert!(!other.contains("(from"), "{other}");
         std::fs::write(&a, "rank = = 5").unwrap();
         let e = RawConfig::layered(&[&a], &[]).unwrap_err().to_string();
         assert!(e.contains("a.toml:1"), "{e}");

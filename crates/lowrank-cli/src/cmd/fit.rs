@@ -230,7 +230,7 @@ pub fn execute_loaded(
         req.checkpoint_min_interval = std::time::Duration::from_secs_f64(plan.checkpoint_seconds);
         req.resume = resume;
     }
-    let out = registry::fit(req)?;
+    let out = registry::fit(req).map_err(|e| plan.raw.locate(e))?;
     if let Some(p) = &plan.save_model {
         super::ensure_parent(p)?;
         out.model.save(p)?;

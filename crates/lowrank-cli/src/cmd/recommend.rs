@@ -82,10 +82,19 @@ pub fn run(a: RecommendArgs) -> anyhow::Result<()> {
                     .split_once(':')
                     .ok_or_else(|| Error::invalid(format!("--fold-in expects item:rating pairs, got '{part}'")))?;
                 let r: f64 = r.trim().parse().map_err(|_| Error::invalid(format!("rating '{r}' is not a number")))?;
-                if !r.is_finite() {
-                    return Err(Error::invalid(format!("rating '{r}' is not finite")).into());
+                // ratings are stored as f32 everywhere else (the Ratings store)
+                if !r.is_finite() || r.abs() > f32::MAX as f64 {
+                    return Err(Error::invalid(format!(
+                        "--fold-in: rating '{}' of item '{}' is not a finite number",
+                        r,
+                        id.trim()
+                    ))
+                    .into());
                 }
                 let j = item_index(&mut col_ids, id.trim())?;
+                if exclude.contains(&(j as u32)) {
+                    return Err(Error::invalid(format!("--fold-in: item '{}' is rated twice", id.trim())).into());
+                }
                 obs.push((j, r));
                 exclude.push(j as u32);
             }

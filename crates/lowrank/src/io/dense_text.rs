@@ -1,6 +1,6 @@
 //! Dense matrices as CSV/TSV/space-separated text. Missing entries are empty
-//! cells or `NaN`/`nan`/`NA`; an optional first line of column names is
-//! skipped.
+//! cells or `NaN`/`nan`/`NA`; an optional first line of column names (no
+//! cell of it a number) is skipped.
 
 use faer::Mat;
 
@@ -53,8 +53,10 @@ pub fn read(src: &mut Source, opts: &ReadOptions) -> Result<Mat<f64>> {
         let row = match parsed {
             Ok(r) => r,
             Err(e) => {
-                if first && opts.header != Some(false) {
-                    // a header of column names
+                // a header of column names: a first row with no number in it
+                // (a row with both is a typo in the data, not a header)
+                let has_number = fields.iter().any(|f| cell(f).is_ok_and(|v| !v.is_nan()));
+                if first && opts.header != Some(false) && !has_number {
                     first = false;
                     width = Some(fields.len());
                     continue;
@@ -84,4 +86,30 @@ pub fn read(src: &mut Source, opts: &ReadOptions) -> Result<Mat<f64>> {
         return Err(Error::parse(&path, 0, format!("the {nrows}x{w} matrix has no observed (non-missing) entry")));
     }
     Ok(Mat::from_fn(nrows, w, |i, j| data[i * w + j]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read_str(text: &str) -> Result<Mat<f64>> {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("m.csv");
+        std::fs::write(&p, text).unwrap();
+        read(&mut crate::io::open(&p)?, &ReadOptions::default())
+    }
+
+    #[test]
+    fn header_only_without_numbers() {
+        let m = read_str("a,b,c\n1,,3\nNA,5,6\n").unwrap();
+        assert_eq!((m.nrows(), m.ncols()), (2, 3));
+        assert!(m[(0, 1)].is_nan() && m[(1, 0)].is_nan());
+        assert_eq!(m[(1, 2)], 6.0);
+        // a first row with a number and a typo is an error on line 1, not a header
+        let e = read_str("1,x,3\n4,5,6\n").unwrap_err().to_string();
+        assert!(e.contains("m.csv") && e.contains(":1") && e.contains("'x' is not a number"), "{e}");
+        // a non-number further down names its line
+        let e = read_str("1,2,3\n4,5,oops\n").unwrap_err().to_string();
+        assert!(e.contains(":2") && e.contains("'oops'"), "{e}");
+    }
 }

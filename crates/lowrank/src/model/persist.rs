@@ -46,15 +46,15 @@ fn ids_json(m: &IdMap) -> String {
     serde_json::to_string(&m.ids()).expect("strings serialize")
 }
 
-fn ids_from_json(s: &str, what: &str) -> Result<IdMap> {
+fn ids_from_json(s: &str, what: &str, origin: &str) -> Result<IdMap> {
     let ids: Vec<String> =
-        serde_json::from_str(s).map_err(|e| Error::invalid(format!("bad {what} in model file: {e}")))?;
+        serde_json::from_str(s).map_err(|e| Error::parse(origin, 0, format!("bad {what} in model file: {e}")))?;
     let mut m = IdMap::new();
     for id in &ids {
-        m.get_or_insert(id);
-    }
-    if m.len() != ids.len() {
-        return Err(Error::invalid(format!("duplicate {what} in model file")));
+        let before = m.len();
+        if (m.get_or_insert(id) as usize) < before {
+            return Err(Error::parse(origin, 0, format!("duplicate {what} in model file: '{id}' appears twice")));
+        }
     }
     Ok(m)
 }
@@ -149,8 +149,8 @@ pub(crate) fn from_bytes(bytes: &[u8], origin: &str) -> Result<ModelFile> {
                 return Err(bad("factor arrays have inconsistent shapes".into()));
             }
             let rank = us[1];
-            let row_ids = ids_from_json(meta.get("row_ids").map_or("[]", |s| s), "row ids")?;
-            let col_ids = ids_from_json(meta.get("col_ids").map_or("[]", |s| s), "column ids")?;
+            let row_ids = ids_from_json(meta.get("row_ids").map_or("[]", |s| s), "row ids", origin)?;
+            let col_ids = ids_from_json(meta.get("col_ids").map_or("[]", |s| s), "column ids", origin)?;
             if row_ids.len() != us[0] || col_ids.len() != vs[0] {
                 return Err(bad("id lists do not match the factor shapes".into()));
             }
@@ -280,5 +280,15 @@ mod tests {
             let e = FactorModel::load(&p).unwrap_err().to_string();
             assert!(e.contains("NaN or infinite"), "{bad}: {e}");
         }
+        // duplicate column ids (a hand-edited file): same length, so the file stays valid safetensors
+        m.save(&p).unwrap();
+        let bytes = std::fs::read(&p).unwrap();
+        let (ok, dup) = (r#"[\"0\",\"1\"]"#, r#"[\"1\",\"1\"]"#);
+        let at = bytes.windows(ok.len()).position(|w| w == ok.as_bytes()).expect("col ids in the header");
+        let mut bad = bytes.clone();
+        bad[at..at + ok.len()].copy_from_slice(dup.as_bytes());
+        std::fs::write(&p, &bad).unwrap();
+        let e = FactorModel::load(&p).unwrap_err().to_string();
+        assert!(e.contains("m.safetensors") && e.contains("duplicate column ids") && e.contains("'1'"), "{e}");
     }
 }
