@@ -515,27 +515,62 @@ pub(crate) fn slices_t_times_f(
     }
 }
 
-/// `Σ_t a[t·sa + c] b[t·sb + c]` for `t < n` and the `LANES` columns `c`
-/// of one vector, summed in order of `t` in a register.
+/// `out[c] = Σ_t a[t·sa + c] b[t·sb + c]` for the `K · LANES` columns `c`
+/// of `K` vectors, each summed in order of `t` in a register: `K`
+/// independent multiply-add chains (one chain at a time is bound by the
+/// latency of the multiply-add, not its throughput).
 #[inline(always)]
-fn strided_vec_dot<const FMA: bool>(a: &[f64], sa: usize, b: &[f64], sb: usize, n: usize) -> [f64; LANES] {
-    let mut acc = [0.0f64; LANES];
+fn strided_block_dot<const K: usize, const FMA: bool>(
+    a: &[f64],
+    sa: usize,
+    b: &[f64],
+    sb: usize,
+    n: usize,
+    out: &mut [f64],
+) {
+    let w = K * LANES;
+    let mut acc = [[0.0f64; LANES]; K];
     for t in 0..n {
-        let (x, y) = (&a[t * sa..t * sa + LANES], &b[t * sb..t * sb + LANES]);
-        for q in 0..LANES {
-            acc[q] = madd::<FMA>(x[q], y[q], acc[q]);
+        let (x, y) = (&a[t * sa..t * sa + w], &b[t * sb..t * sb + w]);
+        for k in 0..K {
+            for q in 0..LANES {
+                acc[k][q] = madd::<FMA>(x[k * LANES + q], y[k * LANES + q], acc[k][q]);
+            }
         }
     }
-    acc
+    for (o, v) in out[..w].chunks_exact_mut(LANES).zip(&acc) {
+        o.copy_from_slice(v);
+    }
+}
+
+/// `out[c] = Σ_t a[t·sa + c] b[t·sb + c]` for the `rp` columns of a padded
+/// row, in blocks of up to [`MAX_NV`] vectors (every column summed in order of
+/// `t`, whatever the block).
+#[inline(always)]
+fn strided_row_dot<const FMA: bool>(a: &[f64], sa: usize, b: &[f64], sb: usize, n: usize, rp: usize, out: &mut [f64]) {
+    let mut v = 0;
+    while v < rp {
+        let k = ((rp - v) / LANES).min(MAX_NV);
+        let (a, b, o) = (&a[v..], &b[v..], &mut out[v..]);
+        match k {
+            1 => strided_block_dot::<1, FMA>(a, sa, b, sb, n, o),
+            2 => strided_block_dot::<2, FMA>(a, sa, b, sb, n, o),
+            3 => strided_block_dot::<3, FMA>(a, sa, b, sb, n, o),
+            4 => strided_block_dot::<4, FMA>(a, sa, b, sb, n, o),
+            5 => strided_block_dot::<5, FMA>(a, sa, b, sb, n, o),
+            6 => strided_block_dot::<6, FMA>(a, sa, b, sb, n, o),
+            7 => strided_block_dot::<7, FMA>(a, sa, b, sb, n, o),
+            _ => strided_block_dot::<8, FMA>(a, sa, b, sb, n, o),
+        }
+        v += k * LANES;
+    }
 }
 
 #[inline(always)]
 fn mttkrp_slow_body<const FMA: bool>(w: &[f64], f: &[f64], np: usize, nq: usize, rp: usize, out: &mut [f64]) {
     for (p, o) in out.chunks_exact_mut(rp).take(np).enumerate() {
         let wp = &w[p * nq * rp..(p + 1) * nq * rp];
-        for v in (0..rp).step_by(LANES) {
-            o[v..v + LANES].copy_from_slice(&strided_vec_dot::<FMA>(&wp[v..], rp, &f[v..], rp, nq));
-        }
+        strided_row_dot::<FMA>(wp, rp, f, rp, nq, rp, o);
     }
 }
 
@@ -551,9 +586,7 @@ fn mttkrp_fast_body<const FMA: bool>(
 ) {
     for (t, o) in out.chunks_exact_mut(rp).take(nq - q0).enumerate() {
         let q = q0 + t;
-        for v in (0..rp).step_by(LANES) {
-            o[v..v + LANES].copy_from_slice(&strided_vec_dot::<FMA>(&w[q * rp + v..], nq * rp, &f[v..], rp, np));
-        }
+        strided_row_dot::<FMA>(&w[q * rp..], nq * rp, f, rp, np, rp, o);
     }
 }
 
