@@ -70,6 +70,52 @@ fn runs_get_numbered_directories_with_all_outputs() {
     // a log dir that cannot be created
     let out = lowrank().args(["run", "--config"]).arg(&cfg).arg("--log-dir").arg(cfg.join("sub")).output().unwrap();
     usage_error(&out, "sub");
+    // a finished run does not resume (it would fit again and append a second trace),
+    // and --resume takes no --set
+    let out = lowrank().args(["run", "--resume"]).arg(logs.join("0")).output().unwrap();
+    usage_error(&out, "already finished (max_iters");
+    let out = lowrank().args(["run", "--resume"]).arg(logs.join("0")).args(["--set", "reg_user=1"]).output().unwrap();
+    usage_error(&out, "--config and --set cannot change it");
+    assert_eq!(std::fs::read_to_string(logs.join("0/trace.jsonl")).unwrap().lines().count(), 4);
+}
+
+#[test]
+fn outputs_never_overwrite_inputs() {
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("r.tsv");
+    std::fs::write(&data, "1\t1\t5\n1\t2\t3\n2\t1\t4\n2\t2\t2\n3\t1\t1\n").unwrap();
+    let before = std::fs::read(&data).unwrap();
+    for flag in ["--save-model", "--trace", "--checkpoint"] {
+        let out =
+            lowrank().args(["fit", "--algo", "baseline", "--data"]).arg(&data).arg(flag).arg(&data).output().unwrap();
+        usage_error(&out, &format!("{flag} {} is an input file", data.display()));
+    }
+    // a split that would write an empty test set
+    let out = lowrank()
+        .args(["split", "--fraction", "0.0001", "--data"])
+        .arg(&data)
+        .arg("--out")
+        .arg(d.path().join("sp"))
+        .output()
+        .unwrap();
+    usage_error(&out, "the test set would be empty (0 of 5 ratings)");
+    std::fs::rename(&data, d.path().join("train.tsv")).unwrap();
+    let out = lowrank()
+        .args(["split", "--fraction", "0.4", "--data"])
+        .arg(d.path().join("train.tsv"))
+        .arg("--out")
+        .arg(d.path())
+        .output()
+        .unwrap();
+    usage_error(&out, "is an input file");
+    assert_eq!(std::fs::read(d.path().join("train.tsv")).unwrap(), before);
+    // --checkpoint-every without --checkpoint would silently do nothing
+    let out = lowrank()
+        .args(["fit", "--algo", "baseline", "--checkpoint-every", "2", "--data"])
+        .arg(d.path().join("train.tsv"))
+        .output()
+        .unwrap();
+    usage_error(&out, "--checkpoint-every needs --checkpoint");
 }
 
 #[test]

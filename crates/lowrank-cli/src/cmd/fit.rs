@@ -248,6 +248,26 @@ pub fn run(args: FitArgs) -> anyhow::Result<()> {
     if args.resume && args.checkpoint.is_none() {
         return Err(lowrank::Error::Config("--resume needs --checkpoint PATH".into()).into());
     }
+    if args.checkpoint_every.is_some() && args.checkpoint.is_none() {
+        return Err(lowrank::Error::Config("--checkpoint-every needs --checkpoint PATH".into()).into());
+    }
+    if let lowrank_experiment::plan::DataSource::Files { data, test, truth, .. } = &plan.source {
+        let inputs: Vec<&std::path::Path> =
+            std::iter::once(data.as_path()).chain(test.as_deref()).chain(truth.as_deref()).collect();
+        let outputs: Vec<(&str, &std::path::Path)> = [
+            ("--save-model", plan.save_model.as_deref()),
+            ("--trace", args.trace.as_deref()),
+            ("--checkpoint", args.checkpoint.as_deref()),
+        ]
+        .into_iter()
+        .filter_map(|(f, p)| Some((f, p?)))
+        .collect();
+        super::refuse_overwriting_inputs(&inputs, &outputs)?;
+    }
+    // a checkpoint directory that cannot be created fails now, not after the work
+    if let Some(p) = &args.checkpoint {
+        super::ensure_parent(p)?;
+    }
     let trace = args.trace.clone().map(|p| (p, args.resume));
     let checkpoint = args.checkpoint.clone().map(|p| (p, args.resume));
     let out = execute(&plan, args.quiet || args.json, trace, checkpoint)?;

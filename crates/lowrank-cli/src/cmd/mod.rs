@@ -87,6 +87,28 @@ pub fn parse_ids(s: &str) -> lowrank::Result<IdMode> {
     }
 }
 
+/// Refuse an output path that is one of the input files (`--save-model
+/// data.tsv` would replace the data with the model): `outputs` are
+/// `(flag, path)` pairs.
+pub fn refuse_overwriting_inputs(
+    inputs: &[&std::path::Path],
+    outputs: &[(&str, &std::path::Path)],
+) -> anyhow::Result<()> {
+    let canon = |p: &std::path::Path| std::fs::canonicalize(p).ok();
+    for (flag, out) in outputs {
+        let Some(o) = canon(out) else { continue };
+        if let Some(i) = inputs.iter().find(|i| canon(i).as_ref() == Some(&o)) {
+            return Err(lowrank::Error::invalid(format!(
+                "{flag} {} is an input file ({}): it would be overwritten; choose another path",
+                out.display(),
+                i.display()
+            ))
+            .into());
+        }
+    }
+    Ok(())
+}
+
 /// Create the parent directory of an output file.
 pub fn ensure_parent(p: &std::path::Path) -> anyhow::Result<()> {
     if let Some(d) = p.parent().filter(|d| !d.as_os_str().is_empty()) {

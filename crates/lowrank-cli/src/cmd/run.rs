@@ -58,14 +58,37 @@ pub fn allocate_run_dir(log_dir: &Path) -> anyhow::Result<PathBuf> {
     }
 }
 
+/// How the run in `dir` ended, when it finished (a `summary.json` whose
+/// termination is not `interrupted`); `None` for a run that can resume.
+pub fn finished_termination(dir: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(dir.join("summary.json")).ok()?;
+    let v: Value = serde_json::from_str(&text).ok()?;
+    let t = v.get("termination").and_then(Value::as_str).unwrap_or("finished").to_string();
+    (t != "interrupted").then_some(t)
+}
+
 /// `lowrank run`.
 pub fn run(a: RunArgs) -> anyhow::Result<()> {
     let (raw, dir, resuming) = match &a.resume {
         Some(d) => {
+            if !a.configs.is_empty() || !a.sets.is_empty() {
+                return Err(lowrank::Error::invalid(
+                    "--resume continues a run with its own config.toml; --config and --set cannot change it \
+                     (start a new run instead)",
+                )
+                .into());
+            }
             let cfg = d.join("config.toml");
             if !cfg.exists() {
                 return Err(lowrank::Error::invalid(format!(
                     "{} is not a run directory (no config.toml)",
+                    d.display()
+                ))
+                .into());
+            }
+            if let Some(t) = finished_termination(d) {
+                return Err(lowrank::Error::invalid(format!(
+                    "run {} already finished ({t}; see its summary.json): start a new run to fit again",
                     d.display()
                 ))
                 .into());
@@ -104,7 +127,10 @@ pub fn run(a: RunArgs) -> anyhow::Result<()> {
             return Err(e);
         }
     };
-    let _ = std::fs::remove_file(dir.join("checkpoint.bin"));
+    // an interrupted run keeps its checkpoint for `run --resume`
+    if out.termination != lowrank::solve::Termination::Interrupted {
+        let _ = std::fs::remove_file(dir.join("checkpoint.bin"));
+    }
     let mut summary = out.summary.clone();
     summary.insert("run_dir".into(), Value::String(dir.display().to_string()));
     let text = serde_json::to_string_pretty(&Value::Object(summary.clone()))?;

@@ -54,8 +54,24 @@ pub fn run(a: SplitArgs) -> anyhow::Result<()> {
         }
     };
     let multi = pairs.len() > 1;
+    let prefix = |f: usize| if multi { format!("fold{}.", f + 1) } else { String::new() };
     for (f, (train, test)) in pairs.iter().enumerate() {
-        let prefix = if multi { format!("fold{}.", f + 1) } else { String::new() };
+        let p = prefix(f);
+        super::refuse_overwriting_inputs(
+            &[a.data.as_path()],
+            &[("--out", &a.out.join(format!("{p}train.tsv"))), ("--out", &a.out.join(format!("{p}test.tsv")))],
+        )?;
+        if train.is_empty() || test.is_empty() {
+            let (what, n) = if test.is_empty() { ("test", test.len()) } else { ("training", train.len()) };
+            return Err(lowrank::Error::invalid(format!(
+                "{p}the {what} set would be empty ({n} of {} ratings): change --fraction, --k or --folds",
+                r.len()
+            ))
+            .into());
+        }
+    }
+    for (f, (train, test)) in pairs.iter().enumerate() {
+        let prefix = prefix(f);
         write_triplets(&a.out.join(format!("{prefix}train.tsv")), train)?;
         write_triplets(&a.out.join(format!("{prefix}test.tsv")), test)?;
         eprintln!("{prefix}train.tsv: {} entries, {prefix}test.tsv: {} entries", train.len(), test.len());

@@ -51,7 +51,7 @@ fn finished_runs(dir: &Path) -> Vec<(PathBuf, RawConfig)> {
     let mut out = Vec::new();
     for e in rd.flatten() {
         let p = e.path();
-        if p.join("summary.json").exists() {
+        if super::run::finished_termination(&p).is_some() {
             let mut raw = RawConfig::default();
             if raw.merge_file(&p.join("config.toml")).is_ok() {
                 out.push((p, raw));

@@ -43,6 +43,12 @@ impl ModelState for DenseModel {
     fn is_finite(&self) -> bool {
         (0..self.x.ncols()).all(|j| (0..self.x.nrows()).all(|i| self.x[(i, j)].is_finite()))
     }
+    fn data_dims(&self) -> Vec<usize> {
+        vec![self.x.nrows(), self.x.ncols()]
+    }
+    fn sizes(&self) -> Vec<usize> {
+        Vec::new()
+    }
     fn to_bytes(&self) -> Result<Vec<u8>> {
         super::persist::dense_to_bytes(&self.x)
     }

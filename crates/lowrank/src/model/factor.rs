@@ -247,6 +247,12 @@ impl ModelState for FactorModel {
             && self.row_bias.iter().flatten().chain(self.col_bias.iter().flatten()).all(|x| x.is_finite())
             && self.global_mean.is_finite()
     }
+    fn data_dims(&self) -> Vec<usize> {
+        vec![self.nrows(), self.ncols()]
+    }
+    fn sizes(&self) -> Vec<usize> {
+        vec![self.rank, self.row_bias.is_some() as usize, self.col_bias.is_some() as usize]
+    }
     fn to_bytes(&self) -> Result<Vec<u8>> {
         super::persist::factor_to_bytes(self)
     }

@@ -15,6 +15,13 @@ pub use persist::{FORMAT_VERSION, ModelFile, load_any};
 pub trait ModelState: Clone + Send + Sync + Sized {
     /// True when every stored number is finite.
     fn is_finite(&self) -> bool;
+    /// The dimensions of the data the model fits (`[m, n]`, `[d0, d1, d2]`):
+    /// a checkpoint resumes only on data of these dimensions.
+    fn data_dims(&self) -> Vec<usize>;
+    /// What else sizes the model (rank, hidden widths, which biases are
+    /// fitted): a checkpoint of a fixed-size solver resumes only with
+    /// settings that give the same sizes.
+    fn sizes(&self) -> Vec<usize>;
     /// Serialize for a checkpoint.
     fn to_bytes(&self) -> crate::Result<Vec<u8>>;
     /// Restore from [`ModelState::to_bytes`].

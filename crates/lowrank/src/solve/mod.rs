@@ -72,6 +72,13 @@ pub trait Solver: Send {
     /// One iteration.
     fn step(&mut self, data: &Self::Data, model: &mut Self::Model, state: &mut IterState) -> Result<()>;
 
+    /// Whether the model keeps the sizes of [`Solver::init`]'s (rank, hidden
+    /// widths) for the whole run, so that a checkpoint with other sizes is
+    /// refused; false for solvers whose rank adapts (nuclear-norm methods).
+    fn fixed_sizes(&self) -> bool {
+        true
+    }
+
     /// Advice printed when the run diverges.
     fn divergence_hint(&self) -> String {
         "lower the learning rate or raise the regularization".into()
@@ -323,7 +330,25 @@ impl<'a, S: Solver> Executor<'a, S> {
                     self.solver.name()
                 )));
             }
-            self.solver.load_state(&state)?;
+            if m.data_dims() != model.data_dims() {
+                return Err(Error::invalid(format!(
+                    "checkpoint {} was made on data of shape {:?}, but this data has shape {:?}: resume with the \
+                     same data, or delete the checkpoint to start over",
+                    path.display(),
+                    m.data_dims(),
+                    model.data_dims()
+                )));
+            }
+            if self.solver.fixed_sizes() && m.sizes() != model.sizes() {
+                return Err(Error::invalid(format!(
+                    "checkpoint {} holds a model of sizes {:?} (rank, widths, biases), but these settings make {:?}: \
+                     resume with the checkpoint's settings, or delete it to start over",
+                    path.display(),
+                    m.sizes(),
+                    model.sizes()
+                )));
+            }
+            self.solver.load_state(&state).map_err(|e| in_checkpoint(path, e))?;
             model = m;
             start_iter = hdr.iteration;
             history = hdr.history;
@@ -342,6 +367,7 @@ impl<'a, S: Solver> Executor<'a, S> {
         let offset = history.last().map_or(0.0, |r| r.elapsed);
         let t0 = Instant::now();
         let mut last_checkpoint = t0;
+        let mut checkpointed_at = start_iter;
         let mut best: Option<(f64, usize, S::Model)> = None;
         let mut since_best = 0usize;
         let mut termination = Termination::MaxIters;
@@ -408,6 +434,7 @@ impl<'a, S: Solver> Executor<'a, S> {
                 if due || last || stop.is_some() {
                     write_checkpoint(path, &self.solver, &model, it, self.seed, &history)?;
                     last_checkpoint = Instant::now();
+                    checkpointed_at = it;
                 }
             }
             if let Some(s) = stop {
@@ -422,6 +449,14 @@ impl<'a, S: Solver> Executor<'a, S> {
                 termination = Termination::Converged;
                 break;
             }
+        }
+        // an interrupted or timed-out run resumes where it stopped, not at the
+        // last scheduled checkpoint
+        if matches!(termination, Termination::Interrupted | Termination::Timeout)
+            && let Some((path, _)) = &self.checkpoint
+            && checkpointed_at != it
+        {
+            write_checkpoint(path, &self.solver, &model, it, self.seed, &history)?;
         }
         if let Termination::EarlyStopped { .. } = termination
             && let Some((_, _, m)) = best
@@ -480,8 +515,17 @@ fn read_checkpoint<M: ModelState>(path: &Path) -> Result<(CheckpointHeader, Vec<
         pos += len;
     }
     let hdr: CheckpointHeader = serde_json::from_slice(&parts[0]).map_err(|_| bad())?;
-    let model = M::from_bytes(&parts[2])?;
+    let model = M::from_bytes(&parts[2]).map_err(|e| in_checkpoint(path, e))?;
     Ok((hdr, std::mem::take(&mut parts[1]), model))
+}
+
+/// An error about a checkpoint's content, naming the checkpoint file.
+fn in_checkpoint(path: &Path, e: Error) -> Error {
+    match e {
+        Error::Parse { line, reason, .. } => Error::parse(path, line, reason),
+        Error::InvalidInput(m) => Error::InvalidInput(format!("checkpoint {}: {m}", path.display())),
+        e => e,
+    }
 }
 
 #[cfg(test)]

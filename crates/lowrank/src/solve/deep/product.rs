@@ -258,6 +258,12 @@ impl ModelState for DeepModel {
     fn is_finite(&self) -> bool {
         self.factors.iter().all(|f| kernels::all_finite(f))
     }
+    fn data_dims(&self) -> Vec<usize> {
+        vec![self.dims[0], self.dims[self.dims.len() - 1]]
+    }
+    fn sizes(&self) -> Vec<usize> {
+        self.dims[1..self.dims.len() - 1].to_vec()
+    }
     fn to_bytes(&self) -> Result<Vec<u8>> {
         let mut w = b"LRDEEP01".to_vec();
         put_u64(&mut w, self.dims.len() as u64);

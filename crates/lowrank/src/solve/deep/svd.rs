@@ -215,6 +215,12 @@ impl ModelState for SvdModel {
     fn is_finite(&self) -> bool {
         kernels::all_finite(&self.u) && kernels::all_finite(&self.v) && self.s.iter().all(|s| kernels::all_finite(s))
     }
+    fn data_dims(&self) -> Vec<usize> {
+        vec![self.m, self.n]
+    }
+    fn sizes(&self) -> Vec<usize> {
+        vec![self.r, self.s.len()]
+    }
     fn to_bytes(&self) -> Result<Vec<u8>> {
         let mut w = b"LRDSVD01".to_vec();
         for x in [self.m, self.n, self.r, self.s.len()] {

@@ -397,6 +397,61 @@ fn resume_from_checkpoint_continues_exactly() {
         .unwrap();
     assert_eq!(resumed.iterations, 6);
     assert_eq!(resumed.model, straight);
+    // another rank is refused, naming the checkpoint
+    let p5 = Sgd { rank: 5, schedule: LrSchedule::Adaptive, lr: 0.05, ..Sgd::default() };
+    let e = Executor::new(p5.check().unwrap(), &problem.observed)
+        .seed(9)
+        .max_iters(6)
+        .checkpoint(&ck, 1)
+        .resume(true)
+        .run()
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("sgd.ckpt") && e.contains("sizes [4,") && e.contains("make [5,"), "{e}");
+}
+
+/// Sets the interrupt flag after `at` iterations (a Ctrl-C in a test).
+struct InterruptAt {
+    at: usize,
+    flag: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl crate::observe::Observer for InterruptAt {
+    fn observe(&mut self, r: &crate::observe::Record) -> crate::observe::Control {
+        if r.iteration == self.at {
+            self.flag.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        crate::observe::Control::Continue
+    }
+}
+
+#[test]
+fn an_interrupted_run_checkpoints_where_it_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    let ck = dir.path().join("sgd.ckpt");
+    let problem = synth::planted_completion_rect(40, 30, 3, 700, 6).unwrap();
+    let p = Sgd { rank: 4, lr: 0.05, ..Sgd::default() };
+    let straight = Executor::new(p.clone().check().unwrap(), &problem.observed).seed(9).max_iters(8).run().unwrap();
+    let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // scheduled checkpoints every 100 iterations: none before the interrupt
+    let cut = Executor::new(p.clone().check().unwrap(), &problem.observed)
+        .seed(9)
+        .max_iters(8)
+        .checkpoint(&ck, 100)
+        .interrupt(flag.clone())
+        .observer(InterruptAt { at: 5, flag })
+        .run()
+        .unwrap();
+    assert_eq!((cut.termination, cut.iterations), (Termination::Interrupted, 5));
+    let resumed = Executor::new(p.check().unwrap(), &problem.observed)
+        .seed(9)
+        .max_iters(8)
+        .checkpoint(&ck, 100)
+        .resume(true)
+        .run()
+        .unwrap();
+    assert_eq!(resumed.history.iter().map(|r| r.iteration).collect::<Vec<_>>(), (1..=8).collect::<Vec<_>>());
+    assert_eq!(resumed.model, straight.model);
 }
 
 // ------------------------------------------------ parameters and registry

@@ -850,6 +850,10 @@ impl Solver for PgdNuclearSolver {
     type Data = Ratings;
     type Model = FactorModel;
 
+    fn fixed_sizes(&self) -> bool {
+        false // the rank follows the data (thresholded singular values)
+    }
+
     fn name(&self) -> &'static str {
         "pgd-nuclear"
     }
@@ -1123,6 +1127,10 @@ impl FrankWolfeSolver {
 impl Solver for FrankWolfeSolver {
     type Data = Ratings;
     type Model = FactorModel;
+
+    fn fixed_sizes(&self) -> bool {
+        false // the rank follows the data (thresholded singular values)
+    }
 
     fn name(&self) -> &'static str {
         "frank-wolfe"

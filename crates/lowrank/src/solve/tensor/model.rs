@@ -203,7 +203,12 @@ impl CpModel {
         }
         match meta.get("kind").map(String::as_str) {
             Some("cp") => {}
-            other => return Err(bad(format!("this model file holds a {other:?} model, not a CP model"))),
+            other => {
+                return Err(bad(format!(
+                    "this model file holds a {} model, not a CP model",
+                    other.unwrap_or("unknown")
+                )));
+            }
         }
         let st = safetensors::SafeTensors::deserialize(bytes).map_err(|e| bad(format!("corrupt model file: {e}")))?;
         let get = |name: &str| -> Result<(Vec<usize>, Vec<f64>)> {
@@ -251,6 +256,12 @@ impl ModelState for CpModel {
     fn is_finite(&self) -> bool {
         self.weights.iter().all(|w| w.is_finite())
             && self.factors.iter().all(|f| (0..f.ncols()).all(|r| (0..f.nrows()).all(|i| f[(i, r)].is_finite())))
+    }
+    fn data_dims(&self) -> Vec<usize> {
+        self.factors.iter().map(|f| f.nrows()).collect()
+    }
+    fn sizes(&self) -> Vec<usize> {
+        vec![self.weights.len()]
     }
     fn to_bytes(&self) -> Result<Vec<u8>> {
         CpModel::to_bytes(self)

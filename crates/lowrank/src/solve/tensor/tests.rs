@@ -237,6 +237,16 @@ fn checkpoint_resume_continues_exactly() {
         assert_eq!(resumed.model, straight.model, "case {n}");
         assert_eq!(resumed.history.last().unwrap().get("rel_error"), straight.history.last().unwrap().get("rel_error"));
     }
+    // a checkpoint of another tensor shape or rank is refused, naming the file
+    let ck = dir.path().join("ck0");
+    let (other, _, _) = synth::random_cp([8, 6, 5], 3, 0.01, 5).unwrap();
+    let resume = |p: CpAls, data: &Tensor3| {
+        Executor::new(p.check().unwrap(), data).seed(1).max_iters(10).checkpoint(&ck, 2).resume(true).run().unwrap_err()
+    };
+    let e = resume(CpAls::with_rank(3), &other).to_string();
+    assert!(e.contains("ck0") && e.contains("[7, 6, 5]") && e.contains("[8, 6, 5]"), "{e}");
+    let e = resume(CpAls::with_rank(4), &t).to_string();
+    assert!(e.contains("ck0") && e.contains("sizes [3]") && e.contains("make [4]"), "{e}");
 }
 
 #[test]

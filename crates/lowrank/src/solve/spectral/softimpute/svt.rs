@@ -135,6 +135,10 @@ impl Solver for Svt {
     type Data = Ratings;
     type Model = FactorModel;
 
+    fn fixed_sizes(&self) -> bool {
+        false // the rank follows the data (thresholded singular values)
+    }
+
     fn name(&self) -> &'static str {
         "svt"
     }
