@@ -82,6 +82,12 @@ fn bad_inputs_give_one_clear_line_and_exit_2() {
         let body = format!("{header}\n0 0 0 1\n");
         bad(&write(p, name, body.as_bytes()), &[], &format!("{name}:1: malformed header"));
     }
+    // tiny files declaring huge shapes: refused before allocating
+    bad(&write(p, "hugenpy.npy", &npy("<f8", "(100000000, 100000000)", false, &[0u8; 48])), &[], "needs");
+    bad(&write(p, "hugearr.mtx", b"%%MatrixMarket matrix array real general\n100000000 100000000\n1\n"), &[], "needs");
+    bad(&write(p, "shortnpy.npy", &npy("<f8", "(20000, 20000)", false, &[0u8; 48])), &[], "truncated");
+    let dup = b"%%MatrixMarket matrix coordinate real symmetric\n3 3 3\n2 1 1\n3 3 2\n1 2 5\n";
+    bad(&write(p, "symdup.mtx", dup), &[], "symdup.mtx:5: duplicate entry (1, 2): also on line 3");
     bad(&write(p, "magic.npy", b"NOTNUMPYDATA"), &[], "magic");
     bad(&write(p, "trunc.npy", &npy("<f8", "(2, 2)", false, &[0u8; 16])), &[], "truncated");
     bad(&write(p, "int.npy", &npy("<i8", "(2, 2)", false, &[0u8; 32])), &[], "unsupported dtype");
@@ -112,6 +118,13 @@ fn inspect_json(path: &Path, extra: &[&str]) -> serde_json::Value {
 fn formats_that_must_load() {
     let d = tempfile::tempdir().unwrap();
     let p = d.path();
+    // a symmetric array lists its lower triangle, column by column
+    let v = inspect_json(&write(p, "symarr.mtx", b"%%MatrixMarket matrix array real symmetric\n2 2\n1\n2\n3\n"), &[]);
+    assert_eq!((v["rows"].as_u64(), v["cols"].as_u64(), v["observed"].as_u64()), (Some(2), Some(2), Some(4)), "{v}");
+    // a coordinate file may declare far more rows than it has entries
+    let sparse = b"%%MatrixMarket matrix coordinate real general\n100000000 100000000 1\n5 7 1.5\n";
+    let v = inspect_json(&write(p, "wide.mtx", sparse), &[]);
+    assert_eq!(v["entries"], 1, "{v}");
     // CRLF endings, blank trailing lines
     let v = inspect_json(&write(p, "crlf.tsv", b"1\t2\t3\r\n2\t1\t4\r\n\r\n\n"), &[]);
     assert_eq!(v["entries"], 2);

@@ -54,7 +54,7 @@ use serde::{Deserialize, Serialize};
 /// [`IdMap::sorted`]); the first id that is not a plain non-negative integer
 /// that fits in `u64` (a name, a leading zero, a sign, or an id that overflows
 /// `u64`) turns the map into a string map, and every id is kept verbatim.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct IdMap {
     ids: Ids,
     #[serde(skip)]
@@ -74,10 +74,21 @@ impl Default for Ids {
     }
 }
 
-#[derive(Clone, Debug, Default, PartialEq)]
+/// Two maps are equal when they hold the same ids in the same order (the
+/// lookup table is a cache).
+impl PartialEq for IdMap {
+    fn eq(&self, other: &Self) -> bool {
+        self.ids == other.ids
+    }
+}
+
+#[derive(Clone, Debug, Default)]
 enum Index {
     #[default]
     Stale,
+    /// Integer ids `base..base + len`, in order: no table needed (a Matrix
+    /// Market file may declare far more rows than it has entries).
+    Range(u64),
     Int(HashMap<u64, u32>),
     Str(HashMap<String, u32>),
 }
@@ -103,20 +114,12 @@ impl IdMap {
 
     /// The identity map `0..n` (ids are the indices themselves).
     pub fn identity(n: usize) -> Self {
-        let mut m = IdMap::new();
-        for i in 0..n as u64 {
-            m.get_or_insert_int(i);
-        }
-        m
+        IdMap::offset(n, 0)
     }
 
     /// Identity map with ids `base..base + n` (1-based files use `base = 1`).
     pub fn offset(n: usize, base: u64) -> Self {
-        let mut m = IdMap::new();
-        for i in 0..n as u64 {
-            m.get_or_insert_int(i + base);
-        }
-        m
+        IdMap { ids: Ids::Int((base..base + n as u64).collect()), index: Index::Range(base) }
     }
 
     /// Number of ids.
@@ -157,6 +160,12 @@ impl IdMap {
 
     /// Index of integer id `id`, inserting it if new.
     pub fn get_or_insert_int(&mut self, id: u64) -> u32 {
+        if let (Ids::Int(v), Index::Range(base)) = (&self.ids, &self.index) {
+            match id.checked_sub(*base) {
+                Some(k) if (k as usize) < v.len() => return k as u32,
+                _ => self.index = Index::Stale,
+            }
+        }
         self.ensure_index();
         match (&mut self.ids, &mut self.index) {
             (Ids::Int(v), Index::Int(h)) => *h.entry(id).or_insert_with(|| {
@@ -195,6 +204,10 @@ impl IdMap {
     pub fn get(&self, id: &str) -> Option<u32> {
         match (&self.ids, &self.index) {
             (Ids::Int(_), Index::Int(h)) => canonical_int(id).and_then(|x| h.get(&x).copied()),
+            (Ids::Int(v), Index::Range(base)) => canonical_int(id)
+                .and_then(|x| x.checked_sub(*base))
+                .filter(|&k| (k as usize) < v.len())
+                .map(|k| k as u32),
             (Ids::Str(_), Index::Str(h)) => h.get(id).copied(),
             (Ids::Int(v), Index::Stale) => {
                 let x = canonical_int(id)?;
@@ -277,6 +290,25 @@ mod tests {
         assert_eq!(perm, vec![2, 0, 1]);
         assert_eq!(m.ids(), vec!["10", "20", "30"]);
         assert_eq!(m.get("30"), Some(2));
+    }
+
+    #[test]
+    fn ranges_need_no_table_until_they_grow() {
+        let mut m = IdMap::offset(1_000_000, 1);
+        assert_eq!((m.get("1"), m.get("1000000"), m.get("0"), m.get("1000001")), (Some(0), Some(999_999), None, None));
+        assert_eq!(m.get_or_insert("500"), 499);
+        let mut small = IdMap::offset(3, 1);
+        assert_eq!(small.get_or_insert("7"), 3);
+        assert_eq!(small.get_or_insert("2"), 1);
+        assert_eq!(small.get("7"), Some(3));
+        assert_eq!(small.ids(), vec!["1", "2", "3", "7"]);
+        let mut built = IdMap::new();
+        for id in ["0", "1", "2"] {
+            built.get_or_insert(id);
+        }
+        assert_eq!(built, IdMap::identity(3));
+        m.get_or_insert("x");
+        assert_eq!(m.get("x"), Some(1_000_000));
     }
 
     #[test]

@@ -78,7 +78,7 @@ pub fn read(src: &mut Source, opts: &ReadOptions) -> Result<MatrixMarket> {
                 _ => return Err(perr(no, format!("bad size line '{}'", clip(t)))),
             },
             ("array", 2) => match (num::<usize>(f[0]), num::<usize>(f[1])) {
-                (Some(a), Some(b)) => break (a, b, a * b, no),
+                (Some(a), Some(b)) => break (a, b, a.saturating_mul(b), no),
                 _ => return Err(perr(no, format!("bad size line '{}'", clip(t)))),
             },
             ("coordinate" | "array", _) => return Err(perr(no, format!("bad size line '{}'", clip(t)))),
@@ -103,8 +103,15 @@ pub fn read(src: &mut Source, opts: &ReadOptions) -> Result<MatrixMarket> {
         Ok(())
     };
     if layout == "array" {
-        let mut a = Mat::<f64>::zeros(m, n);
-        let mut k = 0usize;
+        // column-major values; a symmetric array lists the lower triangle only
+        let expected = if symmetric { n * (n + 1) / 2 } else { m * n };
+        crate::error::ensure_fits_in_memory(
+            2 * m as u128 * n as u128,
+            &format!("{}: the declared {m}x{n} dense matrix", path.display()),
+            "",
+        )
+        .map_err(|e| perr(size_line, e.to_string()))?;
+        let mut vals: Vec<f64> = Vec::new();
         let mut last = size_line;
         while let Some((no, line)) = lines.next_line()? {
             last = no;
@@ -113,16 +120,25 @@ pub fn read(src: &mut Source, opts: &ReadOptions) -> Result<MatrixMarket> {
             if t.is_empty() || t.starts_with('%') {
                 continue;
             }
-            if k >= m * n {
-                return Err(perr(no, format!("more values than the declared {m}x{n}")));
+            if vals.len() >= expected {
+                return Err(perr(no, format!("more values than the declared {m}x{n} holds ({expected})")));
             }
             let v: f64 = num(t).ok_or_else(|| perr(no, format!("'{}' is not a number", clip(t))))?;
             check_integer(no, t)?;
-            a[(k % m, k / m)] = v;
-            k += 1;
+            vals.push(v);
         }
-        if k < m * n {
-            return Err(perr(last, format!("{k} values but the declared {m}x{n} needs {}", m * n)));
+        if vals.len() < expected {
+            let what = if symmetric { "(its lower triangle) " } else { "" };
+            return Err(perr(last, format!("{} values but the declared {m}x{n} {what}needs {expected}", vals.len())));
+        }
+        let mut a = Mat::<f64>::zeros(m, n);
+        let mut k = 0;
+        for j in 0..n {
+            for i in if symmetric { j..m } else { 0..m } {
+                a[(i, j)] = vals[k];
+                a[(j, i)] = if symmetric { vals[k] } else { a[(j, i)] };
+                k += 1;
+            }
         }
         return Ok(MatrixMarket::Array(a));
     }
@@ -130,6 +146,8 @@ pub fn read(src: &mut Source, opts: &ReadOptions) -> Result<MatrixMarket> {
     let (mut rows, mut cols, mut vals) = (Vec::with_capacity(cap), Vec::with_capacity(cap), Vec::with_capacity(cap));
     let mut count = 0usize;
     let mut last = size_line;
+    // the line of every entry of a symmetric file (an off-diagonal line makes two)
+    let mut entry_lines: Vec<u64> = Vec::new();
     while let Some((no, line)) = lines.next_line()? {
         last = no;
         let t = std::str::from_utf8(line).map_err(|_| perr(no, "the line is not valid text".into()))?;
@@ -164,10 +182,14 @@ pub fn read(src: &mut Source, opts: &ReadOptions) -> Result<MatrixMarket> {
         rows.push((i - 1) as u32);
         cols.push((j - 1) as u32);
         vals.push(v);
-        if symmetric && i != j {
-            rows.push((j - 1) as u32);
-            cols.push((i - 1) as u32);
-            vals.push(v);
+        if symmetric {
+            entry_lines.push(no);
+            if i != j {
+                rows.push((j - 1) as u32);
+                cols.push((i - 1) as u32);
+                vals.push(v);
+                entry_lines.push(no);
+            }
         }
     }
     if count < nnz {
@@ -179,7 +201,7 @@ pub fn read(src: &mut Source, opts: &ReadOptions) -> Result<MatrixMarket> {
     let r = Ratings::with_ids(rows, cols, vals, IdMap::offset(m, 1), IdMap::offset(n, 1))
         .map_err(|e| perr(0, e.to_string()))?;
     if let Some((a, b)) = r.find_duplicate() {
-        let line = |k: usize| if symmetric { 0 } else { book.line_of(k) };
+        let line = |k: usize| if symmetric { entry_lines[k] } else { book.line_of(k) };
         return Err(perr(
             line(b),
             format!("duplicate entry ({}, {}): also on line {}", r.rows()[a] + 1, r.cols()[a] + 1, line(a)),

@@ -44,19 +44,19 @@ pub fn read(src: &mut Source) -> Result<NpyArray> {
     let bad = |r: &str| Error::parse(&path, 0, r.to_string());
     let r = src.bytes();
     let mut pre = [0u8; 8];
-    read_exact(r, &mut pre).map_err(|_| bad("truncated .npy file (no header)"))?;
+    r.read_exact(&mut pre).map_err(|_| bad("truncated .npy file (no header)"))?;
     if &pre[..6] != MAGIC {
         return Err(bad("not a .npy file (bad magic bytes)"));
     }
     let hlen = match pre[6] {
         1 => {
             let mut b = [0u8; 2];
-            read_exact(r, &mut b).map_err(|_| bad("truncated .npy header"))?;
+            r.read_exact(&mut b).map_err(|_| bad("truncated .npy header"))?;
             u16::from_le_bytes(b) as usize
         }
         2 | 3 => {
             let mut b = [0u8; 4];
-            read_exact(r, &mut b).map_err(|_| bad("truncated .npy header"))?;
+            r.read_exact(&mut b).map_err(|_| bad("truncated .npy header"))?;
             u32::from_le_bytes(b) as usize
         }
         v => return Err(bad(&format!("unsupported .npy format version {v}"))),
@@ -65,7 +65,7 @@ pub fn read(src: &mut Source) -> Result<NpyArray> {
         return Err(bad("the .npy header is implausibly long"));
     }
     let mut hb = vec![0u8; hlen];
-    read_exact(r, &mut hb).map_err(|_| bad("truncated .npy header"))?;
+    r.read_exact(&mut hb).map_err(|_| bad("truncated .npy header"))?;
     let header = String::from_utf8_lossy(&hb).into_owned();
     let descr = header_value(&header, "descr").ok_or_else(|| bad("the .npy header has no 'descr'"))?;
     let fortran = match header_value(&header, "fortran_order") {
@@ -102,9 +102,17 @@ pub fn read(src: &mut Source) -> Result<NpyArray> {
     if count == 0 {
         return Err(bad("the array is empty"));
     }
-    let mut raw = vec![0u8; count.checked_mul(size).ok_or_else(|| bad("the shape overflows"))?];
-    read_exact(r, &mut raw)
-        .map_err(|_| bad(&format!("truncated data: the header announces {count} values of {size} bytes")))?;
+    let bytes = count.checked_mul(size).ok_or_else(|| bad("the shape overflows"))?;
+    // the raw bytes, the values and a reordering copy (Fortran order)
+    crate::error::ensure_fits_in_memory(count as u128 * 3, &format!("the {shape:?} array"), "")
+        .map_err(|e| bad(&e.to_string()))?;
+    // read what is there before trusting the header's size (a short file
+    // must not allocate what it announces)
+    let mut raw = Vec::new();
+    Read::take(&mut *r, bytes as u64).read_to_end(&mut raw).map_err(|e| bad(&format!("cannot read the data: {e}")))?;
+    if raw.len() < bytes {
+        return Err(bad(&format!("truncated data: the header announces {count} values of {size} bytes")));
+    }
     let vals: Vec<f64> = match (size, big) {
         (8, false) => raw.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap())).collect(), // ok: chunks_exact yields full chunks
         (8, true) => raw.chunks_exact(8).map(|c| f64::from_be_bytes(c.try_into().unwrap())).collect(), // ok: chunks_exact yields full chunks
@@ -113,10 +121,6 @@ pub fn read(src: &mut Source) -> Result<NpyArray> {
     };
     let data = if fortran && shape.len() > 1 { fortran_to_c(&vals, &shape) } else { vals };
     Ok(NpyArray { shape, data })
-}
-
-fn read_exact(r: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<()> {
-    r.read_exact(buf)
 }
 
 fn fortran_to_c(v: &[f64], shape: &[usize]) -> Vec<f64> {

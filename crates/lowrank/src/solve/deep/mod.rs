@@ -158,6 +158,13 @@ fn run_deep(req: FitRequest<'_>) -> Result<FitOutcome> {
     let target = common::make_target(&train, req.truth, measurements, req.seed)?;
     let (m, n) = target.shape();
     let dims = solver.params().dims(m, n)?;
+    // factors, their gradients and the optimizer's state for every layer
+    let layer_values: u128 = dims.windows(2).map(|w| w[0] as u128 * w[1] as u128).sum();
+    crate::error::ensure_fits_in_memory(
+        4 * layer_values,
+        &format!("deep with widths {dims:?} (factors, gradients, optimizer state)"),
+        "use smaller hidden_sizes",
+    )?;
     let eval = dev_eval(&req, &train, clip, nsing)?;
     let iters = req.epochs.unwrap_or(n_iters);
     let solver = solver.with_target(target).with_eval(eval.clone()).with_max_iters(iters);
