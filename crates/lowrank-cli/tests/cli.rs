@@ -82,6 +82,8 @@ fn bad_inputs_give_one_clear_line_and_exit_2() {
         let body = format!("{header}\n0 0 0 1\n");
         bad(&write(p, name, body.as_bytes()), &[], &format!("{name}:1: malformed header"));
     }
+    let swapped = b"movieId,userId,rating,timestamp\n1,2,3,4\n";
+    bad(&write(p, "swapped.csv", swapped), &[], "swapped.csv:1: the header names 'movieId' first");
     // tiny files declaring huge shapes: refused before allocating
     bad(&write(p, "hugenpy.npy", &npy("<f8", "(100000000, 100000000)", false, &[0u8; 48])), &[], "needs");
     bad(&write(p, "hugearr.mtx", b"%%MatrixMarket matrix array real general\n100000000 100000000\n1\n"), &[], "needs");
@@ -118,6 +120,17 @@ fn inspect_json(path: &Path, extra: &[&str]) -> serde_json::Value {
 fn formats_that_must_load() {
     let d = tempfile::tempdir().unwrap();
     let p = d.path();
+    // a UTF-8 byte order mark is not part of the first id (or number)
+    let v = inspect_json(&write(p, "u.data", b"\xEF\xBB\xBF1\t1\t5\t0\n1\t2\t3\t0\n2\t1\t4\t0\n"), &[]);
+    assert_eq!((v["rows"].as_u64(), v["integer_ids"].as_bool()), (Some(2), Some(true)), "{v}");
+    let v = inspect_json(&write(p, "bom.csv", b"\xEF\xBB\xBF1.5,2,3\n4,5,6\n"), &[]);
+    assert_eq!(v["kind"], "dense", "{v}");
+    // a separator ending every line is not an empty last column
+    let v = inspect_json(&write(p, "trail.csv", b"1,1,5,\n1,2,3,\n2,1,4,\n"), &[]);
+    assert_eq!((v["kind"].as_str(), v["entries"].as_u64()), (Some("ratings"), Some(3)), "{v}");
+    // --format movielens-csv on a file without a header keeps the first rating
+    let v = inspect_json(&write(p, "nohdr.csv", b"1,2,3.5,4\n2,3,4,5\n"), &["--format", "movielens-csv"]);
+    assert_eq!(v["entries"], 2, "{v}");
     // a symmetric array lists its lower triangle, column by column
     let v = inspect_json(&write(p, "symarr.mtx", b"%%MatrixMarket matrix array real symmetric\n2 2\n1\n2\n3\n"), &[]);
     assert_eq!((v["rows"].as_u64(), v["cols"].as_u64(), v["observed"].as_u64()), (Some(2), Some(2), Some(4)), "{v}");

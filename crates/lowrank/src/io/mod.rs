@@ -223,6 +223,18 @@ pub fn detect(name: &str, head: &[u8]) -> Format {
             _ => l.split_whitespace().map(str::to_string).collect(),
         }
     };
+    // a separator at the end of every line (`1,1,5,`) ends the line, it does
+    // not add an empty (missing) last column
+    let trailing = |l: &str| sep != Separator::Whitespace && l.ends_with(&*sep_char(sep));
+    let sample: Vec<&str> = std::iter::once(first).chain(lines.clone().take(20)).collect();
+    let all_trailing = sample.iter().all(|l| trailing(l));
+    let split = |l: &str| -> Vec<String> {
+        let mut f = split(l);
+        if all_trailing && f.len() > 1 && f.last().is_some_and(String::is_empty) {
+            f.pop();
+        }
+        f
+    };
     let f = split(first);
     let is_num = |s: &str| s.parse::<f64>().is_ok();
     let is_missing = |s: &str| s.is_empty() || s.eq_ignore_ascii_case("nan") || s == "NA";
@@ -251,6 +263,15 @@ pub fn detect(name: &str, head: &[u8]) -> Format {
         return Format::Triplets;
     }
     Format::Dense
+}
+
+fn sep_char(sep: Separator) -> String {
+    match sep {
+        Separator::Tab => "\t".into(),
+        Separator::Comma => ",".into(),
+        Separator::DoubleColon => "::".into(),
+        _ => " ".into(),
+    }
 }
 
 /// Load any supported file.
@@ -319,10 +340,9 @@ pub fn load(path: &Path, opts: &ReadOptions) -> Result<Dataset> {
             let o = ReadOptions { header: opts.header.or(Some(false)), ..opts.clone() };
             triplets::read(&mut src, Some(Separator::DoubleColon), &o).map(Dataset::Ratings)
         }
-        Format::MovielensCsv => {
-            let o = ReadOptions { header: opts.header.or(Some(true)), ..opts.clone() };
-            triplets::read(&mut src, Some(Separator::Comma), &o).map(Dataset::Ratings)
-        }
+        // the header is recognised (a textual rating field), not assumed: a
+        // file without one keeps its first rating
+        Format::MovielensCsv => triplets::read(&mut src, Some(Separator::Comma), opts).map(Dataset::Ratings),
         Format::Triplets | Format::Auto => triplets::read(&mut src, opts.separator, opts).map(Dataset::Ratings),
     }
 }

@@ -20,6 +20,7 @@ pub struct Source {
 }
 
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 
 /// Open `path` for reading, decompressing gzip (by magic bytes) on the fly.
 /// Errors name the file: missing, a directory, unreadable, or empty.
@@ -43,10 +44,20 @@ pub fn open(path: &Path) -> Result<Source> {
         (Box::new(raw), name)
     };
     let mut src = Source { path: path.to_path_buf(), inner_name, reader };
-    if gz {
-        let head = src.reader.fill_buf().map_err(|e| Error::io(path, e))?;
-        if head.is_empty() {
-            return Err(Error::parse(path, 0, "the compressed file is empty"));
+    let head = src.reader.fill_buf().map_err(|e| Error::parse(path, 0, format!("corrupt or unreadable data: {e}")))?;
+    if gz && head.is_empty() {
+        return Err(Error::parse(path, 0, "the compressed file is empty"));
+    }
+    // a UTF-8 byte order mark (spreadsheet exports) is not part of the first id
+    if head.starts_with(UTF8_BOM) {
+        src.reader.consume(UTF8_BOM.len());
+        if src
+            .reader
+            .fill_buf()
+            .map_err(|e| Error::parse(path, 0, format!("corrupt or unreadable data: {e}")))?
+            .is_empty()
+        {
+            return Err(Error::parse(path, 0, "the file is empty (only a byte order mark)"));
         }
     }
     Ok(src)

@@ -527,6 +527,18 @@ impl ReadState<'_> {
             Err(reason) => {
                 let textual = std::str::from_utf8(fr).map_or(true, |t| t.parse::<f64>().is_err());
                 if textual && !self.seen_data && self.header_line.is_none() && self.opts.header != Some(false) {
+                    let first = String::from_utf8_lossy(fu).to_ascii_lowercase().replace(['_', ' '], "");
+                    if ["movieid", "itemid", "item", "movie", "product", "productid"].contains(&first.as_str()) {
+                        return Err(Error::parse(
+                            &self.path,
+                            no,
+                            format!(
+                                "the header names '{}' first: lowrank reads the columns as user, item, rating; \
+                                 put the user column first",
+                                String::from_utf8_lossy(fu)
+                            ),
+                        ));
+                    }
                     self.header_line = Some(no);
                     self.book.skip(no);
                     self.ncols_expected = Some(n);
