@@ -46,6 +46,19 @@ pub enum Error {
         /// What to change to avoid it.
         hint: String,
     },
+    /// The objective stayed finite but grew far beyond its starting value
+    /// (by more than [`crate::solve::BLOW_UP`]): the iterations diverge.
+    #[error("diverged at iteration {iteration}: the objective grew from {from:.4e} to {to:.4e}; {hint}")]
+    BlewUp {
+        /// The iteration (epoch) at which it was detected.
+        iteration: usize,
+        /// The objective at the starting point.
+        from: f64,
+        /// The objective now.
+        to: f64,
+        /// What to change to avoid it.
+        hint: String,
+    },
     /// A configuration problem (unknown key, wrong type, ...).
     #[error("{0}")]
     Config(String),

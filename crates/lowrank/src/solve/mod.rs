@@ -52,7 +52,18 @@ pub struct IterState {
     /// updating (`Some(true)`: the model is finite): the executor then skips
     /// its own pass over the model. `None`: the executor checks.
     pub model_finite: Option<bool>,
+    /// The objective at the starting point, set by a solver that minimizes
+    /// its objective and evaluates it there (its first step): a later
+    /// objective [`BLOW_UP`] times larger stops the run with
+    /// [`Error::BlewUp`], even while it is finite.
+    pub start_objective: Option<f64>,
 }
+
+/// How many times its starting value an objective may grow before the run is
+/// reported as diverging (a minimizing method that multiplies its loss by
+/// 10⁸ is not coming back; with a step size too large by a factor ten the
+/// loss typically grows by that much within a few iterations).
+pub const BLOW_UP: f64 = 1e8;
 
 /// A step-function solver.
 pub trait Solver: Send {
@@ -368,6 +379,7 @@ impl<'a, S: Solver> Executor<'a, S> {
         let t0 = Instant::now();
         let mut last_checkpoint = t0;
         let mut checkpointed_at = start_iter;
+        let mut start_objective: Option<f64> = None;
         let mut best: Option<(f64, usize, S::Model)> = None;
         let mut since_best = 0usize;
         let mut termination = Termination::MaxIters;
@@ -406,6 +418,14 @@ impl<'a, S: Solver> Executor<'a, S> {
                 });
             if let Some(what) = bad {
                 return Err(Error::Diverged { iteration: it, what, hint: self.solver.divergence_hint() });
+            }
+            if start_objective.is_none() {
+                start_objective = state.start_objective.filter(|o| o.is_finite() && *o > 0.0);
+            }
+            if let (Some(from), Some(to)) = (start_objective, rec.objective)
+                && to > BLOW_UP * from
+            {
+                return Err(Error::BlewUp { iteration: it, from, to, hint: self.solver.divergence_hint() });
             }
             let mut stop: Option<Termination> = None;
             for o in self.observers.iter_mut() {

@@ -466,6 +466,10 @@ impl Solver for DeepSvdSolver {
         );
         let loss = self.loss_grad(model);
         state.record.objective = Some(loss);
+        if state.iteration == 0 {
+            // the loss at the start of the first iteration: the starting point's
+            state.start_objective = Some(loss);
+        }
         let converged = loss <= self.p.train_thres;
         let it = state.iteration;
         let last = self.max_iters > 0 && it + 1 >= self.max_iters;

@@ -437,6 +437,16 @@ fn an_update_that_overflows_stops_the_run_at_once_on_one_and_two_threads() {
     use crate::solve::registry::{self, FitRequest};
     let prob = synth::planted_completion(30, 2, 300, 5).unwrap();
     let data = crate::io::Dataset::Ratings(prob.observed.clone());
+    // a step size too large by far: the loss grows 1e8-fold while finite
+    let mut req = FitRequest::new("deep", &data);
+    req.params = serde_json::json!({"optimizer": "sgd", "lr": 1e3}).as_object().unwrap().clone();
+    req.epochs = Some(200);
+    match registry::fit(req) {
+        Err(crate::error::Error::BlewUp { from, to, hint, .. }) => {
+            assert!(to > 1e8 * from && hint.contains("lower lr"), "{from} -> {to}: {hint}")
+        }
+        other => panic!("lr 1e3: expected BlewUp, got {:?}", other.map(|o| o.summary)),
+    }
     for (lr, init, what) in [(1e308, 1e3, "the model"), (1e300, 1.0, "end_to_end_norm")] {
         for threads in [1, 2] {
             let mut req = FitRequest::new("deep", &data);

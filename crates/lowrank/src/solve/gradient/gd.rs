@@ -391,6 +391,7 @@ impl Solver for GradientDescentSolver {
             self.evaluate(&mut st);
         }
         if state.iteration == 0 || !st.g0.is_finite() {
+            state.start_objective = Some(st.obj);
             st.g0 = st.gnorm;
             state.record.values.insert("grad_norm_initial".into(), st.gnorm);
         }
@@ -466,7 +467,7 @@ mod tests {
     use crate::data::{dense, synth};
     use crate::metrics::{self, Predict};
     use crate::observe::{History, StopAfter};
-    use crate::solve::Executor;
+    use crate::solve::{BLOW_UP, Executor};
 
     fn blog() -> Ratings {
         dense::ratings_from_masked(&synth::blog_matrix()).unwrap()
@@ -638,8 +639,14 @@ mod tests {
             init_scale: 1.0,
             ..Default::default()
         };
-        let err = Executor::new(p.check().unwrap(), &data).max_iters(200).run().unwrap_err();
+        let err = Executor::new(p.clone().check().unwrap(), &data).max_iters(200).run().unwrap_err();
         let msg = err.to_string();
-        assert!(matches!(err, Error::Diverged { .. }) && msg.contains("cost = mse"), "{msg}");
+        // the loss passes 1e8 times its start before it overflows
+        let Error::BlewUp { iteration, from, to, .. } = err else { panic!("{msg}") };
+        assert!(iteration <= 10 && to > BLOW_UP * from && msg.contains("cost = mse"), "{msg}");
+        // a finite but exploding loss is caught too (the run used to end "successfully" at 1e35)
+        let q = GradientDescent { rank: 2, lr: 1e10, optimizer: "sgd".into(), ..Default::default() };
+        let err = Executor::new(q.check().unwrap(), &data).max_iters(50).run().unwrap_err();
+        assert!(matches!(err, Error::BlewUp { iteration: 1, .. }), "{err}");
     }
 }
