@@ -148,6 +148,17 @@ fn sweep_runs_the_grid_skips_finished_runs_and_tabulates() {
     ok(&out);
     assert!(String::from_utf8_lossy(&out.stderr).contains("4 already finished"));
     assert_eq!(std::fs::read_dir(logs.join("s")).unwrap().filter(|e| e.as_ref().unwrap().path().is_dir()).count(), 4);
+    // bad grids fail before any run starts: a wrongly typed value, an empty
+    // value, an axis given twice
+    for (grid, needle) in [
+        (&["--grid", "reg_item=a,b"][..], "setting 'reg_item' = \"a\""),
+        (&["--grid", "reg_item=1,,2"][..], "no empty value"),
+        (&["--grid", "reg_item=1", "--grid", "reg-item=2"][..], "given twice"),
+    ] {
+        let out = sweep(grid);
+        usage_error(&out, needle);
+    }
+    assert_eq!(std::fs::read_dir(logs.join("s")).unwrap().filter(|e| e.as_ref().unwrap().path().is_dir()).count(), 4);
 }
 
 #[test]

@@ -163,6 +163,8 @@ impl FitPlan {
             }
             params.insert(k.clone(), toml_to_json(v));
         }
+        // the settings' types and ranges, before any data is read or run started
+        (entry.validate)(&params).map_err(|e| raw.locate(e))?;
         let get_usize = |k: &str| t.get(k).map(|v| as_usize(v, k)).transpose();
         let format = match t.get("format") {
             Some(v) => Format::parse(&as_string(v, "format")?)?,

@@ -90,11 +90,20 @@ pub fn run(a: SweepArgs) -> anyhow::Result<()> {
         let (k, vs) = g
             .split_once('=')
             .ok_or_else(|| lowrank::Error::Config(format!("--grid expects key=v1,v2,..., got '{g}'")))?;
-        let vals: Vec<String> = vs.split(',').map(|v| v.trim().to_string()).filter(|v| !v.is_empty()).collect();
-        if k.trim().is_empty() || vals.is_empty() {
-            return Err(lowrank::Error::Config(format!("--grid expects key=v1,v2,..., got '{g}'")).into());
+        let vals: Vec<String> = vs.split(',').map(|v| v.trim().to_string()).collect();
+        if k.trim().is_empty() || vals.iter().any(String::is_empty) {
+            return Err(
+                lowrank::Error::Config(format!("--grid expects key=v1,v2,... with no empty value, got '{g}'")).into()
+            );
         }
-        axes.push((k.trim().to_string(), vals));
+        let k = k.trim().replace('-', "_");
+        if axes.iter().any(|(a, _)| *a == k) || (k == "seed" && a.seeds.is_some()) {
+            return Err(lowrank::Error::Config(format!(
+                "--grid {k} is given twice (or with --seeds): list all its values in one --grid"
+            ))
+            .into());
+        }
+        axes.push((k, vals));
     }
     if let Some(n) = a.seeds {
         axes.push(("seed".into(), (0..n).map(|s| s.to_string()).collect()));
@@ -149,6 +158,9 @@ pub fn run(a: SweepArgs) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let mut active: Vec<(usize, Child)> = Vec::new();
     let mut failed = 0usize;
+    // failures that were the settings' fault (exit 2), and the first message
+    let mut failed_on_input = 0usize;
+    let mut first_failure: Option<String> = None;
     let mut finished = skipped;
     while !queue.is_empty() || !active.is_empty() {
         while active.len() < a.jobs {
@@ -187,8 +199,10 @@ pub fn run(a: SweepArgs) -> anyhow::Result<()> {
                     status[i] = RunStatus::Done(metric);
                 } else {
                     failed += 1;
+                    failed_on_input += (out.status.code() == Some(2)) as usize;
                     let err = String::from_utf8_lossy(&out.stderr);
                     let first = err.lines().next().unwrap_or("").to_string();
+                    first_failure.get_or_insert_with(|| format!("{}: {first}", label.join(" ")));
                     table.println(&format!("[{finished}/{total}] FAILED {}: {first}", label.join(" ")));
                     status[i] = RunStatus::Failed(first);
                 }
@@ -205,8 +219,16 @@ pub fn run(a: SweepArgs) -> anyhow::Result<()> {
     let _ = std::fs::remove_dir_all(&status_dir);
     write_results(&dir, &axes, &points, &run_of)?;
     eprintln!("results: {}/results.csv and results.md", dir.display());
+    let first = first_failure.unwrap_or_default();
+    if failed > 0 && failed_on_input == failed {
+        // every failure was a bad setting or input: a usage error (exit 2)
+        return Err(lowrank::Error::Config(format!(
+            "{failed} of {total} runs failed on their settings; first: {first}"
+        ))
+        .into());
+    }
     if failed > 0 {
-        return Err(lowrank::Error::Numerical(format!("{failed} of {total} runs failed")).into());
+        return Err(lowrank::Error::Numerical(format!("{failed} of {total} runs failed; first: {first}")).into());
     }
     Ok(())
 }

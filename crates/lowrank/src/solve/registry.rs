@@ -172,6 +172,10 @@ pub struct AlgoEntry {
     pub keys: &'static [&'static str],
     /// Run it.
     pub run: fn(FitRequest<'_>) -> Result<FitOutcome>,
+    /// Check settings without data (types, ranges): what [`AlgoEntry::run`]
+    /// checks first, so that configs and sweeps fail before loading data or
+    /// starting runs. Data-dependent checks (rank vs shape) stay in `run`.
+    pub validate: fn(&Map<String, Value>) -> Result<()>,
 }
 
 /// Every algorithm lowrank knows, family by family.
@@ -188,6 +192,11 @@ static BASELINE: &[AlgoEntry] = &[AlgoEntry {
     about: "global mean + regularized user/item biases (Surprise BaselineOnly), fitted by ALS sweeps",
     keys: &["reg_user", "reg_item"],
     run: run_baseline,
+    validate: |p| {
+        crate::solve::registry::parse_params::<super::baseline::Baseline>("baseline", p, &["reg_user", "reg_item"])?
+            .check()
+            .map(drop)
+    },
 }];
 
 /// Look up an algorithm by name (with a suggestion when unknown).
@@ -457,5 +466,22 @@ mod param_tests {
         let keys = crate::solve::sgd::ALGOS[0].keys;
         let e = parse_params::<crate::solve::sgd::Sgd>("sgd", &params, keys).unwrap_err().to_string();
         assert!(e.contains("setting 'reg' = \"abc\""), "{e}");
+    }
+
+    #[test]
+    fn every_algorithm_validates_its_settings_without_data() {
+        for a in algos() {
+            (a.validate)(&Map::new()).unwrap_or_else(|e| panic!("{}: defaults rejected: {e}", a.name));
+            let mut bad = Map::new();
+            bad.insert(a.keys[0].to_string(), Value::String("not a value".into()));
+            let e = (a.validate)(&bad).expect_err(a.name).to_string();
+            assert!(e.contains(a.keys[0]), "{}: {e}", a.name);
+            // the same check as the runner's: a negative rank or rate is refused
+            for key in ["rank", "lr"].into_iter().filter(|k| a.keys.contains(k)) {
+                let mut neg = Map::new();
+                neg.insert(key.to_string(), serde_json::json!(-1.0));
+                assert!((a.validate)(&neg).is_err(), "{}: {key} = -1 accepted", a.name);
+            }
+        }
     }
 }

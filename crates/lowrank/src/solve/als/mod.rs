@@ -37,12 +37,14 @@ pub static ALGOS: &[AlgoEntry] = &[
         about: "alternating least squares on explicit ratings: weighted-lambda (ALS-WR) or plain ridge, biases, optional non-negativity",
         keys: ALS_KEYS,
         run: run_als,
+        validate: |p| crate::solve::registry::parse_params::<Als>("als", p, ALS_KEYS)?.check().map(drop),
     },
     AlgoEntry {
         name: "altmin",
         about: "the course notebook's alternating minimization: unregularized row-wise least squares (or one gradient step per block)",
         keys: ALTMIN_KEYS,
         run: run_altmin,
+        validate: |p| crate::solve::registry::parse_params::<AltMin>("altmin", p, ALTMIN_KEYS)?.check().map(drop),
     },
     AlgoEntry {
         name: "ials",
@@ -50,6 +52,7 @@ pub static ALGOS: &[AlgoEntry] = &[
                 CG or Cholesky row solves; reports P@10, NDCG@10, recall@10",
         keys: IALS_KEYS,
         run: run_ials,
+        validate: |p| crate::solve::registry::parse_params::<ImplicitAls>("ials", p, IALS_KEYS)?.check().map(drop),
     },
 ];
 

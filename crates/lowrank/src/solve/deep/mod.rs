@@ -124,12 +124,14 @@ pub static ALGOS: &[AlgoEntry] = &[
         about: "deep matrix factorization W = W_N...W_1 from small init, group RMSprop/GD/Adam (Arora et al. 2019)",
         keys: DEEP_KEYS,
         run: run_deep,
+        validate: |p| crate::solve::registry::parse_params::<DeepMf>("deep", p, DEEP_KEYS)?.check().map(drop),
     },
     AlgoEntry {
         name: "deep-svd",
         about: "SVD-parametrized deep factorization U diag(s_N...s_1) V^T, U and V kept orthonormal by a QR retraction",
         keys: DEEP_SVD_KEYS,
         run: run_deep_svd,
+        validate: |p| crate::solve::registry::parse_params::<DeepSvd>("deep-svd", p, DEEP_SVD_KEYS)?.check().map(drop),
     },
 ];
 

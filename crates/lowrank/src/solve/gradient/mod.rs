@@ -39,12 +39,16 @@ pub static ALGOS: &[AlgoEntry] = &[
         about: "full-batch gradient descent on the observed entries with any optimizer (sgd, momentum, adagrad, rmsprop, group_rmsprop, adam) and cost sse | mse | rmse",
         keys: gd::KEYS,
         run: run_gd,
+        validate: |p| crate::solve::registry::parse_params::<gd::GradientDescent>("gd", p, gd::KEYS)?.check().map(drop),
     },
     AlgoEntry {
         name: "newton",
         about: "Newton's method on the masked factorization loss: dense with Hessian correction, or Newton-CG with Hessian-vector products",
         keys: newton::KEYS,
         run: run_newton,
+        validate: |p| {
+            crate::solve::registry::parse_params::<newton::Newton>("newton", p, newton::KEYS)?.check().map(drop)
+        },
     },
 ];
 

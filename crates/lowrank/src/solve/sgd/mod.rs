@@ -52,12 +52,14 @@ pub static ALGOS: &[AlgoEntry] = &[
         about: "biased MF by parallel SGD (FPSGD-style blocks): biases, L2, lr schedules (inverse/constant/adaptive), nonneg; presets movielens (default), libmf, funk",
         keys: SGD_KEYS,
         run: run_sgd,
+        validate: |p| Sgd::from_map(p)?.check().map(drop),
     },
     AlgoEntry {
         name: "lab-sgd",
         about: "the lab's per-entry SGD (U row, then V row with the updated U row; U(0,1) init), rows then columns",
         keys: &["rank", "lr"],
         run: run_lab_sgd,
+        validate: |p| crate::solve::registry::parse_params::<LabSgd>("lab-sgd", p, &["rank", "lr"])?.check().map(drop),
     },
 ];
 

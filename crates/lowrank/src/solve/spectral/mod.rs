@@ -26,6 +26,7 @@ pub static ALGOS: &[AlgoEntry] = &[AlgoEntry {
     about: "truncated SVD of the (mean-centred, missing = 0) matrix: randomized (Halko-Martinsson-Tropp) or exact",
     keys: &["rank", "oversample", "power_iters", "center", "method"],
     run: run_svd,
+    validate: |p| crate::solve::registry::parse_params::<SvdParams>("svd", p, ALGOS[0].keys)?.check().map(drop),
 }];
 
 /// Every algorithm of the family, table by table.

@@ -63,6 +63,7 @@ pub static ALGOS: &[AlgoEntry] = &[AlgoEntry {
     about: "non-negative matrix factorization X ~ W H: accelerated HALS (default), Lee-Seung multiplicative updates (Frobenius, KL); missing entries masked",
     keys: KEYS,
     run: run_nmf,
+    validate: |p| crate::solve::registry::parse_params::<Nmf>("nmf", p, KEYS)?.check().map(drop),
 }];
 
 fn run_nmf(req: FitRequest<'_>) -> Result<FitOutcome> {

@@ -109,12 +109,14 @@ pub static ALGOS: &[AlgoEntry] = &[
         about: "projected gradient on the nuclear-norm ball ||X||_* <= tau (notebook lecture 5), truncated-SVD projection",
         keys: PGD_KEYS,
         run: run_pgd,
+        validate: |p| crate::solve::registry::parse_params::<PgdNuclear>("pgd-nuclear", p, PGD_KEYS)?.check().map(drop),
     },
     AlgoEntry {
         name: "frank-wolfe",
         about: "Frank-Wolfe (conditional gradient) on the nuclear-norm ball: block Lanczos oracle, factored iterate, duality gap",
         keys: FW_KEYS,
         run: run_fw,
+        validate: |p| crate::solve::registry::parse_params::<FrankWolfe>("frank-wolfe", p, FW_KEYS)?.check().map(drop),
     },
 ];
 

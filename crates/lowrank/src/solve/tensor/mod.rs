@@ -40,6 +40,7 @@ pub static ALGOS: &[AlgoEntry] = &[AlgoEntry {
     about: "CP (PARAFAC) decomposition of a 3-way tensor by alternating least squares; completion of missing entries (weighted ALS or EM)",
     keys: KEYS,
     run: run_cp_als,
+    validate: |p| crate::solve::registry::parse_params::<CpAls>("cp-als", p, KEYS)?.check().map(drop),
 }];
 
 /// The `cp-als` runner: the data must be a [`Dataset::Tensor`]; an optional

@@ -85,6 +85,7 @@ pub static ALGOS: &[AlgoEntry] = &[AlgoEntry {
             (Burer-Monteiro augmented Lagrangian + L-BFGS, duality-gap certificate; dense model)",
     keys: KEYS,
     run: run_nuclear_min,
+    validate: |p| crate::solve::registry::parse_params::<NuclearMin>("nuclear-min", p, KEYS)?.check().map(drop),
 }];
 
 /// Parameters of `nuclear-min`.

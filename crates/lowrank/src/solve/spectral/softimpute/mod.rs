@@ -86,24 +86,36 @@ pub static ALGOS: &[AlgoEntry] = &[
         about: "SoftImpute (Mazumder-Hastie-Tibshirani 2010): iterative soft-thresholded SVD of the filled matrix, nuclear-norm regularized, lambda path",
         keys: soft::KEYS,
         run: run_soft,
+        validate: |p| {
+            crate::solve::registry::parse_params::<SoftImputeParams>("softimpute", p, soft::KEYS)?.check().map(drop)
+        },
     },
     AlgoEntry {
         name: "softimpute-als",
         about: "SoftImpute-ALS (Hastie-Mazumder-Lee-Zadeh 2015): alternating ridge regressions on the filled matrix, same objective as softimpute",
         keys: als::KEYS,
         run: run_als,
+        validate: |p| {
+            crate::solve::registry::parse_params::<SoftImputeAlsParams>("softimpute-als", p, als::KEYS)?
+                .check()
+                .map(drop)
+        },
     },
     AlgoEntry {
         name: "svt",
         about: "singular value thresholding (Cai-Candes-Shen 2010): shrinkage + dual ascent on the observed entries",
         keys: svt::KEYS,
         run: run_svt,
+        validate: |p| crate::solve::registry::parse_params::<SvtParams>("svt", p, svt::KEYS)?.check().map(drop),
     },
     AlgoEntry {
         name: "hard-impute",
         about: "hard impute / iterative SVD (Troyanskaya et al. 2001): rank-k truncated SVD of the filled matrix, optional softimpute warm start",
         keys: hard::KEYS,
         run: run_hard,
+        validate: |p| {
+            crate::solve::registry::parse_params::<HardImputeParams>("hard-impute", p, hard::KEYS)?.check().map(drop)
+        },
     },
 ];
 
