@@ -264,6 +264,23 @@ fn int(m: &Map<String, Json>, k: &str, default: usize) -> Result<usize> {
 /// Generate the synthetic problem described by `problem*` keys.
 pub fn generate_problem(m: &Map<String, Json>) -> Result<(Dataset, Option<Dataset>, Option<Mat<f64>>)> {
     let kind = m.get("problem").and_then(Json::as_str).unwrap_or("");
+    // the keys each problem reads: any other problem_* key would be ignored
+    let keys: &[&str] = match kind {
+        "planted" | "completion" => &["n", "m", "rank", "observed", "seed"],
+        "checkerboard" => &["m", "n", "density", "seed"],
+        "ratings" => &["users", "items", "count", "rank", "noise", "stars", "skew", "test_fraction", "seed"],
+        "cp" | "tensor" => &["dims", "rank", "noise", "seed"],
+        _ => &[],
+    };
+    for k in m.keys().filter_map(|k| k.strip_prefix("problem_")) {
+        if !keys.contains(&k) {
+            let known: Vec<String> = keys.iter().map(|k| format!("problem_{k}")).collect();
+            return Err(Error::Config(format!(
+                "'problem_{k}' does not apply to problem '{kind}' (its settings: {})",
+                if known.is_empty() { "none".to_string() } else { known.join(", ") }
+            )));
+        }
+    }
     let seed = int(m, "problem_seed", 0)? as u64;
     match kind {
         "planted" | "completion" => {
@@ -290,7 +307,11 @@ pub fn generate_problem(m: &Map<String, Json>) -> Result<(Dataset, Option<Datase
                 count: int(m, "problem_count", 100_000)?,
                 rank: int(m, "problem_rank", 16)?,
                 noise: num(m, "problem_noise", 0.1)?,
-                stars: m.get("problem_stars").and_then(Json::as_bool).unwrap_or(false),
+                stars: match m.get("problem_stars") {
+                    None => false,
+                    Some(Json::Bool(b)) => *b,
+                    Some(v) => return Err(Error::Config(format!("'problem_stars' must be true or false, got {v}"))),
+                },
                 skew: num(m, "problem_skew", 0.0)?,
                 seed,
             };
@@ -342,5 +363,14 @@ mod tests {
         assert!(FitPlan::resolve(&raw(&["algo=baseline"])).is_err());
         assert!(FitPlan::resolve(&raw(&["algo=baseline", "problem=planted", "epochs=0"])).is_err());
         assert!(FitPlan::resolve(&raw(&["algo=baseline", "problem=planted", "epochs=\"x\""])).is_err());
+        // problem settings that would be ignored or misread
+        let load =
+            |sets: &[&str]| FitPlan::resolve(&raw(sets)).unwrap().load_data(None).map(|_| ()).unwrap_err().to_string();
+        let e = load(&["algo=baseline", "problem=ratings", "problem_n=7"]);
+        assert!(e.contains("'problem_n' does not apply to problem 'ratings'") && e.contains("problem_users"), "{e}");
+        let e = load(&["algo=baseline", "problem=ratings", "problem_stars=yes"]);
+        assert!(e.contains("'problem_stars' must be true or false"), "{e}");
+        let e = load(&["algo=baseline", "problem=lab", "problem_seed=3"]);
+        assert!(e.contains("its settings: none"), "{e}");
     }
 }
