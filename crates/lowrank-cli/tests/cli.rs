@@ -261,6 +261,15 @@ fn fit_json_contract_and_model_round_trip() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(needle), "{spec}: {err}");
     }
+    // a baseline model has no item factors: no similar items (it listed zeros), and -n 0 lists nothing
+    let out = lowrank().args(["recommend", "--similar-to", "0", "--model"]).arg(&model).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no item factors"), "{out:?}");
+    let out = lowrank().args(["recommend", "--user", "0", "-n", "0", "--model"]).arg(&model).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    // evaluating on data none of whose entries the model knows
+    let other = write(p, "other.tsv", b"u1\ti1\t3\nu2\ti2\t4\n");
+    let out = lowrank().args(["eval", "--model"]).arg(&model).arg("--data").arg(&other).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("none of the 2 entries"), "{out:?}");
     // no test set -> test_rmse is null
     let out = lowrank().args(["fit", "--algo", "baseline", "--json", "--data"]).arg(p.join("r.tsv")).output().unwrap();
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();

@@ -41,8 +41,15 @@ pub struct RecommendArgs {
     pub json: bool,
 }
 
+fn norm_of_item(m: &FactorModel, j: usize) -> f64 {
+    m.item(j).iter().map(|x| (*x as f64) * (*x as f64)).sum::<f64>().sqrt()
+}
+
 /// `lowrank recommend`.
 pub fn run(a: RecommendArgs) -> anyhow::Result<()> {
+    if a.n == 0 {
+        return Err(Error::invalid("-n must be at least 1").into());
+    }
     let model = FactorModel::load(&a.model)?;
     let mut col_ids = model.col_ids.clone();
     let item_index = |ids: &mut lowrank::IdMap, id: &str| -> anyhow::Result<usize> {
@@ -72,6 +79,14 @@ pub fn run(a: RecommendArgs) -> anyhow::Result<()> {
         }
         (None, Some(item), None) => {
             let j = item_index(&mut col_ids, item)?;
+            if model.rank == 0 || norm_of_item(&model, j) == 0.0 {
+                let why = if model.rank == 0 {
+                    "the model has no item factors (rank 0, e.g. baseline)"
+                } else {
+                    "its factor vector is zero"
+                };
+                return Err(Error::invalid(format!("no similarity to item '{item}': {why}")).into());
+            }
             (model.similar_items(j, a.n), format!("items similar to {item}"))
         }
         (None, None, Some(spec)) => {
