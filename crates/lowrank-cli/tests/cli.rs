@@ -82,6 +82,7 @@ fn bad_inputs_give_one_clear_line_and_exit_2() {
         let body = format!("{header}\n0 0 0 1\n");
         bad(&write(p, name, body.as_bytes()), &[], &format!("{name}:1: malformed header"));
     }
+    bad(&write(p, "big.csv", b"1.5,2,3\n4,1e39,6\n"), &[], "big.csv:2: the cell '1e39' is too large");
     let swapped = b"movieId,userId,rating,timestamp\n1,2,3,4\n";
     bad(&write(p, "swapped.csv", swapped), &[], "swapped.csv:1: the header names 'movieId' first");
     // tiny files declaring huge shapes: refused before allocating

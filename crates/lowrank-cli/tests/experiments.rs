@@ -116,6 +116,16 @@ fn outputs_never_overwrite_inputs() {
         .output()
         .unwrap();
     usage_error(&out, "--checkpoint-every needs --checkpoint");
+    // a tensor given to a matrix algorithm names the file; a config with bad TOML gets a TOML hint
+    let tensor = d.path().join("t.npy");
+    ok(&lowrank().args(["gen", "tensor", "--dims", "4", "--rank", "2", "--out"]).arg(&tensor).output().unwrap());
+    let out = lowrank().args(["fit", "--algo", "als", "--data"]).arg(&tensor).output().unwrap();
+    usage_error(&out, "t.npy:0: the file holds a 3-way tensor, but 'als' fits matrices");
+    let bad = d.path().join("bad.toml");
+    std::fs::write(&bad, "algo = \"als\"\nrank = \n").unwrap();
+    let out = lowrank().args(["fit", "--config"]).arg(&bad).output().unwrap();
+    usage_error(&out, "bad.toml:2: invalid TOML");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("hint: fix the TOML"));
 }
 
 #[test]

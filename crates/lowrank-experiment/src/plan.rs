@@ -1,7 +1,7 @@
 //! A validated fit plan: a [`RawConfig`] resolved into data to load (or a
 //! synthetic problem to generate), run settings and algorithm settings.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use faer::Mat;
@@ -236,14 +236,36 @@ impl FitPlan {
             DataSource::Files { data, test, truth, format, ids } => {
                 let opts = ReadOptions { format: *format, ids: *ids, progress, ..Default::default() };
                 let train = io::load(data, &opts)?;
+                let test_file = test.clone();
                 let test =
                     test.as_ref().map(|p| io::load(p, &ReadOptions { progress: None, ..opts.clone() })).transpose()?;
+                // cp-als is the one algorithm that fits 3-way tensors (it
+                // explains itself what it needs when given a matrix)
+                if self.algo != "cp-als" {
+                    let files = std::iter::once((data.as_path(), &train));
+                    for (path, d) in files.chain(test.as_ref().map(|t| (test_path(&test_file), t))) {
+                        if matches!(d, Dataset::Tensor(_)) {
+                            return Err(Error::parse(
+                                path,
+                                0,
+                                format!(
+                                    "the file holds a 3-way tensor, but '{}' fits matrices (cp-als fits tensors)",
+                                    self.algo
+                                ),
+                            ));
+                        }
+                    }
+                }
                 let truth = truth.as_ref().map(|p| io::read_truth(p, &ReadOptions::default())).transpose()?;
                 Ok((train, test, truth))
             }
             DataSource::Problem(m) => generate_problem(m),
         }
     }
+}
+
+fn test_path(p: &Option<PathBuf>) -> &Path {
+    p.as_deref().unwrap_or(Path::new("test"))
 }
 
 fn num(m: &Map<String, Json>, k: &str, default: f64) -> Result<f64> {

@@ -23,6 +23,17 @@ fn register_font() {
 /// Read a run's `trace.jsonl`.
 pub fn read_trace(run_dir: &Path) -> Result<Vec<Record>> {
     let p = run_dir.join("trace.jsonl");
+    if run_dir.is_dir() && !p.exists() {
+        let runs = std::fs::read_dir(run_dir)
+            .map(|rd| rd.flatten().filter(|e| e.path().join("trace.jsonl").exists()).count())
+            .unwrap_or(0);
+        let what = if runs > 0 {
+            format!("it holds {runs} runs (a sweep?): plot them, e.g. {}/*", run_dir.display())
+        } else {
+            "no trace.jsonl: not a run directory".to_string()
+        };
+        return Err(Error::invalid(format!("{}: {what}", run_dir.display())));
+    }
     let text = std::fs::read_to_string(&p).map_err(|e| Error::io(&p, e))?;
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
@@ -71,9 +82,14 @@ pub fn singular_series(records: &[Record], top: usize) -> Vec<Series> {
 
 /// Draw curves on a log-scale y axis into an SVG or PNG file (by extension).
 pub fn line_chart(out: &Path, title: &str, y_label: &str, curves: &[Series]) -> Result<()> {
+    let looked_for: Vec<&str> = curves.iter().map(|c| c.0.as_str()).collect();
     let curves: Vec<&Series> = curves.iter().filter(|c| !c.1.is_empty()).collect();
     if curves.is_empty() {
-        return Err(Error::invalid(format!("nothing to plot for '{title}': no positive finite values")));
+        return Err(Error::invalid(format!(
+            "nothing to plot for '{title}': the traces have no positive finite value of {} (test values need a \
+             test set or a ground truth)",
+            looked_for.join(", ")
+        )));
     }
     register_font();
     let xmax = curves.iter().flat_map(|c| c.1.iter().map(|p| p.0)).fold(1.0f64, f64::max);

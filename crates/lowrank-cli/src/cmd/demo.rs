@@ -36,6 +36,15 @@ pub struct DemoArgs {
 /// `lowrank demo`.
 pub fn run(a: DemoArgs) -> anyhow::Result<()> {
     let noise = 0.1;
+    // the demo fits ALS and SGD at the planted rank: check it before any work
+    if a.rank == 0 || a.rank > a.users.min(a.items) || a.rank > 4096 {
+        return Err(lowrank::Error::invalid(format!(
+            "--rank {} must be between 1 and min(--users, --items) = {} (and at most 4096, ALS's dense solves)",
+            a.rank,
+            a.users.min(a.items)
+        ))
+        .into());
+    }
     println!(
         "lowrank demo: {} users x {} items, {} ratings of a rank-{} matrix plus N(0, {noise}^2) noise; 90/10 split (seed {})",
         a.users, a.items, a.count, a.rank, a.seed

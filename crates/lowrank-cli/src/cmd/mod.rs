@@ -26,11 +26,21 @@ pub fn report_error(e: &anyhow::Error) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     eprintln!("error: {}", one_line(&format!("{e}")));
+    let ext = |p: &std::path::Path| p.extension().map(|e| e.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
     let hint = match lib {
+        Some(lowrank::Error::Parse { path, .. }) if ext(path) == "toml" => Some("fix the TOML at that line"),
+        Some(lowrank::Error::Parse { path, .. }) if ext(path) == "safetensors" => {
+            Some("the model file is damaged or not a lowrank model; save it again with --save-model")
+        }
         Some(lowrank::Error::Parse { .. }) => {
             Some("check the file, or force a format with --format (see `lowrank fit --help`)")
         }
-        Some(lowrank::Error::Io { .. }) => Some("check the path and its permissions"),
+        Some(lowrank::Error::Io { source, .. })
+            if matches!(source.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied) =>
+        {
+            Some("check the path and its permissions")
+        }
+        Some(lowrank::Error::Io { .. }) => Some("the file may be truncated or damaged"),
         Some(lowrank::Error::Config(_)) => Some("`lowrank algos` lists every algorithm and its settings"),
         _ => None,
     };

@@ -157,8 +157,9 @@ pub fn ratings_like(spec: &RatingsSpec) -> Result<Ratings> {
     let (m, n, k) = (spec.users, spec.items, spec.rank);
     ensure!(m > 0 && n > 0, "users and items must be positive");
     ensure!(k >= 1, "rank must be at least 1");
-    ensure!(spec.noise >= 0.0 && spec.noise.is_finite(), "noise must be non-negative");
-    ensure!(spec.skew >= 0.0 && spec.skew.is_finite(), "skew must be non-negative");
+    ensure!(spec.noise >= 0.0 && spec.noise.is_finite(), "noise must be a finite number >= 0, got {}", spec.noise);
+    ensure!(spec.noise <= 1e30, "noise {:e} would overflow the ratings (32-bit floats)", spec.noise);
+    ensure!(spec.skew >= 0.0 && spec.skew.is_finite(), "skew must be a finite number >= 0, got {}", spec.skew);
     ensure!(
         (spec.count as f64) <= 0.5 * m as f64 * n as f64,
         "{} ratings is more than half of the {m}x{n} grid; use a dense generator",
@@ -242,7 +243,7 @@ pub fn ratings_like(spec: &RatingsSpec) -> Result<Ratings> {
 pub fn random_cp(dims: [usize; 3], rank: usize, mu: f64, seed: u64) -> Result<(Tensor3, Tensor3, [Mat<f64>; 3])> {
     ensure!(rank >= 1, "rank must be at least 1");
     ensure!(dims.iter().all(|&d| d > 0), "dimensions must be positive");
-    ensure!(mu >= 0.0 && mu.is_finite(), "noise level must be non-negative");
+    ensure!(mu >= 0.0 && mu.is_finite(), "noise level must be a finite number >= 0, got {mu}");
     let entries = dims.iter().map(|&d| d as u128).product::<u128>();
     crate::error::ensure_fits_in_memory(
         2 * entries,

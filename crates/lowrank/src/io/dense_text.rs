@@ -24,6 +24,10 @@ fn cell(f: &[u8]) -> std::result::Result<f64, String> {
     if v.is_infinite() {
         return Err(format!("the cell '{}' is infinite", clip(s)));
     }
+    // a dense file converts to ratings (32-bit floats) for most algorithms
+    if v.abs() > f32::MAX as f64 {
+        return Err(format!("the cell '{}' is too large (beyond the 32-bit float range)", clip(s)));
+    }
     Ok(v)
 }
 

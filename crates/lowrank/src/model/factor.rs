@@ -169,7 +169,7 @@ impl FactorModel {
     /// on the fixed column factors.
     pub fn fold_in(&self, observed: &[(usize, f64)], reg: f64) -> Result<(Vec<f32>, f64)> {
         ensure!(!observed.is_empty(), "fold-in needs at least one observed value");
-        ensure!(reg >= 0.0, "the regularization must be non-negative");
+        ensure!(reg >= 0.0 && reg.is_finite(), "the fold-in regularization must be a finite number >= 0, got {reg}");
         let k = self.rank;
         let with_bias = self.row_bias.is_some();
         let d = k + with_bias as usize;
