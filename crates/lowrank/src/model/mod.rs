@@ -4,7 +4,7 @@
 
 mod dense_model;
 mod factor;
-mod persist;
+pub(crate) mod persist;
 
 pub use dense_model::DenseModel;
 pub use factor::FactorModel;

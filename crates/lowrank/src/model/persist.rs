@@ -68,7 +68,35 @@ fn serialize(tensors: Vec<(String, Dtype, Vec<usize>, Vec<u8>)>, meta: HashMap<S
                 .map_err(|e| Error::invalid(format!("tensor {name}: {e}")))
         })
         .collect::<Result<_>>()?;
-    safetensors::serialize(views, Some(meta)).map_err(|e| Error::invalid(format!("cannot serialize model: {e}")))
+    safetensors::serialize(views, Some(meta))
+        .map_err(|e| Error::invalid(format!("cannot serialize model: {e}")))
+        .and_then(sorted_header)
+}
+
+/// `bytes` (a safetensors file) with its JSON header's keys in sorted order:
+/// the metadata map is a `HashMap`, whose order changes from run to run, so
+/// two saves of the same model would differ byte for byte. The data offsets
+/// are relative to the end of the header, so only the header changes.
+pub(crate) fn sorted_header(bytes: Vec<u8>) -> Result<Vec<u8>> {
+    use std::collections::BTreeMap;
+    let bad = || Error::invalid("cannot serialize model: bad safetensors header");
+    let n = u64::from_le_bytes(bytes.get(..8).ok_or_else(bad)?.try_into().map_err(|_| bad())?) as usize;
+    let header = bytes.get(8..8 + n).ok_or_else(bad)?;
+    let mut map: BTreeMap<String, serde_json::Value> = serde_json::from_slice(header).map_err(|_| bad())?;
+    if let Some(meta) = map.remove("__metadata__") {
+        let meta: BTreeMap<String, String> = serde_json::from_value(meta).map_err(|_| bad())?;
+        map.insert("__metadata__".into(), serde_json::to_value(meta).map_err(|_| bad())?);
+    }
+    let mut text = serde_json::to_vec(&map).map_err(|_| bad())?;
+    // the header is padded with spaces so the data starts 8-byte aligned
+    while !text.len().is_multiple_of(8) {
+        text.push(b' ');
+    }
+    let mut out = Vec::with_capacity(8 + text.len() + bytes.len() - 8 - n);
+    out.extend_from_slice(&(text.len() as u64).to_le_bytes());
+    out.extend_from_slice(&text);
+    out.extend_from_slice(&bytes[8 + n..]);
+    Ok(out)
 }
 
 fn base_meta(kind: &str) -> HashMap<String, String> {
@@ -290,5 +318,15 @@ mod tests {
         std::fs::write(&p, &bad).unwrap();
         let e = FactorModel::load(&p).unwrap_err().to_string();
         assert!(e.contains("m.safetensors") && e.contains("duplicate column ids") && e.contains("'1'"), "{e}");
+        // saving the same model twice gives the same bytes (the metadata map is a HashMap)
+        let files: Vec<Vec<u8>> = (0..4)
+            .map(|k| {
+                let q = dir.path().join(format!("same{k}.safetensors"));
+                m.save(&q).unwrap();
+                std::fs::read(&q).unwrap()
+            })
+            .collect();
+        assert!(files.windows(2).all(|w| w[0] == w[1]));
+        assert_eq!(FactorModel::load(&dir.path().join("same0.safetensors")).unwrap(), m);
     }
 }

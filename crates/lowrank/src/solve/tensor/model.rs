@@ -179,6 +179,7 @@ impl CpModel {
             .collect::<Result<_>>()?;
         safetensors::serialize(views, Some(meta))
             .map_err(|e| Error::invalid(format!("cannot serialize the CP model: {e}")))
+            .and_then(crate::model::persist::sorted_header)
     }
 
     /// Parse [`CpModel::to_bytes`]; `origin` names the file in errors.
