@@ -307,11 +307,46 @@ fn splits_are_deterministic_and_keep_ids() {
             .unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     }
-    let a = std::fs::read_to_string(p.join("1/test.tsv")).unwrap();
-    let b = std::fs::read_to_string(p.join("2/test.tsv")).unwrap();
+    let a = std::fs::read_to_string(p.join("1/test.csv")).unwrap();
+    let b = std::fs::read_to_string(p.join("2/test.csv")).unwrap();
     assert_eq!(a, b);
     assert_eq!(a.lines().count(), 3);
     assert!(a.lines().all(|l| l.chars().next().unwrap().is_ascii_lowercase()), "original ids kept: {a}");
+    // text ratings are split line by line: values beyond f32's precision,
+    // timestamps and the header stay as they were, and the parts add up to the input
+    let text =
+        "userId,movieId,rating,timestamp\n1,10,3.14159265358979,100\n1,11,16777217,101\n2,10,4,102\n2,12,5,103\n";
+    let data = write(p, "ratings.csv", text.as_bytes());
+    let out = lowrank()
+        .args(["split", "--fraction", "0.5", "--data"])
+        .arg(&data)
+        .arg("--out")
+        .arg(p.join("v"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (train, test) = (
+        std::fs::read_to_string(p.join("v/train.csv")).unwrap(),
+        std::fs::read_to_string(p.join("v/test.csv")).unwrap(),
+    );
+    let header = text.lines().next().unwrap();
+    assert!(train.starts_with(header) && test.starts_with(header), "{train}{test}");
+    let mut lines: Vec<&str> = train.lines().skip(1).chain(test.lines().skip(1)).collect();
+    lines.sort_unstable();
+    let mut want: Vec<&str> = text.lines().skip(1).collect();
+    want.sort_unstable();
+    assert_eq!(lines, want);
+    // a dense file is written as triplets
+    let dense = write(p, "d.csv", b"1.5,,3\n4,5,6\n");
+    let out = lowrank()
+        .args(["split", "--fraction", "0.4", "--data"])
+        .arg(&dense)
+        .arg("--out")
+        .arg(p.join("w"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(std::fs::read_to_string(p.join("w/test.tsv")).unwrap().lines().count(), 2);
 }
 
 #[test]

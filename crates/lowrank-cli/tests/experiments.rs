@@ -98,7 +98,7 @@ fn outputs_never_overwrite_inputs() {
         .arg(d.path().join("sp"))
         .output()
         .unwrap();
-    usage_error(&out, "the test set would be empty (0 of 5 ratings)");
+    usage_error(&out, "test.tsv would be empty (0 of 5 ratings)");
     std::fs::rename(&data, d.path().join("train.tsv")).unwrap();
     let out = lowrank()
         .args(["split", "--fraction", "0.4", "--data"])

@@ -10,20 +10,30 @@ use crate::rng;
 /// Random holdout: each entry goes to test with probability about
 /// `test_fraction` (exactly `round(test_fraction * n)` entries go to test).
 pub fn holdout(r: &Ratings, test_fraction: f64, seed: u64) -> Result<(Ratings, Ratings)> {
+    Ok(parts(r, &holdout_mask(r.len(), test_fraction, seed)?))
+}
+
+/// Which of `n` entries [`holdout`] puts in test.
+pub fn holdout_mask(n: usize, test_fraction: f64, seed: u64) -> Result<Vec<bool>> {
     ensure!(test_fraction > 0.0 && test_fraction < 1.0, "the test fraction must be in (0, 1), got {test_fraction}");
-    let n = r.len();
     let mut perm: Vec<usize> = (0..n).collect();
     rng::shuffle(&mut rng::rng(seed), &mut perm);
     let ntest = (test_fraction * n as f64).round() as usize;
-    let (mut test, mut train) = (perm[..ntest].to_vec(), perm[ntest..].to_vec());
-    test.sort_unstable();
-    train.sort_unstable();
-    Ok((r.subset(&train), r.subset(&test)))
+    let mut is_test = vec![false; n];
+    for &e in &perm[..ntest] {
+        is_test[e] = true;
+    }
+    Ok(is_test)
 }
 
 /// Leave-k-out: for every row with more than `k` entries, `k` random entries
 /// go to test (rows with `k` or fewer entries stay entirely in train).
 pub fn leave_k_out(r: &Ratings, k: usize, seed: u64) -> Result<(Ratings, Ratings)> {
+    Ok(parts(r, &leave_k_out_mask(r, k, seed)?))
+}
+
+/// Which entries [`leave_k_out`] puts in test.
+pub fn leave_k_out_mask(r: &Ratings, k: usize, seed: u64) -> Result<Vec<bool>> {
     ensure!(k > 0, "k must be at least 1");
     let csr = r.csr();
     let mut g = rng::rng(seed);
@@ -39,29 +49,39 @@ pub fn leave_k_out(r: &Ratings, k: usize, seed: u64) -> Result<(Ratings, Ratings
             is_test[e as usize] = true;
         }
     }
-    let test: Vec<usize> = (0..r.len()).filter(|&e| is_test[e]).collect();
-    let train: Vec<usize> = (0..r.len()).filter(|&e| !is_test[e]).collect();
-    Ok((r.subset(&train), r.subset(&test)))
+    Ok(is_test)
 }
 
 /// K-fold: a random partition into `folds` parts; returns `(train, test)` for
 /// each fold, the test parts being disjoint and covering every entry.
 pub fn k_fold(r: &Ratings, folds: usize, seed: u64) -> Result<Vec<(Ratings, Ratings)>> {
+    let fold_of = k_fold_assignment(r.len(), folds, seed)?;
+    Ok((0..folds)
+        .map(|f| {
+            let is_test: Vec<bool> = fold_of.iter().map(|&g| g == f).collect();
+            parts(r, &is_test)
+        })
+        .collect())
+}
+
+/// The fold of each of `n` entries in [`k_fold`].
+pub fn k_fold_assignment(n: usize, folds: usize, seed: u64) -> Result<Vec<usize>> {
     ensure!(folds >= 2, "k-fold needs at least 2 folds, got {folds}");
-    ensure!(folds <= r.len(), "{folds} folds but only {} entries", r.len());
-    let mut perm: Vec<usize> = (0..r.len()).collect();
+    ensure!(folds <= n, "{folds} folds but only {n} entries");
+    let mut perm: Vec<usize> = (0..n).collect();
     rng::shuffle(&mut rng::rng(seed), &mut perm);
-    let mut fold_of = vec![0usize; r.len()];
+    let mut fold_of = vec![0usize; n];
     for (p, &e) in perm.iter().enumerate() {
         fold_of[e] = p % folds;
     }
-    Ok((0..folds)
-        .map(|f| {
-            let test: Vec<usize> = (0..r.len()).filter(|&e| fold_of[e] == f).collect();
-            let train: Vec<usize> = (0..r.len()).filter(|&e| fold_of[e] != f).collect();
-            (r.subset(&train), r.subset(&test))
-        })
-        .collect())
+    Ok(fold_of)
+}
+
+/// `(train, test)` of a test mask, entries in their original order.
+fn parts(r: &Ratings, is_test: &[bool]) -> (Ratings, Ratings) {
+    let test: Vec<usize> = (0..r.len()).filter(|&e| is_test[e]).collect();
+    let train: Vec<usize> = (0..r.len()).filter(|&e| !is_test[e]).collect();
+    (r.subset(&train), r.subset(&test))
 }
 
 #[cfg(test)]
