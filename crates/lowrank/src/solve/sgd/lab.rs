@@ -296,8 +296,37 @@ impl Solver for LabSgdSolver {
         )
     }
 
-    fn load_state(&mut self, _bytes: &[u8]) -> Result<()> {
-        self.reload = true;
+    /// The f64 factors the updates run on (the model holds them rounded to
+    /// f32, so resuming from the model alone would drift by one rounding).
+    fn save_state(&self) -> Result<Vec<u8>> {
+        let cols = |a: &Mat<f64>| -> Vec<f64> { (0..a.ncols()).flat_map(|j| a.col_as_slice(j).to_vec()).collect() };
+        let state = serde_json::json!({"rows": self.u.nrows(), "cols": self.v.nrows(), "rank": self.u.ncols(),
+            "u": cols(&self.u), "v": cols(&self.v)});
+        serde_json::to_vec(&state).map_err(|e| Error::invalid(format!("lab-sgd state: {e}")))
+    }
+
+    fn load_state(&mut self, bytes: &[u8]) -> Result<()> {
+        if bytes.is_empty() {
+            // a checkpoint from before the state was saved: start from the model
+            self.reload = true;
+            return Ok(());
+        }
+        #[derive(serde::Deserialize)]
+        struct State {
+            rows: usize,
+            cols: usize,
+            rank: usize,
+            u: Vec<f64>,
+            v: Vec<f64>,
+        }
+        let st: State = serde_json::from_slice(bytes).map_err(|e| Error::invalid(format!("bad lab-sgd state: {e}")))?;
+        ensure!(
+            st.u.len() == st.rows * st.rank && st.v.len() == st.cols * st.rank,
+            "bad lab-sgd state: factor sizes"
+        );
+        self.u = Mat::from_fn(st.rows, st.rank, |i, t| st.u[t * st.rows + i]);
+        self.v = Mat::from_fn(st.cols, st.rank, |j, t| st.v[t * st.cols + j]);
+        self.reload = false;
         Ok(())
     }
 }

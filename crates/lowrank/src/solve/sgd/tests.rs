@@ -410,6 +410,33 @@ fn resume_from_checkpoint_continues_exactly() {
     assert!(e.contains("sgd.ckpt") && e.contains("sizes [4,") && e.contains("make [5,"), "{e}");
 }
 
+#[test]
+fn lab_sgd_resumes_bit_for_bit() {
+    // its updates run on f64 factors the f32 model only rounds: the
+    // checkpoint carries them
+    let dir = tempfile::tempdir().unwrap();
+    let ck = dir.path().join("lab.ckpt");
+    let problem = synth::planted_completion_rect(20, 15, 2, 150, 3).unwrap();
+    let run = |iters: usize, resume: bool| {
+        Executor::new(LabSgd { rank: 2, lr: 0.02 }.check().unwrap(), &problem.observed)
+            .seed(4)
+            .max_iters(iters)
+            .checkpoint(&ck, 3)
+            .resume(resume)
+            .run()
+            .unwrap()
+    };
+    let straight = Executor::new(LabSgd { rank: 2, lr: 0.02 }.check().unwrap(), &problem.observed)
+        .seed(4)
+        .max_iters(9)
+        .run()
+        .unwrap();
+    run(3, false);
+    let resumed = run(9, true);
+    assert_eq!(resumed.model, straight.model);
+    assert_eq!(resumed.history.last().unwrap().objective, straight.history.last().unwrap().objective);
+}
+
 /// Sets the interrupt flag after `at` iterations (a Ctrl-C in a test).
 struct InterruptAt {
     at: usize,
