@@ -109,6 +109,24 @@ fn outputs_never_overwrite_inputs() {
         .unwrap();
     usage_error(&out, "is an input file");
     assert_eq!(std::fs::read(d.path().join("train.tsv")).unwrap(), before);
+    // a checkpoint resumes only on its own data (same shape, other values: refused)
+    let ck = d.path().join("ck.bin");
+    let other = d.path().join("other.tsv");
+    std::fs::write(&other, "1\t1\t5\n1\t2\t3\n2\t1\t4\n2\t2\t2\n3\t1\t2\n").unwrap();
+    let fit = |data: &std::path::Path, resume: bool| {
+        let mut c = lowrank();
+        c.args(["fit", "--algo", "als", "--rank", "1", "--epochs", "3", "-q", "--checkpoint"])
+            .arg(&ck)
+            .arg("--data")
+            .arg(data);
+        if resume {
+            c.arg("--resume");
+        }
+        c.output().unwrap()
+    };
+    ok(&fit(&d.path().join("train.tsv"), false));
+    usage_error(&fit(&other, true), "was made on other data (same shape, different entries)");
+    ok(&fit(&d.path().join("train.tsv"), true));
     // --checkpoint-every without --checkpoint would silently do nothing
     let out = lowrank()
         .args(["fit", "--algo", "baseline", "--checkpoint-every", "2", "--data"])

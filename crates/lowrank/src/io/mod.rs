@@ -171,6 +171,38 @@ impl Dataset {
         }
     }
 
+    /// A 64-bit fingerprint of the content (shape, ids' positions, values'
+    /// bits), to tell a checkpoint's data from other data of the same shape.
+    /// Stable across runs and versions (a fixed multiply-xor mix, no seeded
+    /// hasher).
+    pub fn fingerprint(&self) -> u64 {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        let mut mix = |w: u64| h = (h ^ w).wrapping_mul(0x0000_0100_0000_01b3).rotate_left(29);
+        match self {
+            Dataset::Ratings(r) => {
+                mix(1);
+                [r.nrows(), r.ncols(), r.len()].into_iter().for_each(|x| mix(x as u64));
+                r.rows().iter().zip(r.cols()).for_each(|(&i, &j)| mix((i as u64) << 32 | j as u64));
+                r.values().iter().for_each(|v| mix(v.to_bits() as u64));
+            }
+            Dataset::Dense(a) => {
+                mix(2);
+                mix(a.nrows() as u64);
+                mix(a.ncols() as u64);
+                (0..a.ncols()).for_each(|j| a.col(j).iter().for_each(|v| mix(v.to_bits())));
+            }
+            Dataset::Tensor(t) => {
+                mix(3);
+                t.dims().iter().for_each(|&d| mix(d as u64));
+                t.data().iter().for_each(|v| mix(v.to_bits()));
+                if let Some(m) = t.mask() {
+                    m.iter().for_each(|&b| mix(b as u64));
+                }
+            }
+        }
+        h
+    }
+
     /// `(rows, columns)` of a matrix (ratings or dense); `None` for a tensor.
     pub fn matrix_shape(&self) -> Option<(usize, usize)> {
         match self {

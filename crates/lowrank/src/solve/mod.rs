@@ -199,6 +199,7 @@ pub struct Executor<'a, S: Solver> {
     checkpoint: Option<(PathBuf, usize)>,
     checkpoint_gap: Duration,
     resume: bool,
+    data_fingerprint: Option<u64>,
     interrupt: Option<Arc<AtomicBool>>,
     threads: Option<usize>,
 }
@@ -211,6 +212,9 @@ struct CheckpointHeader {
     iteration: usize,
     seed: u64,
     history: Vec<Record>,
+    /// [`crate::io::Dataset::fingerprint`] of the data, when the run knew it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    data: Option<u64>,
 }
 
 impl<'a, S: Solver> Executor<'a, S> {
@@ -229,6 +233,7 @@ impl<'a, S: Solver> Executor<'a, S> {
             checkpoint: None,
             checkpoint_gap: Duration::ZERO,
             resume: false,
+            data_fingerprint: None,
             interrupt: None,
             threads: None,
         }
@@ -286,6 +291,14 @@ impl<'a, S: Solver> Executor<'a, S> {
         self.checkpoint_gap = gap;
         self
     }
+    /// A fingerprint of the data (e.g. [`crate::io::Dataset::fingerprint`]),
+    /// written into checkpoints: resuming on data with another fingerprint
+    /// is refused.
+    pub fn data_fingerprint(mut self, fingerprint: u64) -> Self {
+        self.data_fingerprint = Some(fingerprint);
+        self
+    }
+
     /// Resume from the checkpoint path when the file exists.
     pub fn resume(mut self, yes: bool) -> Self {
         self.resume = yes;
@@ -339,6 +352,15 @@ impl<'a, S: Solver> Executor<'a, S> {
                     path.display(),
                     hdr.solver,
                     self.solver.name()
+                )));
+            }
+            if let (Some(was), Some(now)) = (hdr.data, self.data_fingerprint)
+                && was != now
+            {
+                return Err(Error::invalid(format!(
+                    "checkpoint {} was made on other data (same shape, different entries): resume with the same \
+                     data, or delete the checkpoint to start over",
+                    path.display()
                 )));
             }
             if m.data_dims() != model.data_dims() {
@@ -452,7 +474,7 @@ impl<'a, S: Solver> Executor<'a, S> {
             if let Some((path, every)) = &self.checkpoint {
                 let due = it.is_multiple_of(*every) && last_checkpoint.elapsed() >= self.checkpoint_gap;
                 if due || last || stop.is_some() {
-                    write_checkpoint(path, &self.solver, &model, it, self.seed, &history)?;
+                    write_checkpoint(path, &self.solver, &model, it, self.seed, &history, self.data_fingerprint)?;
                     last_checkpoint = Instant::now();
                     checkpointed_at = it;
                 }
@@ -476,7 +498,7 @@ impl<'a, S: Solver> Executor<'a, S> {
             && let Some((path, _)) = &self.checkpoint
             && checkpointed_at != it
         {
-            write_checkpoint(path, &self.solver, &model, it, self.seed, &history)?;
+            write_checkpoint(path, &self.solver, &model, it, self.seed, &history, self.data_fingerprint)?;
         }
         if let Termination::EarlyStopped { .. } = termination
             && let Some((_, _, m)) = best
@@ -498,6 +520,7 @@ impl<'a, S: Solver> Executor<'a, S> {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn write_checkpoint<S: Solver>(
     path: &Path,
     solver: &S,
@@ -505,8 +528,9 @@ fn write_checkpoint<S: Solver>(
     iteration: usize,
     seed: u64,
     history: &[Record],
+    data: Option<u64>,
 ) -> Result<()> {
-    let hdr = CheckpointHeader { solver: solver.name().to_string(), iteration, seed, history: history.to_vec() };
+    let hdr = CheckpointHeader { solver: solver.name().to_string(), iteration, seed, history: history.to_vec(), data };
     let hdr = serde_json::to_vec(&hdr).map_err(|e| Error::invalid(e.to_string()))?;
     let state = solver.save_state()?;
     let m = model.to_bytes()?;

@@ -101,7 +101,11 @@ impl<'a> FitRequest<'a> {
             ex = ex.boxed_observer(o);
         }
         if let Some((p, every)) = self.checkpoint.clone() {
-            ex = ex.checkpoint(p, every).checkpoint_min_interval(self.checkpoint_min_interval).resume(self.resume);
+            ex = ex
+                .checkpoint(p, every)
+                .checkpoint_min_interval(self.checkpoint_min_interval)
+                .resume(self.resume)
+                .data_fingerprint(self.train.fingerprint());
         }
         if let Some(f) = self.interrupt.clone() {
             ex = ex.interrupt(f);
