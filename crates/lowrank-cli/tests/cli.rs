@@ -68,6 +68,7 @@ fn bad_inputs_give_one_clear_line_and_exit_2() {
     bad(&write(p, "zero.mtx", mm("3 3 1\n0 1 1.0\n").as_bytes()), &[], "zero.mtx:4: index 0");
     bad(&write(p, "oob.mtx", mm("3 3 1\n4 1 1.0\n").as_bytes()), &[], "outside the declared");
     bad(&write(p, "short.mtx", mm("3 3 2\n1 1 1.0\n").as_bytes()), &[], "only 1 entries but 2");
+    bad(&write(p, "nan.mtx", mm("3 3 1\n1 1 nan\n").as_bytes()), &[], "nan.mtx:4: the value is NaN (a coordinate file");
     bad(
         &write(p, "complex.mtx", b"%%MatrixMarket matrix coordinate complex general\n1 1 1\n1 1 1 0\n"),
         &[],

@@ -173,7 +173,14 @@ pub fn read(src: &mut Source, opts: &ReadOptions) -> Result<MatrixMarket> {
         if i as usize > m || j as usize > n {
             return Err(perr(no, format!("entry ({i}, {j}) is outside the declared {m}x{n} shape")));
         }
-        let v = super::triplets::parse_value(fv.as_bytes()).map_err(|r| perr(no, r))?;
+        let v = super::triplets::parse_value(fv.as_bytes()).map_err(|r| {
+            let r = if r.contains("NaN") {
+                "the value is NaN (a coordinate file lists the observed entries: leave missing ones out)".to_string()
+            } else {
+                r
+            };
+            perr(no, r)
+        })?;
         check_integer(no, fv)?;
         count += 1;
         if count > nnz {
