@@ -127,6 +127,17 @@ fn outputs_never_overwrite_inputs() {
     ok(&fit(&d.path().join("train.tsv"), false));
     usage_error(&fit(&other, true), "was made on other data (same shape, different entries)");
     ok(&fit(&d.path().join("train.tsv"), true));
+    // a ground truth of another shape names its file
+    let truth = d.path().join("truth.csv");
+    std::fs::write(&truth, "1,2\n3,4\n").unwrap();
+    let out = lowrank()
+        .args(["fit", "--algo", "baseline", "--data"])
+        .arg(d.path().join("train.tsv"))
+        .arg("--truth")
+        .arg(&truth)
+        .output()
+        .unwrap();
+    usage_error(&out, "truth.csv:0: the ground truth is 2x2 but the data is 3x2");
     // --checkpoint-every without --checkpoint would silently do nothing
     let out = lowrank()
         .args(["fit", "--algo", "baseline", "--checkpoint-every", "2", "--data"])

@@ -256,7 +256,22 @@ impl FitPlan {
                         }
                     }
                 }
-                let truth = truth.as_ref().map(|p| io::read_truth(p, &ReadOptions::default())).transpose()?;
+                let truth = match truth {
+                    None => None,
+                    Some(p) => {
+                        let t = io::read_truth(p, &ReadOptions::default())?;
+                        if let Some((m, n)) = train.matrix_shape()
+                            && (t.nrows(), t.ncols()) != (m, n)
+                        {
+                            return Err(Error::parse(
+                                p,
+                                0,
+                                format!("the ground truth is {}x{} but the data is {m}x{n}", t.nrows(), t.ncols()),
+                            ));
+                        }
+                        Some(t)
+                    }
+                };
                 Ok((train, test, truth))
             }
             DataSource::Problem(m) => generate_problem(m),
