@@ -187,6 +187,24 @@ fn sweep_runs_the_grid_skips_finished_runs_and_tabulates() {
     ok(&out);
     assert!(String::from_utf8_lossy(&out.stderr).contains("4 already finished"));
     assert_eq!(std::fs::read_dir(logs.join("s")).unwrap().filter(|e| e.as_ref().unwrap().path().is_dir()).count(), 4);
+    // a run left interrupted (summary says so, a checkpoint at iteration 1) is resumed, not rerun elsewhere
+    let run0 = logs.join("s/0");
+    let summary = std::fs::read_to_string(run0.join("summary.json")).unwrap();
+    std::fs::write(run0.join("summary.json"), summary.replace("\"max_iters\"", "\"interrupted\"")).unwrap();
+    let out = lowrank()
+        .args(["fit", "-q", "--epochs", "1", "--config"])
+        .arg(run0.join("config.toml"))
+        .arg("--checkpoint")
+        .arg(run0.join("checkpoint.bin"))
+        .output()
+        .unwrap();
+    ok(&out);
+    let out = sweep(&[]);
+    ok(&out);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("3 already finished, 1 to resume"), "{out:?}");
+    assert!(std::fs::read_to_string(run0.join("summary.json")).unwrap().contains("\"max_iters\""));
+    assert!(!run0.join("checkpoint.bin").exists());
+    assert_eq!(std::fs::read_dir(logs.join("s")).unwrap().filter(|e| e.as_ref().unwrap().path().is_dir()).count(), 4);
     // bad grids fail before any run starts: a wrongly typed value, an empty
     // value, an axis given twice
     for (grid, needle) in [

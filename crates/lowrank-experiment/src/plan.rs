@@ -307,7 +307,12 @@ pub fn generate_problem(m: &Map<String, Json>) -> Result<(Dataset, Option<Datase
         "checkerboard" => &["m", "n", "density", "seed"],
         "ratings" => &["users", "items", "count", "rank", "noise", "stars", "skew", "test_fraction", "seed"],
         "cp" | "tensor" => &["dims", "rank", "noise", "seed"],
-        _ => &[],
+        "lab" | "lab-masked" | "blog" => &[],
+        other => {
+            return Err(Error::Config(format!(
+                "unknown problem '{other}' (planted, checkerboard, ratings, cp, lab, lab-masked, blog)"
+            )));
+        }
     };
     for k in m.keys().filter_map(|k| k.strip_prefix("problem_")) {
         if !keys.contains(&k) {

@@ -147,12 +147,12 @@ fn eval_factor(
         }
     }
     if t.total > 0 && t.unseen == t.total {
-        return Err(lowrank::Error::invalid(format!(
-            "none of the {} entries has both its user and its item in the model (different ids, or another \
-             dataset?): the scores would be the global mean's alone",
+        // legitimate for a cold-start evaluation, but most often the wrong file
+        eprintln!(
+            "warning: none of the {} entries has both its user and its item in the model (other ids, or another \
+             dataset?): the scores are the global mean's alone",
             t.total
-        ))
-        .into());
+        );
     }
     t.unseen_sq = sq;
     t.unseen_abs = ab;

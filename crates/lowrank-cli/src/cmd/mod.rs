@@ -40,7 +40,7 @@ pub fn report_error(e: &anyhow::Error) -> ExitCode {
         {
             Some("check the path and its permissions")
         }
-        Some(lowrank::Error::Io { .. }) => Some("the file may be truncated or damaged"),
+        Some(lowrank::Error::Io { .. }) => Some("check the file, the disk space and the permissions"),
         Some(lowrank::Error::Config(_)) => Some("`lowrank algos` lists every algorithm and its settings"),
         _ => None,
     };

@@ -82,9 +82,9 @@ pub fn run(a: SplitArgs) -> anyhow::Result<()> {
         )?;
         let ntest = is_test.iter().filter(|&&t| t).count();
         if ntest == 0 || ntest == r.len() {
-            let (what, n) = if ntest == 0 { (test, 0) } else { (train, 0) };
+            let what = if ntest == 0 { test } else { train };
             return Err(lowrank::Error::invalid(format!(
-                "{what} would be empty ({n} of {} ratings): change --fraction, --k or --folds",
+                "{what} would be empty (0 of {} ratings): change --fraction, --k or --folds",
                 r.len()
             ))
             .into());
@@ -114,12 +114,6 @@ struct Layout {
     ext: &'static str,
 }
 
-/// A data-like line: not blank, not a `#` comment.
-fn data_like(line: &[u8]) -> bool {
-    let t = line.trim_ascii();
-    !t.is_empty() && t[0] != b'#'
-}
-
 /// The layout of `path` when its data-like lines are the `n` ratings read
 /// from it one to one (plus a header); `None` for other formats.
 fn verbatim_layout(path: &Path, opts: &ReadOptions, n: usize) -> anyhow::Result<Option<Layout>> {
@@ -142,7 +136,7 @@ fn verbatim_layout(path: &Path, opts: &ReadOptions, n: usize) -> anyhow::Result<
     let mut lines = src.lines(opts.max_line_bytes.max(1 << 20));
     let mut count = 0usize;
     while let Some((_, line)) = lines.next_line()? {
-        count += data_like(line) as usize;
+        count += lowrank::io::is_data_line(line) as usize;
     }
     Ok(match count {
         c if c == n => Some(Layout { header: false, ext }),
@@ -170,7 +164,7 @@ fn write_lines(path: &Path, layout: &Layout, is_test: &[bool], train: &Path, tes
                         return Err(std::io::Error::other("read failed"));
                     }
                 };
-                if !data_like(line) {
+                if !lowrank::io::is_data_line(line) {
                     continue;
                 }
                 if std::mem::take(&mut header) {
@@ -187,6 +181,9 @@ fn write_lines(path: &Path, layout: &Layout, is_test: &[bool], train: &Path, tes
                 w.write_all(line)?;
                 w.write_all(b"\n")?;
                 k += 1;
+            }
+            if k != is_test.len() {
+                return Err(std::io::Error::other("the input changed while it was being split"));
             }
             Ok(())
         })

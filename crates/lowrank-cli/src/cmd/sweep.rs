@@ -46,19 +46,25 @@ struct Point {
     raw: RawConfig,
 }
 
-fn finished_runs(dir: &Path) -> Vec<(PathBuf, RawConfig)> {
-    let Ok(rd) = std::fs::read_dir(dir) else { return Vec::new() };
-    let mut out = Vec::new();
-    for e in rd.flatten() {
-        let p = e.path();
+/// The runs under `dir` that finished, and those that were interrupted with
+/// a checkpoint to resume from, with their merged configs.
+fn earlier_runs(dir: &Path) -> (Vec<(PathBuf, RawConfig)>, Vec<(PathBuf, RawConfig)>) {
+    let (mut finished, mut resumable) = (Vec::new(), Vec::new());
+    let Ok(rd) = std::fs::read_dir(dir) else { return (finished, resumable) };
+    let mut dirs: Vec<PathBuf> = rd.flatten().map(|e| e.path()).collect();
+    dirs.sort();
+    for p in dirs {
+        let mut raw = RawConfig::default();
+        if raw.merge_file(&p.join("config.toml")).is_err() {
+            continue;
+        }
         if super::run::finished_termination(&p).is_some() {
-            let mut raw = RawConfig::default();
-            if raw.merge_file(&p.join("config.toml")).is_ok() {
-                out.push((p, raw));
-            }
+            finished.push((p, raw));
+        } else if p.join("checkpoint.bin").exists() {
+            resumable.push((p, raw));
         }
     }
-    out
+    (finished, resumable)
 }
 
 /// `lowrank sweep`.
@@ -138,14 +144,19 @@ pub fn run(a: SweepArgs) -> anyhow::Result<()> {
     }
     let dir = a.log_dir.join(&a.name);
     super::ensure_dir(&dir)?;
-    let done = finished_runs(&dir);
-    let mut run_of: Vec<Option<PathBuf>> =
-        points.iter().map(|p| done.iter().find(|(_, r)| r.table == p.raw.table).map(|(d, _)| d.clone())).collect();
+    let (done, resumable) = earlier_runs(&dir);
+    let same = |runs: &[(PathBuf, RawConfig)], p: &Point| {
+        runs.iter().find(|(_, r)| r.table == p.raw.table).map(|(d, _)| d.clone())
+    };
+    let mut run_of: Vec<Option<PathBuf>> = points.iter().map(|p| same(&done, p)).collect();
+    // an interrupted run of a point continues from its checkpoint
+    let resume_of: Vec<Option<PathBuf>> = points.iter().map(|p| same(&resumable, p)).collect();
     let skipped = run_of.iter().filter(|r| r.is_some()).count();
     let total = points.len();
     let exe = std::env::current_exe()?;
+    let resumed = (0..total).filter(|&i| run_of[i].is_none() && resume_of[i].is_some()).count();
     eprintln!(
-        "sweep '{}': {total} runs ({skipped} already finished), {} at a time, {threads_each} thread(s) each",
+        "sweep '{}': {total} runs ({skipped} already finished, {resumed} to resume), {} at a time, {threads_each} thread(s) each",
         a.name, a.jobs
     );
     let mut queue: Vec<usize> = (0..total).filter(|&i| run_of[i].is_none()).collect();
@@ -166,12 +177,17 @@ pub fn run(a: SweepArgs) -> anyhow::Result<()> {
         while active.len() < a.jobs {
             let Some(i) = queue.pop() else { break };
             let mut cmd = Command::new(&exe);
-            cmd.arg("run").arg("--json").arg("--quiet").arg("--log-dir").arg(&dir);
-            for c in &a.configs {
-                cmd.arg("--config").arg(c);
-            }
-            for s in &points[i].sets {
-                cmd.arg("--set").arg(s);
+            cmd.arg("run").arg("--json").arg("--quiet");
+            if let Some(d) = &resume_of[i] {
+                cmd.arg("--resume").arg(d);
+            } else {
+                cmd.arg("--log-dir").arg(&dir);
+                for c in &a.configs {
+                    cmd.arg("--config").arg(c);
+                }
+                for s in &points[i].sets {
+                    cmd.arg("--set").arg(s);
+                }
             }
             let sf = status_dir.join(format!("{i}.json"));
             let _ = std::fs::remove_file(&sf);
@@ -195,8 +211,11 @@ pub fn run(a: SweepArgs) -> anyhow::Result<()> {
                         .iter()
                         .find_map(|m| v[m].as_f64().map(|x| format!("{m} {x:.4e}")))
                         .unwrap_or_default();
-                    table.println(&format!("[{finished}/{total}] done   {} -> {metric}", label.join(" ")));
-                    status[i] = RunStatus::Done(metric);
+                    // an interrupted run (Ctrl-C) keeps its checkpoint: the next sweep resumes it
+                    let word = if v["termination"] == "interrupted" { "stopped" } else { "done  " };
+                    table.println(&format!("[{finished}/{total}] {word} {} -> {metric}", label.join(" ")));
+                    status[i] =
+                        RunStatus::Done(if word == "stopped" { format!("interrupted, {metric}") } else { metric });
                 } else {
                     failed += 1;
                     failed_on_input += (out.status.code() == Some(2)) as usize;

@@ -58,9 +58,10 @@ pub fn read(src: &mut Source, opts: &ReadOptions) -> Result<Mat<f64>> {
             Ok(r) => r,
             Err(e) => {
                 // a header of column names: a first row with no number in it
-                // (a row with both is a typo in the data, not a header)
+                // (a row with both is a typo in the data, not a header),
+                // unless a header is declared (`header: Some(true)`)
                 let has_number = fields.iter().any(|f| cell(f).is_ok_and(|v| !v.is_nan()));
-                if first && opts.header != Some(false) && !has_number {
+                if first && (opts.header == Some(true) || (opts.header.is_none() && !has_number)) {
                     first = false;
                     width = Some(fields.len());
                     continue;

@@ -136,12 +136,22 @@ pub fn read(src: &mut Source, opts: &ReadOptions) -> Result<MatrixMarket> {
         for j in 0..n {
             for i in if symmetric { j..m } else { 0..m } {
                 a[(i, j)] = vals[k];
-                a[(j, i)] = if symmetric { vals[k] } else { a[(j, i)] };
+                if symmetric {
+                    a[(j, i)] = vals[k];
+                }
                 k += 1;
             }
         }
         return Ok(MatrixMarket::Array(a));
     }
+    // the declared rows and columns each get an id (a file may declare far
+    // more than it has entries)
+    crate::error::ensure_fits_in_memory(
+        (m as u128 + n as u128) * 2,
+        &format!("{}: the ids of the declared {m}x{n} shape", path.display()),
+        "",
+    )
+    .map_err(|e| perr(size_line, e.to_string()))?;
     let cap = nnz.min(1 << 26);
     let (mut rows, mut cols, mut vals) = (Vec::with_capacity(cap), Vec::with_capacity(cap), Vec::with_capacity(cap));
     let mut count = 0usize;

@@ -20,7 +20,7 @@ use faer::Mat;
 use serde::{Deserialize, Serialize};
 
 pub use source::{Source, looks_binary, open};
-pub use triplets::Separator;
+pub use triplets::{Separator, is_data_line};
 
 use crate::data::{Ratings, Tensor3, dense};
 use crate::error::{Error, Result};
@@ -257,9 +257,11 @@ pub fn detect(name: &str, head: &[u8]) -> Format {
     };
     // a separator at the end of every line (`1,1,5,`) ends the line, it does
     // not add an empty (missing) last column
-    let trailing = |l: &str| sep != Separator::Whitespace && l.ends_with(&*sep_char(sep));
+    // (only for lines that are triplets once it is dropped: a wider dense
+    // row ending in an empty cell keeps it as a missing value)
+    let trailing = |l: &str| sep.text().is_some_and(|t| l.ends_with(t));
     let sample: Vec<&str> = std::iter::once(first).chain(lines.clone().take(20)).collect();
-    let all_trailing = sample.iter().all(|l| trailing(l));
+    let all_trailing = sample.iter().all(|l| trailing(l)) && matches!(split(first).len(), 4 | 5);
     let split = |l: &str| -> Vec<String> {
         let mut f = split(l);
         if all_trailing && f.len() > 1 && f.last().is_some_and(String::is_empty) {
@@ -295,15 +297,6 @@ pub fn detect(name: &str, head: &[u8]) -> Format {
         return Format::Triplets;
     }
     Format::Dense
-}
-
-fn sep_char(sep: Separator) -> String {
-    match sep {
-        Separator::Tab => "\t".into(),
-        Separator::Comma => ",".into(),
-        Separator::DoubleColon => "::".into(),
-        _ => " ".into(),
-    }
 }
 
 /// Load any supported file.

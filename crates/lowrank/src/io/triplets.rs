@@ -21,7 +21,24 @@ pub enum Separator {
     Whitespace,
 }
 
+/// Whether the reader takes `line` (without its ending) as a rating or a
+/// header, not as a blank or comment (`#`, `%`) line: one rule for the reader
+/// and for whoever maps ratings back to lines (`lowrank split`).
+pub fn is_data_line(line: &[u8]) -> bool {
+    !(line.trim_ascii().is_empty() || line.first() == Some(&b'#') || line.first() == Some(&b'%'))
+}
+
 impl Separator {
+    /// The separator's text (`None` for runs of whitespace).
+    pub fn text(self) -> Option<&'static str> {
+        match self {
+            Separator::Tab => Some("\t"),
+            Separator::Comma => Some(","),
+            Separator::DoubleColon => Some("::"),
+            Separator::Whitespace => None,
+        }
+    }
+
     /// Guess the separator from one data line.
     pub fn detect(line: &[u8]) -> Separator {
         if line.windows(2).any(|w| w == b"::") {
@@ -412,7 +429,7 @@ fn parse_piece(chunk: &[u8], sep: Separator, ncols: usize, opts: &ReadOptions) -
         if line.last() == Some(&b'\r') {
             line = &line[..line.len() - 1];
         }
-        if line.trim_ascii().is_empty() || line[0] == b'#' || line[0] == b'%' {
+        if !is_data_line(line) {
             p.skipped.push(no);
             continue;
         }
@@ -494,7 +511,7 @@ struct ReadState<'o> {
 impl ReadState<'_> {
     /// Handle one line on the serial path.
     fn line(&mut self, no: u64, line: &[u8]) -> Result<()> {
-        if line.trim_ascii().is_empty() || line.first() == Some(&b'#') || line.first() == Some(&b'%') {
+        if !is_data_line(line) {
             self.book.skip(no);
             return Ok(());
         }
@@ -528,13 +545,16 @@ impl ReadState<'_> {
                 let textual = std::str::from_utf8(fr).map_or(true, |t| t.parse::<f64>().is_err());
                 if textual && !self.seen_data && self.header_line.is_none() && self.opts.header != Some(false) {
                     let first = String::from_utf8_lossy(fu).to_ascii_lowercase().replace(['_', ' '], "");
-                    if ["movieid", "itemid", "item", "movie", "product", "productid"].contains(&first.as_str()) {
+                    // (an explicit --format reads the columns as they are)
+                    if self.opts.format == super::Format::Auto
+                        && ["movieid", "itemid", "item", "movie", "product", "productid"].contains(&first.as_str())
+                    {
                         return Err(Error::parse(
                             &self.path,
                             no,
                             format!(
                                 "the header names '{}' first: lowrank reads the columns as user, item, rating; \
-                                 put the user column first",
+                                 put the user column first (or force --format triplets to read them as they are)",
                                 String::from_utf8_lossy(fu)
                             ),
                         ));

@@ -215,6 +215,10 @@ struct CheckpointHeader {
     /// [`crate::io::Dataset::fingerprint`] of the data, when the run knew it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     data: Option<u64>,
+    /// [`IterState::start_objective`] of the run, so that a resumed run
+    /// still detects a blow-up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    start_objective: Option<f64>,
 }
 
 impl<'a, S: Solver> Executor<'a, S> {
@@ -342,6 +346,7 @@ impl<'a, S: Solver> Executor<'a, S> {
         let mut model = self.solver.init(self.data, &mut rng)?;
         let mut history: Vec<Record> = Vec::new();
         let mut start_iter = 0usize;
+        let mut start_objective: Option<f64> = None;
         if let (true, Some((path, _))) = (self.resume, &self.checkpoint)
             && path.exists()
         {
@@ -354,15 +359,6 @@ impl<'a, S: Solver> Executor<'a, S> {
                     self.solver.name()
                 )));
             }
-            if let (Some(was), Some(now)) = (hdr.data, self.data_fingerprint)
-                && was != now
-            {
-                return Err(Error::invalid(format!(
-                    "checkpoint {} was made on other data (same shape, different entries): resume with the same \
-                     data, or delete the checkpoint to start over",
-                    path.display()
-                )));
-            }
             if m.data_dims() != model.data_dims() {
                 return Err(Error::invalid(format!(
                     "checkpoint {} was made on data of shape {:?}, but this data has shape {:?}: resume with the \
@@ -372,9 +368,18 @@ impl<'a, S: Solver> Executor<'a, S> {
                     model.data_dims()
                 )));
             }
+            if let (Some(was), Some(now)) = (hdr.data, self.data_fingerprint)
+                && was != now
+            {
+                return Err(Error::invalid(format!(
+                    "checkpoint {} was made on other data (same shape, different entries): resume with the same \
+                     data, or delete the checkpoint to start over",
+                    path.display()
+                )));
+            }
             if self.solver.fixed_sizes() && m.sizes() != model.sizes() {
                 return Err(Error::invalid(format!(
-                    "checkpoint {} holds a model of sizes {:?} (rank, widths, biases), but these settings make {:?}: \
+                    "checkpoint {} holds a model of sizes {:?} (rank and the like), but these settings make {:?}: \
                      resume with the checkpoint's settings, or delete it to start over",
                     path.display(),
                     m.sizes(),
@@ -385,6 +390,7 @@ impl<'a, S: Solver> Executor<'a, S> {
             model = m;
             start_iter = hdr.iteration;
             history = hdr.history;
+            start_objective = hdr.start_objective;
         }
         if !model.is_finite() {
             return Err(Error::Diverged {
@@ -401,7 +407,6 @@ impl<'a, S: Solver> Executor<'a, S> {
         let t0 = Instant::now();
         let mut last_checkpoint = t0;
         let mut checkpointed_at = start_iter;
-        let mut start_objective: Option<f64> = None;
         let mut best: Option<(f64, usize, S::Model)> = None;
         let mut since_best = 0usize;
         let mut termination = Termination::MaxIters;
@@ -474,7 +479,16 @@ impl<'a, S: Solver> Executor<'a, S> {
             if let Some((path, every)) = &self.checkpoint {
                 let due = it.is_multiple_of(*every) && last_checkpoint.elapsed() >= self.checkpoint_gap;
                 if due || last || stop.is_some() {
-                    write_checkpoint(path, &self.solver, &model, it, self.seed, &history, self.data_fingerprint)?;
+                    write_checkpoint(
+                        path,
+                        &self.solver,
+                        &model,
+                        it,
+                        self.seed,
+                        &history,
+                        self.data_fingerprint,
+                        start_objective,
+                    )?;
                     last_checkpoint = Instant::now();
                     checkpointed_at = it;
                 }
@@ -498,7 +512,16 @@ impl<'a, S: Solver> Executor<'a, S> {
             && let Some((path, _)) = &self.checkpoint
             && checkpointed_at != it
         {
-            write_checkpoint(path, &self.solver, &model, it, self.seed, &history, self.data_fingerprint)?;
+            write_checkpoint(
+                path,
+                &self.solver,
+                &model,
+                it,
+                self.seed,
+                &history,
+                self.data_fingerprint,
+                start_objective,
+            )?;
         }
         if let Termination::EarlyStopped { .. } = termination
             && let Some((_, _, m)) = best
@@ -529,8 +552,16 @@ fn write_checkpoint<S: Solver>(
     seed: u64,
     history: &[Record],
     data: Option<u64>,
+    start_objective: Option<f64>,
 ) -> Result<()> {
-    let hdr = CheckpointHeader { solver: solver.name().to_string(), iteration, seed, history: history.to_vec(), data };
+    let hdr = CheckpointHeader {
+        solver: solver.name().to_string(),
+        iteration,
+        seed,
+        history: history.to_vec(),
+        data,
+        start_objective,
+    };
     let hdr = serde_json::to_vec(&hdr).map_err(|e| Error::invalid(e.to_string()))?;
     let state = solver.save_state()?;
     let m = model.to_bytes()?;

@@ -300,6 +300,22 @@ impl GradientDescentSolver {
     }
 
     /// Objective and gradient at `theta` (cost + reg), into the state.
+    /// The cost of the zero model (predicting the offset everywhere): the
+    /// data's scale, a floor under the start objective for divergence
+    /// detection (a start at a near-perfect fit must not make rounding noise
+    /// look like a blow-up).
+    fn zero_model_cost(&self, p: &MaskedProblem) -> f64 {
+        let mut e = vec![0.0; p.nnz()];
+        p.residuals(&vec![0.0; p.dim()], &mut e);
+        let sse = sum_sq(&e);
+        let nn = p.nnz() as f64;
+        match self.params.cost {
+            Cost::Sse => sse,
+            Cost::Mse => sse / nn,
+            Cost::Rmse => (sse / nn).sqrt(),
+        }
+    }
+
     fn evaluate(&self, st: &mut State) {
         let p = &st.prob;
         p.residuals(&st.theta, &mut st.e);
@@ -391,7 +407,7 @@ impl Solver for GradientDescentSolver {
             self.evaluate(&mut st);
         }
         if state.iteration == 0 || !st.g0.is_finite() {
-            state.start_objective = Some(st.obj);
+            state.start_objective = Some(st.obj.max(self.zero_model_cost(&st.prob)));
             st.g0 = st.gnorm;
             state.record.values.insert("grad_norm_initial".into(), st.gnorm);
         }
@@ -648,5 +664,28 @@ mod tests {
         let q = GradientDescent { rank: 2, lr: 1e10, optimizer: "sgd".into(), ..Default::default() };
         let err = Executor::new(q.check().unwrap(), &data).max_iters(50).run().unwrap_err();
         assert!(matches!(err, Error::BlewUp { iteration: 1, .. }), "{err}");
+        // a start at an exact fit (objective ~1e-30) is not a baseline for blow-ups:
+        // Adam's first steps (about lr each) raise the loss far more than 1e8-fold,
+        // yet stay tiny against the data's scale (the zero model's cost)
+        let (u, v) = ([1.1, 2.3, -1.7, 0.3], [2.9, -1.3, 3.7]);
+        let full: Vec<(usize, usize, f64)> = (0..4).flat_map(|i| (0..3).map(move |j| (i, j, u[i] * v[j]))).collect();
+        let exact = Ratings::new(
+            4,
+            3,
+            full.iter().map(|e| e.0 as u32).collect(),
+            full.iter().map(|e| e.1 as u32).collect(),
+            full.iter().map(|e| e.2 as f32).collect(),
+        )
+        .unwrap();
+        let p = GradientDescent { rank: 1, lr: 1e-3, optimizer: "adam".into(), center: false, ..Default::default() };
+        let mut probe = p.clone().check().unwrap().with_initial_factors(&u, &v);
+        probe.init(&exact, &mut crate::rng::rng(0)).unwrap();
+        let mut st = probe.st.take().unwrap();
+        probe.evaluate(&mut st);
+        let start = st.obj; // the data rounded to f32 against the f64 products
+        assert!(start > 0.0 && start < 1e-12, "{start}");
+        let s = p.check().unwrap().with_initial_factors(&u, &v);
+        let fit = Executor::new(s, &exact).max_iters(20).run().unwrap();
+        assert!(fit.history.iter().any(|r| r.objective.unwrap() > BLOW_UP * start), "{start}");
     }
 }

@@ -320,7 +320,14 @@ impl Solver for LabSgdSolver {
             v: Vec<f64>,
         }
         let st: State = serde_json::from_slice(bytes).map_err(|e| Error::invalid(format!("bad lab-sgd state: {e}")))?;
-        ensure!(st.u.len() == st.rows * st.rank && st.v.len() == st.cols * st.rank, "bad lab-sgd state: factor sizes");
+        // the sizes `init` gave for this data and rank (the executor checked
+        // the model's; the state must agree with them too)
+        ensure!(
+            (st.rows, st.cols, st.rank) == (self.u.nrows(), self.v.nrows(), self.u.ncols())
+                && st.rows.checked_mul(st.rank) == Some(st.u.len())
+                && st.cols.checked_mul(st.rank) == Some(st.v.len()),
+            "bad lab-sgd state: factor sizes"
+        );
         self.u = Mat::from_fn(st.rows, st.rank, |i, t| st.u[t * st.rows + i]);
         self.v = Mat::from_fn(st.cols, st.rank, |j, t| st.v[t * st.cols + j]);
         self.reload = false;

@@ -237,7 +237,7 @@ impl Solver for SvdSolver {
     type Model = FactorModel;
 
     fn fixed_sizes(&self) -> bool {
-        false // the rank follows the data (thresholded singular values)
+        false // the model's rank can be below the requested one (a numerical rank cap)
     }
 
     fn name(&self) -> &'static str {

@@ -548,6 +548,9 @@ fn strided_block_dot<const K: usize, const FMA: bool>(
 /// `t`, whatever the block).
 #[inline(always)]
 fn strided_row_dot<const FMA: bool>(a: &[f64], sa: usize, b: &[f64], sb: usize, n: usize, rp: usize, out: &mut [f64]) {
+    // the match below covers block widths 1..=MAX_NV of whole vectors
+    const _: () = assert!(MAX_NV == 8);
+    debug_assert!(rp.is_multiple_of(LANES));
     let mut v = 0;
     while v < rp {
         let k = ((rp - v) / LANES).min(MAX_NV);
