@@ -341,6 +341,19 @@ impl<'a, S: Solver> Executor<'a, S> {
         }
     }
 
+    /// Write the checkpoint of iteration `iteration`.
+    fn save_checkpoint(
+        &self,
+        path: &Path,
+        model: &S::Model,
+        iteration: usize,
+        history: &[Record],
+        start_objective: Option<f64>,
+    ) -> Result<()> {
+        let meta = (self.seed, self.data_fingerprint, start_objective);
+        write_checkpoint(path, &self.solver, model, iteration, history, meta)
+    }
+
     fn run_here(mut self) -> Result<Fit<S::Model>> {
         let mut rng = crate::rng::rng(self.seed);
         let mut model = self.solver.init(self.data, &mut rng)?;
@@ -479,16 +492,7 @@ impl<'a, S: Solver> Executor<'a, S> {
             if let Some((path, every)) = &self.checkpoint {
                 let due = it.is_multiple_of(*every) && last_checkpoint.elapsed() >= self.checkpoint_gap;
                 if due || last || stop.is_some() {
-                    write_checkpoint(
-                        path,
-                        &self.solver,
-                        &model,
-                        it,
-                        self.seed,
-                        &history,
-                        self.data_fingerprint,
-                        start_objective,
-                    )?;
+                    self.save_checkpoint(path, &model, it, &history, start_objective)?;
                     last_checkpoint = Instant::now();
                     checkpointed_at = it;
                 }
@@ -512,16 +516,7 @@ impl<'a, S: Solver> Executor<'a, S> {
             && let Some((path, _)) = &self.checkpoint
             && checkpointed_at != it
         {
-            write_checkpoint(
-                path,
-                &self.solver,
-                &model,
-                it,
-                self.seed,
-                &history,
-                self.data_fingerprint,
-                start_objective,
-            )?;
+            self.save_checkpoint(path, &model, it, &history, start_objective)?;
         }
         if let Termination::EarlyStopped { .. } = termination
             && let Some((_, _, m)) = best
@@ -543,17 +538,16 @@ impl<'a, S: Solver> Executor<'a, S> {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// `meta`: the seed, the data's fingerprint and the start objective.
 fn write_checkpoint<S: Solver>(
     path: &Path,
     solver: &S,
     model: &S::Model,
     iteration: usize,
-    seed: u64,
     history: &[Record],
-    data: Option<u64>,
-    start_objective: Option<f64>,
+    meta: (u64, Option<u64>, Option<f64>),
 ) -> Result<()> {
+    let (seed, data, start_objective) = meta;
     let hdr = CheckpointHeader {
         solver: solver.name().to_string(),
         iteration,
