@@ -195,16 +195,23 @@ impl FitPlan {
         };
         let seed = get_usize("seed")?.unwrap_or(0) as u64;
         let time_budget = t.get("time_budget").map(|v| as_f64(v, "time_budget")).transpose()?;
-        if time_budget.is_some_and(|s| s <= 0.0 || !s.is_finite()) {
-            return Err(Error::Config("'time_budget' must be a positive number of seconds".into()));
+        // (at most ~584 years: what a Duration holds)
+        let seconds = |s: f64| Duration::try_from_secs_f64(s).ok();
+        if time_budget.is_some_and(|s| s <= 0.0 || seconds(s).is_none()) {
+            return Err(Error::Config(format!(
+                "'time_budget' must be a positive number of seconds below 1.8e19, got {}",
+                time_budget.unwrap_or_default()
+            )));
         }
         let checkpoint_seconds = t
             .get("checkpoint_seconds")
             .map(|v| as_f64(v, "checkpoint_seconds"))
             .transpose()?
             .unwrap_or(if t.contains_key("checkpoint_every") { 0.0 } else { 30.0 });
-        if checkpoint_seconds < 0.0 || !checkpoint_seconds.is_finite() {
-            return Err(Error::Config("'checkpoint_seconds' must be a number of seconds >= 0".into()));
+        if checkpoint_seconds < 0.0 || seconds(checkpoint_seconds).is_none() {
+            return Err(Error::Config(format!(
+                "'checkpoint_seconds' must be a number of seconds >= 0 and below 1.8e19, got {checkpoint_seconds}"
+            )));
         }
         let epochs = get_usize("epochs")?;
         if epochs == Some(0) {
@@ -219,7 +226,7 @@ impl FitPlan {
             save_model: path("save_model")?,
             checkpoint_every: get_usize("checkpoint_every")?.unwrap_or(1).max(1),
             checkpoint_seconds,
-            time_budget: time_budget.map(Duration::from_secs_f64),
+            time_budget: time_budget.and_then(seconds),
             patience: get_usize("patience")?,
             eval_every: get_usize("eval_every")?.unwrap_or(1).max(1),
             params,
@@ -405,6 +412,11 @@ mod tests {
         assert!(FitPlan::resolve(&raw(&["algo=baseline"])).is_err());
         assert!(FitPlan::resolve(&raw(&["algo=baseline", "problem=planted", "epochs=0"])).is_err());
         assert!(FitPlan::resolve(&raw(&["algo=baseline", "problem=planted", "epochs=\"x\""])).is_err());
+        // beyond what a Duration holds: an error, not a panic
+        for set in ["time_budget=1e300", "checkpoint_seconds=2e19"] {
+            let e = FitPlan::resolve(&raw(&["algo=baseline", "problem=planted", set])).unwrap_err().to_string();
+            assert!(e.contains("below 1.8e19"), "{e}");
+        }
         // problem settings that would be ignored or misread
         let load =
             |sets: &[&str]| FitPlan::resolve(&raw(sets)).unwrap().load_data(None).map(|_| ()).unwrap_err().to_string();

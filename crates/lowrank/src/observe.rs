@@ -53,6 +53,11 @@ pub enum Control {
 pub trait Observer: Send {
     /// Called once before the first iteration with the solver's name.
     fn start(&mut self, _solver: &str, _max_iters: usize) {}
+    /// Called once before [`Observer::start`] with the iteration the run
+    /// starts from (0, or a checkpoint's): records of later iterations that
+    /// an observer kept from an earlier attempt (a run killed after its last
+    /// checkpoint) are stale.
+    fn resumed_at(&mut self, _iteration: usize) {}
     /// Called after every iteration.
     fn observe(&mut self, record: &Record) -> Control;
     /// Called once at the end with the reason the run stopped.
@@ -80,10 +85,33 @@ impl JsonlTrace {
     }
 }
 
+impl JsonlTrace {
+    /// Keep only the records up to `iteration` (and drop a line cut short by
+    /// a crash), atomically, then go on appending.
+    fn truncate_after(&mut self, iteration: usize) -> Result<()> {
+        self.out.flush().map_err(|e| Error::io(&self.path, e))?;
+        let text = std::fs::read_to_string(&self.path).map_err(|e| Error::io(&self.path, e))?;
+        let keep = |line: &&str| serde_json::from_str::<Record>(line).is_ok_and(|r| r.iteration <= iteration);
+        let kept: Vec<&str> = text.lines().filter(keep).collect();
+        if kept.len() == text.lines().count() {
+            return Ok(());
+        }
+        crate::io::atomic_write(&self.path, |w| kept.iter().try_for_each(|l| writeln!(w, "{l}")))?;
+        *self = JsonlTrace::create(&self.path.clone(), true)?;
+        Ok(())
+    }
+}
+
 impl Observer for JsonlTrace {
+    fn resumed_at(&mut self, iteration: usize) {
+        if self.truncate_after(iteration).is_err() {
+            self.failed = true;
+        }
+    }
+
     fn observe(&mut self, record: &Record) -> Control {
         if self.failed {
-            return Control::Continue;
+            return Control::Stop(format!("cannot write the trace {}", self.path.display()));
         }
         let line = serde_json::to_string(record).expect("records serialize");
         if writeln!(self.out, "{line}").and_then(|_| self.out.flush()).is_err() {

@@ -227,7 +227,9 @@ pub fn execute_loaded(
     }
     if let Some((path, resume)) = checkpoint {
         req.checkpoint = Some((path, plan.checkpoint_every));
-        req.checkpoint_min_interval = std::time::Duration::from_secs_f64(plan.checkpoint_seconds);
+        // (checked by FitPlan::resolve)
+        req.checkpoint_min_interval =
+            std::time::Duration::try_from_secs_f64(plan.checkpoint_seconds).unwrap_or(std::time::Duration::MAX);
         req.resume = resume;
     }
     let out = registry::fit(req).map_err(|e| plan.raw.locate(e))?;

@@ -414,6 +414,7 @@ impl<'a, S: Solver> Executor<'a, S> {
         }
         let name = self.solver.name();
         for o in self.observers.iter_mut() {
+            o.resumed_at(start_iter);
             o.start(name, self.max_iters);
         }
         let offset = history.last().map_or(0.0, |r| r.elapsed);

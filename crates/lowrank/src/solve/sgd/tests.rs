@@ -437,6 +437,38 @@ fn lab_sgd_resumes_bit_for_bit() {
     assert_eq!(resumed.history.last().unwrap().objective, straight.history.last().unwrap().objective);
 }
 
+#[test]
+fn a_resumed_trace_drops_the_records_after_the_checkpoint() {
+    // a run killed after its last checkpoint left records 5, 6 and half a
+    // line in its trace: the resumed run rewrites them, once
+    let dir = tempfile::tempdir().unwrap();
+    let (ck, trace) = (dir.path().join("ck"), dir.path().join("trace.jsonl"));
+    let problem = synth::planted_completion_rect(20, 15, 2, 150, 3).unwrap();
+    let p = Sgd { rank: 2, lr: 0.05, ..Sgd::default() };
+    let run = |iters: usize, resume: bool| {
+        Executor::new(p.clone().check().unwrap(), &problem.observed)
+            .seed(4)
+            .max_iters(iters)
+            .checkpoint(&ck, 2)
+            .resume(resume)
+            .observer(crate::observe::JsonlTrace::create(&trace, resume).unwrap())
+            .run()
+            .unwrap()
+    };
+    run(4, false);
+    let mut f = std::fs::OpenOptions::new().append(true).open(&trace).unwrap();
+    use std::io::Write;
+    write!(f, "{{\"iteration\":5,\"elapsed\":1.0,\"values\":{{}}}}\n{{\"iteration\":6,\"elapsed\":1.0,\"values\":{{}}}}\n{{\"itera").unwrap();
+    drop(f);
+    run(8, true);
+    let its: Vec<usize> = std::fs::read_to_string(&trace)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<crate::observe::Record>(l).unwrap().iteration)
+        .collect();
+    assert_eq!(its, (1..=8).collect::<Vec<_>>());
+}
+
 /// Sets the interrupt flag after `at` iterations (a Ctrl-C in a test).
 struct InterruptAt {
     at: usize,
