@@ -127,6 +127,28 @@ fn outputs_never_overwrite_inputs() {
     ok(&fit(&d.path().join("train.tsv"), false));
     usage_error(&fit(&other, true), "was made on other data (same shape, different entries)");
     ok(&fit(&d.path().join("train.tsv"), true));
+    // outputs that cannot be written, or two outputs on one file, fail before the fit
+    let train = d.path().join("train.tsv");
+    let out = lowrank()
+        .args(["fit", "--algo", "baseline", "--data"])
+        .arg(&train)
+        .arg("--save-model")
+        .arg(d.path())
+        .output()
+        .unwrap();
+    usage_error(&out, "--save-model");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is a directory"));
+    let same = d.path().join("same.out");
+    let out = lowrank()
+        .args(["fit", "--algo", "baseline", "--data"])
+        .arg(&train)
+        .arg("--trace")
+        .arg(&same)
+        .arg("--save-model")
+        .arg(&same)
+        .output()
+        .unwrap();
+    usage_error(&out, "--trace and --save-model are the same file");
     // a ground truth of another shape names its file
     let truth = d.path().join("truth.csv");
     std::fs::write(&truth, "1,2\n3,4\n").unwrap();

@@ -266,10 +266,14 @@ pub fn run(args: FitArgs) -> anyhow::Result<()> {
         .collect();
         super::refuse_overwriting_inputs(&inputs, &outputs)?;
     }
-    // a checkpoint directory that cannot be created fails now, not after the work
-    if let Some(p) = &args.checkpoint {
-        super::ensure_parent(p)?;
-    }
+    // outputs that cannot be written fail now, not after the work
+    let outputs = [
+        ("--save-model", plan.save_model.as_deref()),
+        ("--trace", args.trace.as_deref()),
+        ("--checkpoint", args.checkpoint.as_deref()),
+    ];
+    let given: Vec<(&str, &std::path::Path)> = outputs.iter().filter_map(|(f, p)| Some((*f, (*p)?))).collect();
+    super::check_outputs(&given)?;
     let trace = args.trace.clone().map(|p| (p, args.resume));
     let checkpoint = args.checkpoint.clone().map(|p| (p, args.resume));
     let out = execute(&plan, args.quiet || args.json, trace, checkpoint)?;

@@ -119,6 +119,32 @@ pub fn refuse_overwriting_inputs(
     Ok(())
 }
 
+/// Output files of one command, `(flag, path)`: each must be a file path
+/// (not a directory) whose directory can be created, and no two may be the
+/// same file. Checked before any work, so that a bad path does not cost a fit.
+pub fn check_outputs(outputs: &[(&str, &std::path::Path)]) -> anyhow::Result<()> {
+    for (k, (flag, p)) in outputs.iter().enumerate() {
+        if p.is_dir() {
+            return Err(
+                lowrank::Error::invalid(format!("{flag} {} is a directory; give a file path", p.display())).into()
+            );
+        }
+        ensure_parent(p).map_err(|e| anyhow::anyhow!("{flag} {}: {e:#}", p.display()))?;
+        let canon = |q: &std::path::Path| {
+            let dir = q.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+            std::fs::canonicalize(dir).ok().map(|d| d.join(q.file_name().unwrap_or_default()))
+        };
+        if let Some((other, _)) = outputs[..k].iter().find(|(_, q)| canon(q).is_some() && canon(q) == canon(p)) {
+            return Err(lowrank::Error::invalid(format!(
+                "{flag} and {other} are the same file ({}): give each output its own path",
+                p.display()
+            ))
+            .into());
+        }
+    }
+    Ok(())
+}
+
 /// Create the parent directory of an output file.
 pub fn ensure_parent(p: &std::path::Path) -> anyhow::Result<()> {
     if let Some(d) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
