@@ -86,6 +86,9 @@ fn bad_inputs_give_one_clear_line_and_exit_2() {
     bad(&write(p, "big.csv", b"1.5,2,3\n4,1e39,6\n"), &[], "big.csv:2: the cell '1e39' is too large");
     let swapped = b"movieId,userId,rating,timestamp\n1,2,3,4\n";
     bad(&write(p, "swapped.csv", swapped), &[], "swapped.csv:1: the header names 'movieId' first");
+    // one stray huge id with positional ids: refused before allocating a row per id
+    let stray = b"0\t0\t4\n1\t1\t3\n999999999\t2\t5\n";
+    bad(&write(p, "stray.tsv", stray), &["--ids", "zero-based"], "1000000000 users (the largest user index) needs");
     // tiny files declaring huge shapes: refused before allocating
     bad(&write(p, "hugenpy.npy", &npy("<f8", "(100000000, 100000000)", false, &[0u8; 48])), &[], "needs");
     bad(&write(p, "hugearr.mtx", b"%%MatrixMarket matrix array real general\n100000000 100000000\n1\n"), &[], "needs");

@@ -258,6 +258,15 @@ impl IdSide {
                     None => self.max_index as usize,
                 };
                 let base = if self.mode == IdMode::OneBased { 1 } else { 0 };
+                // one id per row (column) up to the largest index, and at
+                // least a few numbers per row in any fit: a single stray huge
+                // id must not exhaust memory here
+                crate::error::ensure_fits_in_memory(
+                    n as u128 * 8,
+                    &format!("{n} {what}s (the largest {what} index)"),
+                    "check the ids: with --ids zero-based or one-based the largest id sets the dimension",
+                )
+                .map_err(|e| e.to_string())?;
                 Ok((IdMap::offset(n, base), None))
             }
         }

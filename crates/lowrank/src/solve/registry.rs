@@ -213,7 +213,21 @@ pub fn find(name: &str) -> Result<&'static AlgoEntry> {
 
 /// Run a request.
 pub fn fit(req: FitRequest<'_>) -> Result<FitOutcome> {
-    (find(&req.algo)?.run)(req)
+    let entry = find(&req.algo)?;
+    // every matrix algorithm keeps factors (or their work copies) for every
+    // row and column: a few ids far beyond the rest (`--ids zero-based` with
+    // an id of 1e8) must fail here, not in the allocator
+    if let Some((m, n)) = req.train.matrix_shape() {
+        // (a rank beyond the matrix gets the runner's own error)
+        let rank =
+            req.params.get("rank").and_then(Value::as_u64).unwrap_or(10).clamp(1, m.min(n).max(1) as u64) as u128;
+        crate::error::ensure_fits_in_memory(
+            (m as u128 + n as u128) * rank * 4,
+            &format!("'{}' on a {m} x {n} matrix at rank {rank} (factors and work copies)", req.algo),
+            "check the ids: with --ids zero-based or one-based the largest id sets the dimension",
+        )?;
+    }
+    (entry.run)(req)
 }
 
 /// `" (did you mean 'x'?)"` when a candidate is close to `word`, else `""`.
