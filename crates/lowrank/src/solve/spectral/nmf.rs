@@ -136,8 +136,12 @@ pub fn ratings_input(r: &Ratings) -> Result<(Mat<f64>, Option<Mat<f64>>)> {
 }
 
 /// Factor of the default penalty of `nmf` on data with missing entries:
-/// `reg = AUTO_REG * mean(a_ij^2)` over the observed entries.
-pub const AUTO_REG: f64 = 0.35;
+/// `reg = AUTO_REG * rms(a_ij)` over the observed entries. The loss grows with
+/// the square of the data's scale and `||W||^2 + ||H||^2` with the scale
+/// itself, so the penalty must grow linearly for the fit not to depend on the
+/// units (`0.35 mean(a^2)`, the first rule, was the same on 1-5 star ratings
+/// and shrank every model to zero on data 100 times larger).
+pub const AUTO_REG: f64 = 1.3;
 
 /// `--algo nmf` settings. Defaults: rank 20, `hals`, `nndsvda` (scikit-learn's
 /// default init), no regularization on complete data (see [`Nmf::reg`]), `tol = 0` (run all iterations, as the
@@ -152,7 +156,7 @@ pub struct Nmf {
     /// `random`, `nndsvd` or `nndsvda`.
     pub init: String,
     /// L2 penalty `reg/2 (||W||^2 + ||H||^2)`. Unset: 0 for a fully
-    /// observed matrix; with missing entries [`AUTO_REG`] times the mean
+    /// observed matrix; with missing entries [`AUTO_REG`] times the root mean
     /// square of the observed values, because a row or column with few
     /// observed entries leaves its factors unbounded otherwise (on
     /// MovieLens-100k, rank 10, no penalty predicts test entries of 10^7;
@@ -586,7 +590,7 @@ impl Solver for NmfSolver {
         let count = self.mask.as_ref().map_or((m * n) as f64, |x| x.sum());
         let mean = a.sum() / count;
         // hidden entries are 0 in `a`, so the sum of squares is over the observed ones
-        self.reg = self.p.reg.unwrap_or(if self.mask.is_some() { AUTO_REG * sq(a.as_ref()) / count } else { 0.0 });
+        self.reg = self.p.reg.unwrap_or(if self.mask.is_some() { AUTO_REG * (sq(a.as_ref()) / count).sqrt() } else { 0.0 });
         let (w, ht) = match self.p.init.as_str() {
             "random" => {
                 let s = (mean / k as f64).sqrt();
@@ -868,6 +872,33 @@ mod tests {
         assert!((2.0 * l[l.len() - 1]).sqrt() / a.norm_l2() < 1e-3, "{}", l[l.len() - 1]);
         let wh = &f.model.u_dense() * f.model.v_dense().transpose();
         assert!((&wh - &a).norm_l2() / a.norm_l2() < 2e-2, "{}", (&wh - &a).norm_l2() / a.norm_l2());
+    }
+
+    #[test]
+    fn the_default_penalty_follows_the_data_scale() {
+        // a masked matrix and the same matrix in units 100 times larger: the
+        // default penalty must not shrink the second fit to zero (it did when
+        // it grew with the square of the scale)
+        let a = noisy(30, 20, 3, 8);
+        let mut g = rng::rng(3);
+        let x = Mat::from_fn(30, 20, |i, j| if rng::uniform(&mut g) < 0.3 { f64::NAN } else { a[(i, j)] });
+        let rel = |scale: f64| {
+            let xs = Mat::from_fn(30, 20, |i, j| x[(i, j)] * scale);
+            let (f, _) = fit(&xs, Nmf { rank: 3, ..Default::default() }, 200);
+            let wh = &f.model.u_dense() * f.model.v_dense().transpose();
+            let (mut e, mut t) = (0.0, 0.0);
+            for j in 0..20 {
+                for i in 0..30 {
+                    if !xs[(i, j)].is_nan() {
+                        e += (xs[(i, j)] - wh[(i, j)]).powi(2);
+                        t += xs[(i, j)].powi(2);
+                    }
+                }
+            }
+            (e / t).sqrt()
+        };
+        let (one, hundred) = (rel(1.0), rel(100.0));
+        assert!(one < 0.2 && (hundred - one).abs() < 0.05 * one, "{one} vs {hundred}");
     }
 
     #[test]
