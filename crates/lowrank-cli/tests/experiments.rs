@@ -266,6 +266,9 @@ fn plots_and_a_report_people_can_open() {
     // the report
     let html = d.path().join("report.html");
     ok(&lowrank().arg("report").arg(&logs).arg("--out").arg(&html).output().unwrap());
+    // the report never overwrites what it reads
+    let out = lowrank().arg("report").arg(&logs).arg("--out").arg(logs.join("0/summary.json")).output().unwrap();
+    usage_error(&out, "must end in .html");
     let page = std::fs::read_to_string(&html).unwrap();
     assert_eq!(page.matches("<tr><td><a href=").count(), 2);
     assert!(page.contains("<svg"));

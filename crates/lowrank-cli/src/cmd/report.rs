@@ -57,6 +57,11 @@ pub fn run(a: ReportArgs) -> anyhow::Result<()> {
     if !a.log_dir.is_dir() {
         return Err(lowrank::Error::invalid(format!("{} is not a directory", a.log_dir.display())).into());
     }
+    // an HTML page, never one of the files it reads (a run's summary.json or trace)
+    if !a.out.extension().is_some_and(|e| e.eq_ignore_ascii_case("html") || e.eq_ignore_ascii_case("htm")) {
+        return Err(lowrank::Error::invalid(format!("--out {} must end in .html", a.out.display())).into());
+    }
+    super::check_outputs(&[("--out", &a.out)])?;
     let runs = find_runs(&a.log_dir);
     if runs.is_empty() {
         return Err(
