@@ -257,6 +257,17 @@ fn fit_json_contract_and_model_round_trip() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(r["items"].as_array().unwrap().len(), 5);
+    // gen refuses an extension that promises another format, and an empty problem
+    for (args, needle) in [
+        (&["gen", "ratings", "--out", "x.tsv.gz"][..], "this writes tab-separated text"),
+        (&["gen", "ratings", "--count", "0", "--out", "x.tsv"][..], "--count must be at least 1"),
+        (&["gen", "tensor", "--out", "t.csv"][..], "this writes a 3-D .npy array"),
+        (&["gen", "example", "lab", "--out", "e.npy"][..], "this writes a dense CSV"),
+    ] {
+        let out = lowrank().current_dir(p).args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains(needle), "{args:?}: {out:?}");
+    }
     // fold-in: a valid new user gets a list; an item rated twice or a rating
     // beyond f32 is an error naming the item
     let fold = |spec: &str| {

@@ -125,6 +125,19 @@ fn write_meta(path: PathBuf, v: serde_json::Value) -> anyhow::Result<()> {
 }
 
 /// `lowrank gen`.
+/// Refuse an output name whose extension promises another format than the
+/// one written (`x.npy` holding text could not be read back).
+fn require_ext(out: &std::path::Path, allowed: &[&str], writes: &str) -> anyhow::Result<()> {
+    let ext = out.extension().map(|e| e.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
+    if allowed.contains(&ext.as_str()) {
+        return Ok(());
+    }
+    let names: Vec<String> =
+        allowed.iter().map(|e| if e.is_empty() { "no extension".into() } else { format!(".{e}") }).collect();
+    Err(lowrank::Error::invalid(format!("--out {}: this writes {writes}; name it {}", out.display(), names.join(", ")))
+        .into())
+}
+
 pub fn run(cmd: GenCommand) -> anyhow::Result<()> {
     match cmd {
         GenCommand::Planted { n, m, rank, observed, seed, out } => {
@@ -154,6 +167,10 @@ pub fn run(cmd: GenCommand) -> anyhow::Result<()> {
             eprintln!("wrote {}/gt.npy and train.tsv ({} observed entries)", out.display(), obs.len());
         }
         GenCommand::Ratings { users, items, count, rank, noise, stars, skew, seed, test_fraction, out } => {
+            require_ext(&out, &["tsv", "txt", "data", ""], "tab-separated text (user, item, rating)")?;
+            if count == 0 {
+                return Err(lowrank::Error::invalid("--count must be at least 1").into());
+            }
             super::ensure_parent(&out)?;
             let spec = synth::RatingsSpec { users, items, count, rank, noise, stars, skew, seed };
             let t0 = std::time::Instant::now();
@@ -187,6 +204,7 @@ pub fn run(cmd: GenCommand) -> anyhow::Result<()> {
                 [a, b, c] => [*a, *b, *c],
                 _ => return Err(lowrank::Error::invalid("--dims takes one size or three").into()),
             };
+            require_ext(&out, &["npy"], "a 3-D .npy array")?;
             super::ensure_parent(&out)?;
             let (t, _, _) = synth::random_cp(d, rank, noise, seed)?;
             npy::write(&out, &d, t.data())?;
@@ -203,6 +221,7 @@ pub fn run(cmd: GenCommand) -> anyhow::Result<()> {
                     );
                 }
             };
+            require_ext(&out, &["csv", "txt", ""], "a dense CSV matrix (empty cells missing)")?;
             super::ensure_parent(&out)?;
             atomic_write(&out, |w| {
                 for i in 0..a.nrows() {

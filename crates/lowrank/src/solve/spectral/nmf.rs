@@ -590,7 +590,8 @@ impl Solver for NmfSolver {
         let count = self.mask.as_ref().map_or((m * n) as f64, |x| x.sum());
         let mean = a.sum() / count;
         // hidden entries are 0 in `a`, so the sum of squares is over the observed ones
-        self.reg = self.p.reg.unwrap_or(if self.mask.is_some() { AUTO_REG * (sq(a.as_ref()) / count).sqrt() } else { 0.0 });
+        self.reg =
+            self.p.reg.unwrap_or(if self.mask.is_some() { AUTO_REG * (sq(a.as_ref()) / count).sqrt() } else { 0.0 });
         let (w, ht) = match self.p.init.as_str() {
             "random" => {
                 let s = (mean / k as f64).sqrt();
