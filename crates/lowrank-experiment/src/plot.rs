@@ -84,6 +84,12 @@ pub fn singular_series(records: &[Record], top: usize) -> Vec<Series> {
 pub fn line_chart(out: &Path, title: &str, y_label: &str, curves: &[Series]) -> Result<()> {
     let looked_for: Vec<&str> = curves.iter().map(|c| c.0.as_str()).collect();
     let curves: Vec<&Series> = curves.iter().filter(|c| !c.1.is_empty()).collect();
+    if looked_for.is_empty() {
+        return Err(Error::invalid(format!(
+            "nothing to plot for '{title}': the traces record no such values (singular values are recorded by \
+             deep and deep-svd, see n_singulars_save)"
+        )));
+    }
     if curves.is_empty() {
         return Err(Error::invalid(format!(
             "nothing to plot for '{title}': the traces have no positive finite value of {} (test values need a \

@@ -62,6 +62,13 @@ pub fn run(a: DemoArgs) -> anyhow::Result<()> {
     };
     let all = synth::ratings_like(&spec)?;
     let (train, test) = split::holdout(&all, 0.1, a.seed)?;
+    if test.is_empty() {
+        return Err(lowrank::Error::invalid(format!(
+            "--count {} leaves no test ratings in the 90/10 split: use at least 10",
+            a.count
+        ))
+        .into());
+    }
     println!(
         "generated in {:.2} s; the best possible test RMSE is about {noise} (the noise)\n",
         t0.elapsed().as_secs_f64()

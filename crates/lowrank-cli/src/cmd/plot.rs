@@ -130,6 +130,15 @@ fn lr_panels(
 
 /// `lowrank plot`.
 pub fn run(a: PlotArgs) -> anyhow::Result<()> {
+    if a.top == 0 || a.frames == 0 {
+        return Err(lowrank::Error::invalid("--top and --frames must be at least 1").into());
+    }
+    // a GIF frame delay is a 16-bit count of hundredths of a second
+    if !(10..=655_350).contains(&a.delay_ms) {
+        return Err(
+            lowrank::Error::invalid(format!("--delay-ms must be between 10 and 655350, got {}", a.delay_ms)).into()
+        );
+    }
     let traces: Vec<(String, Vec<lowrank::observe::Record>)> =
         a.runs.iter().map(|r| Ok((r.display().to_string(), plot::read_trace(r)?))).collect::<lowrank::Result<_>>()?;
     let multi = traces.len() > 1;

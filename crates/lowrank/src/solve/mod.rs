@@ -399,6 +399,14 @@ impl<'a, S: Solver> Executor<'a, S> {
                     model.sizes()
                 )));
             }
+            if hdr.iteration > self.max_iters {
+                return Err(Error::invalid(format!(
+                    "checkpoint {} is at iteration {}, beyond the {} asked for: ask for more iterations (--epochs)",
+                    path.display(),
+                    hdr.iteration,
+                    self.max_iters
+                )));
+            }
             self.solver.load_state(&state).map_err(|e| in_checkpoint(path, e))?;
             model = m;
             start_iter = hdr.iteration;

@@ -937,7 +937,7 @@ impl Solver for DeepMfSolver {
                  product grows) or use optimizer = \"group_rmsprop\"",
                 self.p.lr
             ),
-            _ => format!("lower lr (now {}) or init_scale (now {})", self.p.lr, self.p.init_scale),
+            _ => format!("lower lr (now {:e}) or init_scale (now {:e})", self.p.lr, self.p.init_scale),
         }
     }
 

@@ -516,7 +516,7 @@ impl Solver for DeepSvdSolver {
     }
 
     fn divergence_hint(&self) -> String {
-        format!("lower lr (now {}) or init_scale (now {})", self.p.lr, self.p.init_scale)
+        format!("lower lr (now {:e}) or init_scale (now {:e})", self.p.lr, self.p.init_scale)
     }
 
     fn save_state(&self) -> Result<Vec<u8>> {

@@ -853,7 +853,7 @@ impl Solver for PgdNuclearSolver {
     type Model = FactorModel;
 
     fn fixed_sizes(&self) -> bool {
-        false // the rank follows the data (thresholded singular values)
+        false // the rank grows with the iterations (one atom per step)
     }
 
     fn name(&self) -> &'static str {
@@ -1136,6 +1136,13 @@ impl Solver for FrankWolfeSolver {
 
     fn name(&self) -> &'static str {
         "frank-wolfe"
+    }
+
+    fn divergence_hint(&self) -> String {
+        match self.p.tau {
+            Some(t) => format!("lower the radius tau (now {t:e}), or leave it unset to choose it from the data"),
+            None => "set a smaller radius tau".into(),
+        }
     }
 
     fn init(&mut self, data: &Ratings, rng: &mut Rng) -> Result<FactorModel> {

@@ -247,6 +247,16 @@ fn checkpoint_resume_continues_exactly() {
     assert!(e.contains("ck0") && e.contains("[7, 6, 5]") && e.contains("[8, 6, 5]"), "{e}");
     let e = resume(CpAls::with_rank(4), &t).to_string();
     assert!(e.contains("ck0") && e.contains("sizes [3]") && e.contains("make [4]"), "{e}");
+    // a checkpoint beyond the iterations asked for
+    let e = Executor::new(CpAls::with_rank(3).check().unwrap(), &t)
+        .max_iters(2)
+        .checkpoint(&ck, 2)
+        .resume(true)
+        .run()
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("beyond the 2 asked for"), "{e}");
+
 }
 
 #[test]
