@@ -168,7 +168,7 @@ pub struct Fit<M> {
     pub iterations: usize,
     /// One record per iteration.
     pub history: Vec<Record>,
-    /// Wall-clock seconds of this run's loop.
+    /// Wall-clock seconds of this run: its setup (`Solver::init`) and its loop.
     pub seconds: f64,
 }
 
@@ -356,6 +356,9 @@ impl<'a, S: Solver> Executor<'a, S> {
 
     fn run_here(mut self) -> Result<Fit<S::Model>> {
         let mut rng = crate::rng::rng(self.seed);
+        // setup (caches, a radius or lambda chosen from the data) counts in
+        // the reported time and the time budget, like the iterations
+        let setup_start = Instant::now();
         let mut model = self.solver.init(self.data, &mut rng)?;
         let mut history: Vec<Record> = Vec::new();
         let mut start_iter = 0usize;
@@ -426,6 +429,7 @@ impl<'a, S: Solver> Executor<'a, S> {
             o.start(name, self.max_iters);
         }
         let offset = history.last().map_or(0.0, |r| r.elapsed);
+        let setup = setup_start.elapsed();
         let t0 = Instant::now();
         let mut last_checkpoint = t0;
         let mut checkpointed_at = start_iter;
@@ -438,7 +442,7 @@ impl<'a, S: Solver> Executor<'a, S> {
                 termination = Termination::Interrupted;
                 break;
             }
-            if self.time_budget.is_some_and(|b| t0.elapsed() >= b) {
+            if self.time_budget.is_some_and(|b| setup + t0.elapsed() >= b) {
                 termination = Termination::Timeout;
                 break;
             }
@@ -543,7 +547,8 @@ impl<'a, S: Solver> Executor<'a, S> {
         for o in self.observers.iter_mut() {
             o.finish(&termination);
         }
-        Ok(Fit { model, termination, iterations: it, history, seconds: t0.elapsed().as_secs_f64() })
+        let seconds = (setup + t0.elapsed()).as_secs_f64();
+        Ok(Fit { model, termination, iterations: it, history, seconds })
     }
 }
 
