@@ -233,6 +233,9 @@ pub fn execute_loaded(
         req.resume = resume;
     }
     let out = registry::fit(req).map_err(|e| plan.raw.locate(e))?;
+    if let Some(w) = out.summary.get("warning").and_then(Value::as_str) {
+        eprintln!("warning: {w}");
+    }
     if let Some(p) = &plan.save_model {
         super::ensure_parent(p)?;
         out.model.save(p)?;

@@ -227,7 +227,32 @@ pub fn fit(req: FitRequest<'_>) -> Result<FitOutcome> {
             "check the ids: with --ids zero-based or one-based the largest id sets the dimension",
         )?;
     }
-    (entry.run)(req)
+    let algo = req.algo.clone();
+    let mut out = (entry.run)(req)?;
+    if let Some(w) = rising_objective(&algo, &out.history) {
+        out.summary.insert("warning".into(), json!(w));
+    }
+    Ok(out)
+}
+
+/// Algorithms whose recorded objective is the loss they minimize, so that a
+/// run ending above where it started went wrong (a step too large that did
+/// not blow up to the 10⁸ of [`super::BLOW_UP`]).
+const MINIMIZING: &[&str] = &["gd", "pgd-nuclear", "frank-wolfe", "deep", "deep-svd", "sgd", "lab-sgd"];
+
+/// A warning when a minimizing algorithm's last objective is above its first.
+pub fn rising_objective(algo: &str, history: &[Record]) -> Option<String> {
+    if !MINIMIZING.contains(&algo) {
+        return None;
+    }
+    let objectives: Vec<f64> = history.iter().filter_map(|r| r.objective).collect();
+    match (objectives.first(), objectives.last()) {
+        (Some(&first), Some(&last)) if objectives.len() > 1 && last > first => Some(format!(
+            "the objective rose from {first:.4e} to {last:.4e} over the run: the step is likely too large \
+             (lower lr or the method's step setting)"
+        )),
+        _ => None,
+    }
 }
 
 /// `" (did you mean 'x'?)"` when a candidate is close to `word`, else `""`.
@@ -484,6 +509,18 @@ mod param_tests {
         let keys = crate::solve::sgd::ALGOS[0].keys;
         let e = parse_params::<crate::solve::sgd::Sgd>("sgd", &params, keys).unwrap_err().to_string();
         assert!(e.contains("setting 'reg' = \"abc\""), "{e}");
+    }
+
+    #[test]
+    fn a_minimizing_run_that_ends_above_its_start_is_flagged() {
+        let rec = |o: f64| Record { objective: Some(o), ..Default::default() };
+        let rising = [rec(1759.0), rec(5e3), rec(6.7e5)];
+        let w = rising_objective("pgd-nuclear", &rising).expect("flagged");
+        assert!(w.contains("1.7590e3") && w.contains("6.7000e5"), "{w}");
+        assert!(rising_objective("pgd-nuclear", &[rec(3.0), rec(5.0), rec(1.0)]).is_none());
+        // the nuclear norm of nuclear-min grows by design
+        assert!(rising_objective("nuclear-min", &rising).is_none());
+        assert!(rising_objective("gd", &rising[..1]).is_none());
     }
 
     #[test]

@@ -256,7 +256,6 @@ fn checkpoint_resume_continues_exactly() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("beyond the 2 asked for"), "{e}");
-
 }
 
 #[test]
