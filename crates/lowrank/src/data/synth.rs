@@ -93,6 +93,12 @@ pub fn checkerboard(rows: usize, cols: usize) -> Mat<f64> {
 /// independently with probability `density`. Returns the observed entries.
 pub fn subsample(a: &Mat<f64>, density: f64, seed: u64) -> Result<Ratings> {
     ensure!(density > 0.0 && density <= 1.0, "density must be in (0, 1], got {density}");
+    ensure!(
+        a.nrows() > 0 && a.ncols() > 0,
+        "the matrix is empty ({}x{}): rows and columns must be at least 1",
+        a.nrows(),
+        a.ncols()
+    );
     let mut g = rng::rng(seed);
     let (mut rows, mut cols, mut vals) = (vec![], vec![], vec![]);
     for i in 0..a.nrows() {
