@@ -149,6 +149,24 @@ fn outputs_never_overwrite_inputs() {
         .output()
         .unwrap();
     usage_error(&out, "--trace and --save-model are the same file");
+    // with positional ids, a larger ground truth declares the full shape (a planted
+    // problem whose last columns were not sampled)
+    let sp = d.path().join("sp");
+    ok(&lowrank()
+        .args(["gen", "planted", "--n", "30", "--rank", "2", "--observed", "25", "--seed", "3", "--out"])
+        .arg(&sp)
+        .output()
+        .unwrap());
+    let out = lowrank()
+        .args(["fit", "--algo", "baseline", "--json", "--ids", "zero-based", "--data"])
+        .arg(sp.join("train.tsv"))
+        .arg("--truth")
+        .arg(sp.join("gt.npy"))
+        .output()
+        .unwrap();
+    ok(&out);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["rel_error"].as_f64().is_some_and(f64::is_finite), "{v}");
     // a ground truth of another shape names its file
     let truth = d.path().join("truth.csv");
     std::fs::write(&truth, "1,2\n3,4\n").unwrap();

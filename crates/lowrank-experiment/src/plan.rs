@@ -263,10 +263,33 @@ impl FitPlan {
                         }
                     }
                 }
+                let mut train = train;
                 let truth = match truth {
                     None => None,
                     Some(p) => {
                         let t = io::read_truth(p, &ReadOptions::default())?;
+                        // with positional ids the data's shape is only its largest
+                        // index: a truth at least as large declares the full shape
+                        // (a planted problem whose last rows or columns were not sampled)
+                        let base = match ids {
+                            IdMode::ZeroBased => Some(0),
+                            IdMode::OneBased => Some(1),
+                            IdMode::Map => None,
+                        };
+                        if let (Some(base), Dataset::Ratings(r)) = (base, &train)
+                            && t.nrows() >= r.nrows()
+                            && t.ncols() >= r.ncols()
+                            && (t.nrows(), t.ncols()) != (r.nrows(), r.ncols())
+                        {
+                            let wider = lowrank::Ratings::with_ids(
+                                r.rows().to_vec(),
+                                r.cols().to_vec(),
+                                r.values().to_vec(),
+                                lowrank::IdMap::offset(t.nrows(), base),
+                                lowrank::IdMap::offset(t.ncols(), base),
+                            )?;
+                            train = Dataset::Ratings(wider);
+                        }
                         if let Some((m, n)) = train.matrix_shape()
                             && (t.nrows(), t.ncols()) != (m, n)
                         {
