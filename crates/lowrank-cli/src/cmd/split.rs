@@ -47,7 +47,6 @@ pub struct SplitArgs {
 pub fn run(a: SplitArgs) -> anyhow::Result<()> {
     let opts = a.read.options()?;
     let r = lowrank::io::read_ratings(&a.data, &opts)?;
-    super::ensure_dir(&a.out)?;
     // the test entries of each part (one part, or one per fold)
     let masks: Vec<Vec<bool>> = match a.method.as_str() {
         "holdout" => vec![split::holdout_mask(r.len(), a.fraction, a.seed)?],
@@ -90,6 +89,8 @@ pub fn run(a: SplitArgs) -> anyhow::Result<()> {
             .into());
         }
     }
+    // (the output directory is created only once everything is checked)
+    super::ensure_dir(&a.out)?;
     for (f, is_test) in masks.iter().enumerate() {
         let (train, test) = names(f);
         let ntest = is_test.iter().filter(|&&t| t).count();
