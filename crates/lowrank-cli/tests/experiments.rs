@@ -259,6 +259,25 @@ fn sweep_runs_the_grid_skips_finished_runs_and_tabulates() {
 }
 
 #[test]
+fn a_sweep_marks_runs_that_failed() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = d.path().join("gd.toml");
+    std::fs::write(&cfg, "algo = \"gd\"\nproblem = \"planted\"\nproblem_n = 20\nproblem_rank = 2\nproblem_observed = 150\nrank = 2\nepochs = 5\noptimizer = \"sgd\"\n").unwrap();
+    let out = lowrank()
+        .args(["sweep", "--config"])
+        .arg(&cfg)
+        .args(["--grid", "lr=0.01,1e10", "--name", "f", "--log-dir"])
+        .arg(d.path().join("logs"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("1 of 2 runs failed; first: lr=1e10"), "{out:?}");
+    let csv = std::fs::read_to_string(d.path().join("logs/f/results.csv")).unwrap();
+    let row = csv.lines().find(|l| l.contains(",1e10,")).unwrap_or_else(|| panic!("{csv}"));
+    assert!(row.ends_with(",failed"), "{csv}");
+}
+
+#[test]
 fn plots_and_a_report_people_can_open() {
     let d = tempfile::tempdir().unwrap();
     let cfg = config(d.path());

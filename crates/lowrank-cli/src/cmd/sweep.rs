@@ -236,7 +236,8 @@ pub fn run(a: SweepArgs) -> anyhow::Result<()> {
     }
     table.finish();
     let _ = std::fs::remove_dir_all(&status_dir);
-    write_results(&dir, &axes, &points, &run_of)?;
+    let failed_points: Vec<bool> = status.iter().map(|s| matches!(s, RunStatus::Failed(_))).collect();
+    write_results(&dir, &axes, &points, &run_of, &failed_points)?;
     eprintln!("results: {}/results.csv and results.md", dir.display());
     let first = first_failure.unwrap_or_default();
     if failed > 0 && failed_on_input == failed {
@@ -405,12 +406,13 @@ fn write_results(
     axes: &[(String, Vec<String>)],
     points: &[Point],
     run_of: &[Option<PathBuf>],
+    failed: &[bool],
 ) -> anyhow::Result<()> {
     let mut header: Vec<String> = vec!["run".into()];
     header.extend(axes.iter().map(|(k, _)| k.clone()));
     header.extend(METRICS.iter().map(|m| m.to_string()));
     let mut rows: Vec<Vec<String>> = Vec::new();
-    for (p, r) in points.iter().zip(run_of) {
+    for ((p, r), &failed) in points.iter().zip(run_of).zip(failed) {
         let summary: serde_json::Value = r
             .as_ref()
             .and_then(|d| std::fs::read_to_string(d.join("summary.json")).ok())
@@ -420,6 +422,8 @@ fn write_results(
             vec![r.as_ref().and_then(|d| d.file_name()).map_or("-".into(), |n| n.to_string_lossy().into_owned())];
         row.extend(axes.iter().map(|(k, _)| p.label.get(k).cloned().unwrap_or_default()));
         row.extend(METRICS.iter().map(|m| match &summary[*m] {
+            // a run that failed has no summary: say so where its termination goes
+            serde_json::Value::Null if failed && *m == "termination" => "failed".into(),
             serde_json::Value::Null => String::new(),
             serde_json::Value::String(s) => s.clone(),
             v => v.to_string(),
