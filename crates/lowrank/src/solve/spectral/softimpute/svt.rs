@@ -193,9 +193,11 @@ impl Solver for Svt {
         if rel > DIVERGED_RESIDUAL {
             return Err(Error::Numerical(format!(
                 "svt diverged at iteration {}: the relative residual grew to {rel:.1e}; lower delta (now {:.3}; the \
-                 default 1.2 m n / |Omega| exceeds the theory's delta < 2 when few entries are observed)",
+                 default 1.2 m n / |Omega| exceeds the theory's delta < 2 when few entries are observed), and \
+                 scale tau with the data (now {:.3e}; the paper's default 5 sqrt(m n) suits entries of size ~1)",
                 state.iteration + 1,
-                st.delta
+                st.delta,
+                st.tau
             )));
         }
         let nuc: f64 = st.x.s.iter().sum();
