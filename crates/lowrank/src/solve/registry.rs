@@ -228,7 +228,14 @@ pub fn fit(req: FitRequest<'_>) -> Result<FitOutcome> {
         )?;
     }
     let algo = req.algo.clone();
-    let mut out = (entry.run)(req)?;
+    let rank_given = req.params.contains_key("rank");
+    let mut out = (entry.run)(req).map_err(|e| match e {
+        // a rank the user never set is the algorithm's default: say so
+        Error::InvalidInput(m) if !rank_given && m.starts_with("rank") => {
+            Error::InvalidInput(format!("{m} (the default rank of '{algo}'; set --rank)"))
+        }
+        e => e,
+    })?;
     if let Some(w) = rising_objective(&algo, &out.history) {
         out.summary.insert("warning".into(), json!(w));
     }
@@ -509,6 +516,16 @@ mod param_tests {
         let keys = crate::solve::sgd::ALGOS[0].keys;
         let e = parse_params::<crate::solve::sgd::Sgd>("sgd", &params, keys).unwrap_err().to_string();
         assert!(e.contains("setting 'reg' = \"abc\""), "{e}");
+    }
+
+    #[test]
+    fn a_default_rank_too_large_says_it_was_the_default() {
+        let r = Ratings::new(1, 1, vec![0], vec![0], vec![5.0]).unwrap();
+        let data = Dataset::Ratings(r);
+        let e = fit(FitRequest::new("sgd", &data)).map(|_| ()).unwrap_err().to_string();
+        assert!(e.ends_with("(the default rank of 'sgd'; set --rank)"), "{e}");
+        let e = fit(FitRequest::new("sgd", &data).set("rank", 3)).map(|_| ()).unwrap_err().to_string();
+        assert!(!e.contains("default"), "{e}");
     }
 
     #[test]
