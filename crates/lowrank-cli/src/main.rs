@@ -49,13 +49,23 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    // Rust ignores SIGPIPE, so a print to a closed pipe (`lowrank ... | head`)
-    // would panic; the default action ends the program quietly instead.
-    #[cfg(unix)]
-    // SAFETY: called first thing, before any thread starts; SIG_DFL is a valid action.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    }
+    // A print to stdout after its reader left (`lowrank ... | head`) panics in
+    // println: end quietly instead, as Unix tools do. (Not the default SIGPIPE
+    // action: it would also kill a run whose stderr reader died, e.g. an
+    // interrupted sweep, before the run saved its checkpoint.)
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if msg.starts_with("failed printing to stdout") {
+            std::process::exit(141);
+        }
+        default_hook(info)
+    }));
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Fit(a) => cmd::fit::run(a),

@@ -167,6 +167,25 @@ fn outputs_never_overwrite_inputs() {
     ok(&out);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(v["rel_error"].as_f64().is_some_and(f64::is_finite), "{v}");
+    // a config file is an input too; a generated problem takes no --truth
+    let cfg = d.path().join("b.toml");
+    std::fs::write(&cfg, "algo = \"baseline\"\n").unwrap();
+    let out = lowrank()
+        .args(["fit", "--data"])
+        .arg(&train)
+        .arg("--config")
+        .arg(&cfg)
+        .arg("--save-model")
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    usage_error(&out, "is an input file");
+    assert_eq!(std::fs::read_to_string(&cfg).unwrap(), "algo = \"baseline\"\n");
+    let out = lowrank()
+        .args(["fit", "--algo", "baseline", "--set", "problem=planted", "--truth", "none.npy"])
+        .output()
+        .unwrap();
+    usage_error(&out, "'truth' goes with 'data' files");
     // a ground truth of another shape names its file
     let truth = d.path().join("truth.csv");
     std::fs::write(&truth, "1,2\n3,4\n").unwrap();

@@ -182,6 +182,13 @@ impl FitPlan {
             (Some(_), Some(_)) => return Err(Error::Config("give either 'data' or 'problem', not both".into())),
             (Some(data), None) => DataSource::Files { data, test: path("test")?, truth: path("truth")?, format, ids },
             (None, Some(_)) => {
+                // a generated problem brings its own test set and truth
+                if let Some(k) = ["test", "truth"].into_iter().find(|k| t.contains_key(*k)) {
+                    return Err(Error::Config(format!(
+                        "'{k}'{} goes with 'data' files, not with a generated 'problem' (which makes its own)",
+                        raw.from(k)
+                    )));
+                }
                 let mut m = Map::new();
                 for (k, v) in t.iter().filter(|(k, _)| k.starts_with("problem")) {
                     m.insert(k.clone(), toml_to_json(v));

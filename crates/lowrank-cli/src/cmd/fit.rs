@@ -1,5 +1,6 @@
 //! `lowrank fit`.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -171,7 +172,9 @@ pub fn interrupt_flag() -> Arc<AtomicBool> {
             if g.swap(true, Ordering::SeqCst) {
                 std::process::exit(130);
             }
-            eprintln!("\ninterrupted: finishing the current iteration (Ctrl-C again to abort)");
+            // (stderr may be a pipe whose reader is gone: never fail here)
+            let _ =
+                writeln!(std::io::stderr(), "\ninterrupted: finishing the current iteration (Ctrl-C again to abort)");
         });
         f
     })
@@ -256,9 +259,12 @@ pub fn run(args: FitArgs) -> anyhow::Result<()> {
     if args.checkpoint_every.is_some() && args.checkpoint.is_none() {
         return Err(lowrank::Error::Config("--checkpoint-every needs --checkpoint PATH".into()).into());
     }
-    if let lowrank_experiment::plan::DataSource::Files { data, test, truth, .. } = &plan.source {
-        let inputs: Vec<&std::path::Path> =
-            std::iter::once(data.as_path()).chain(test.as_deref()).chain(truth.as_deref()).collect();
+    {
+        // the data files and the config files are all inputs
+        let mut inputs: Vec<&std::path::Path> = args.configs.iter().map(PathBuf::as_path).collect();
+        if let lowrank_experiment::plan::DataSource::Files { data, test, truth, .. } = &plan.source {
+            inputs.extend(std::iter::once(data.as_path()).chain(test.as_deref()).chain(truth.as_deref()));
+        }
         let outputs: Vec<(&str, &std::path::Path)> = [
             ("--save-model", plan.save_model.as_deref()),
             ("--trace", args.trace.as_deref()),
@@ -285,7 +291,18 @@ pub fn run(args: FitArgs) -> anyhow::Result<()> {
     } else {
         print_summary(&out.summary);
     }
+    exit_if_interrupted(&out.termination);
     Ok(())
+}
+
+/// A run stopped by Ctrl-C exits 130 (after its outputs and checkpoint are
+/// saved), so that `lowrank fit ... && next-step` does not go on with a
+/// partial model.
+pub fn exit_if_interrupted(t: &lowrank::solve::Termination) {
+    if *t == lowrank::solve::Termination::Interrupted {
+        let _ = std::io::stdout().flush();
+        std::process::exit(130);
+    }
 }
 
 /// Human-readable summary.

@@ -147,5 +147,6 @@ pub fn run(a: RunArgs) -> anyhow::Result<()> {
         eprintln!("run directory: {}", dir.display());
         super::fit::print_summary(&summary);
     }
+    super::fit::exit_if_interrupted(&out.termination);
     Ok(())
 }

@@ -173,8 +173,12 @@ pub fn run(a: SweepArgs) -> anyhow::Result<()> {
     let mut failed_on_input = 0usize;
     let mut first_failure: Option<String> = None;
     let mut finished = skipped;
-    while !queue.is_empty() || !active.is_empty() {
-        while active.len() < a.jobs {
+    // Ctrl-C: no new runs; the running ones (same process group) checkpoint
+    // and stop, and the next sweep resumes them
+    let interrupted = super::fit::interrupt_flag();
+    let stopping = || interrupted.load(std::sync::atomic::Ordering::Relaxed);
+    while (!queue.is_empty() && !stopping()) || !active.is_empty() {
+        while active.len() < a.jobs && !stopping() {
             let Some(i) = queue.pop() else { break };
             let mut cmd = Command::new(&exe);
             cmd.arg("run").arg("--json").arg("--quiet");
@@ -204,7 +208,9 @@ pub fn run(a: SweepArgs) -> anyhow::Result<()> {
                 let out = child.wait_with_output()?;
                 finished += 1;
                 let label: Vec<String> = points[i].label.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                if out.status.success() {
+                // an interrupted run exits 130 after saving its summary and checkpoint
+                let run_stopped = out.status.code() == Some(130);
+                if out.status.success() || run_stopped {
                     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
                     run_of[i] = v["run_dir"].as_str().map(PathBuf::from);
                     let metric = ["rel_error", "test_rmse", "train_rmse"]
@@ -212,7 +218,7 @@ pub fn run(a: SweepArgs) -> anyhow::Result<()> {
                         .find_map(|m| v[m].as_f64().map(|x| format!("{m} {x:.4e}")))
                         .unwrap_or_default();
                     // an interrupted run (Ctrl-C) keeps its checkpoint: the next sweep resumes it
-                    let word = if v["termination"] == "interrupted" { "stopped" } else { "done  " };
+                    let word = if run_stopped || v["termination"] == "interrupted" { "stopped" } else { "done  " };
                     table.println(&format!("[{finished}/{total}] {word} {} -> {metric}", label.join(" ")));
                     status[i] =
                         RunStatus::Done(if word == "stopped" { format!("interrupted, {metric}") } else { metric });
@@ -239,6 +245,10 @@ pub fn run(a: SweepArgs) -> anyhow::Result<()> {
     let failed_points: Vec<bool> = status.iter().map(|s| matches!(s, RunStatus::Failed(_))).collect();
     write_results(&dir, &axes, &points, &run_of, &failed_points)?;
     eprintln!("results: {}/results.csv and results.md", dir.display());
+    if stopping() {
+        eprintln!("sweep interrupted: run the same command again to resume the stopped runs and start the rest");
+        std::process::exit(130);
+    }
     let first = first_failure.unwrap_or_default();
     if failed > 0 && failed_on_input == failed {
         // every failure was a bad setting or input: a usage error (exit 2)

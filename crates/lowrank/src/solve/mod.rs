@@ -474,6 +474,10 @@ impl<'a, S: Solver> Executor<'a, S> {
             }
             if start_objective.is_none() {
                 start_objective = state.start_objective.filter(|o| o.is_finite() && *o > 0.0);
+                // recorded once, for whoever judges the run against its start
+                if let Some(s) = start_objective {
+                    rec.values.insert("start_objective".into(), s);
+                }
             }
             if let (Some(from), Some(to)) = (start_objective, rec.objective)
                 && to > BLOW_UP * from

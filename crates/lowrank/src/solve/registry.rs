@@ -253,8 +253,10 @@ pub fn rising_objective(algo: &str, history: &[Record]) -> Option<String> {
         return None;
     }
     let objectives: Vec<f64> = history.iter().filter_map(|r| r.objective).collect();
-    match (objectives.first(), objectives.last()) {
-        (Some(&first), Some(&last)) if objectives.len() > 1 && last > first => Some(format!(
+    // the objective at the starting point when the solver reported it, else the first record's
+    let start = history.iter().find_map(|r| r.get("start_objective")).or(objectives.first().copied());
+    match (start, objectives.last()) {
+        (Some(first), Some(&last)) if objectives.len() > 1 && last > first => Some(format!(
             "the objective rose from {first:.4e} to {last:.4e} over the run: the step is likely too large \
              (lower lr or the method's step setting)"
         )),
@@ -538,6 +540,12 @@ mod param_tests {
         // the nuclear norm of nuclear-min grows by design
         assert!(rising_objective("nuclear-min", &rising).is_none());
         assert!(rising_objective("gd", &rising[..1]).is_none());
+        // from the starting point when the solver reported it: a first step that
+        // jumped 1e6-fold is not the baseline
+        let mut jumped = vec![rec(6e7), rec(4e4), rec(3e4)];
+        jumped[0].values.insert("start_objective".into(), 13.7);
+        let w = rising_objective("gd", &jumped).expect("flagged");
+        assert!(w.contains("from 1.3700e1"), "{w}");
     }
 
     #[test]
