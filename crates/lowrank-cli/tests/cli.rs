@@ -89,6 +89,16 @@ fn bad_inputs_give_one_clear_line_and_exit_2() {
     // one stray huge id with positional ids: refused before allocating a row per id
     let stray = b"0\t0\t4\n1\t1\t3\n999999999\t2\t5\n";
     bad(&write(p, "stray.tsv", stray), &["--ids", "zero-based"], "1000000000 users (the largest user index) needs");
+    // the memory guards respect an address-space limit (ulimit -v), not only the machine's memory
+    if cfg!(target_os = "linux") {
+        let tns = write(p, "big.tns", b"0 0 0 1\n800 800 800 1\n");
+        let bin = assert_cmd::cargo::cargo_bin("lowrank");
+        let script = format!("ulimit -v 4000000; exec '{}' inspect --data '{}'", bin.display(), tns.display());
+        let out = std::process::Command::new("bash").args(["-c", &script]).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(err.contains("more than this process may use"), "{err}");
+    }
     // tiny files declaring huge shapes: refused before allocating
     bad(&write(p, "hugenpy.npy", &npy("<f8", "(100000000, 100000000)", false, &[0u8; 48])), &[], "needs");
     bad(&write(p, "hugearr.mtx", b"%%MatrixMarket matrix array real general\n100000000 100000000\n1\n"), &[], "needs");

@@ -115,7 +115,7 @@ pub fn ensure_fits_in_memory(values: u128, what: &str, alternative: &str) -> Res
     let limit: u128 = physical_memory_bytes().map_or(8u128 << 40, u128::from).min(8u128 << 40);
     if bytes > limit {
         return Err(Error::InvalidInput(format!(
-            "{what} needs {:.1} GB of memory, more than this machine has ({:.1} GB){}",
+            "{what} needs {:.1} GB of memory, more than this process may use ({:.1} GB){}",
             bytes as f64 / 1e9,
             limit as f64 / 1e9,
             if alternative.is_empty() { String::new() } else { format!("; {alternative}") }
@@ -124,12 +124,31 @@ pub fn ensure_fits_in_memory(values: u128, what: &str, alternative: &str) -> Res
     Ok(())
 }
 
-/// Physical memory in bytes, when the system says (Linux).
+/// The memory this process may use, in bytes, when the system says (Linux):
+/// the physical memory, lowered by a container's cgroup limit and by the
+/// process's address-space limit (`ulimit -v`), whichever is smallest.
 fn physical_memory_bytes() -> Option<u64> {
     let info = std::fs::read_to_string("/proc/meminfo").ok()?;
     let line = info.lines().find(|l| l.starts_with("MemTotal:"))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    kb.checked_mul(1024)
+    let mut limit = kb.checked_mul(1024)?;
+    // cgroup v2, then v1 ("max" or a huge number when unlimited)
+    for f in ["/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"] {
+        if let Some(v) = std::fs::read_to_string(f).ok().and_then(|t| t.trim().parse::<u64>().ok()) {
+            limit = limit.min(v);
+        }
+    }
+    // "Max address space   <soft>   <hard>   bytes"
+    let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
+    if let Some(soft) = limits
+        .lines()
+        .find(|l| l.starts_with("Max address space"))
+        .and_then(|l| l.split_whitespace().nth(3))
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        limit = limit.min(soft);
+    }
+    Some(limit)
 }
 
 #[cfg(test)]

@@ -147,7 +147,7 @@ pub fn read(src: &mut Source, opts: &ReadOptions) -> Result<MatrixMarket> {
     // the declared rows and columns each get an id (a file may declare far
     // more than it has entries)
     crate::error::ensure_fits_in_memory(
-        (m as u128 + n as u128) * 2,
+        (m as u128 + n as u128) * 8,
         &format!("{}: the ids of the declared {m}x{n} shape", path.display()),
         "",
     )

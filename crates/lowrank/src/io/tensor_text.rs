@@ -196,6 +196,12 @@ pub fn read(src: &mut Source, opts: &TensorTextOptions) -> Result<Tensor3> {
                 )
             },
         )?;
+    // the values, the line of each entry and the mask
+    crate::error::ensure_fits_in_memory(
+        n as u128 * 3,
+        &format!("{}: a dense {}x{}x{} tensor", path.display(), dims[0], dims[1], dims[2]),
+        "",
+    )?;
     let mut data = vec![0.0; n];
     let mut line_of = vec![0u64; n];
     for (ix, v, no) in &entries {
