@@ -259,30 +259,22 @@ pub fn run(args: FitArgs) -> anyhow::Result<()> {
     if args.checkpoint_every.is_some() && args.checkpoint.is_none() {
         return Err(lowrank::Error::Config("--checkpoint-every needs --checkpoint PATH".into()).into());
     }
-    {
-        // the data files and the config files are all inputs
-        let mut inputs: Vec<&std::path::Path> = args.configs.iter().map(PathBuf::as_path).collect();
-        if let lowrank_experiment::plan::DataSource::Files { data, test, truth, .. } = &plan.source {
-            inputs.extend(std::iter::once(data.as_path()).chain(test.as_deref()).chain(truth.as_deref()));
-        }
-        let outputs: Vec<(&str, &std::path::Path)> = [
-            ("--save-model", plan.save_model.as_deref()),
-            ("--trace", args.trace.as_deref()),
-            ("--checkpoint", args.checkpoint.as_deref()),
-        ]
-        .into_iter()
-        .filter_map(|(f, p)| Some((f, p?)))
-        .collect();
-        super::refuse_overwriting_inputs(&inputs, &outputs)?;
+    // the data files and the config files are all inputs
+    let mut inputs: Vec<&std::path::Path> = args.configs.iter().map(PathBuf::as_path).collect();
+    if let lowrank_experiment::plan::DataSource::Files { data, test, truth, .. } = &plan.source {
+        inputs.extend(std::iter::once(data.as_path()).chain(test.as_deref()).chain(truth.as_deref()));
     }
-    // outputs that cannot be written fail now, not after the work
-    let outputs = [
+    let outputs: Vec<(&str, &std::path::Path)> = [
         ("--save-model", plan.save_model.as_deref()),
         ("--trace", args.trace.as_deref()),
         ("--checkpoint", args.checkpoint.as_deref()),
-    ];
-    let given: Vec<(&str, &std::path::Path)> = outputs.iter().filter_map(|(f, p)| Some((*f, (*p)?))).collect();
-    super::check_outputs(&given)?;
+    ]
+    .into_iter()
+    .filter_map(|(f, p)| Some((f, p?)))
+    .collect();
+    super::refuse_overwriting_inputs(&inputs, &outputs)?;
+    // outputs that cannot be written fail now, not after the work
+    super::check_outputs(&outputs)?;
     let trace = args.trace.clone().map(|p| (p, args.resume));
     let checkpoint = args.checkpoint.clone().map(|p| (p, args.resume));
     let out = execute(&plan, args.quiet || args.json, trace, checkpoint)?;

@@ -104,10 +104,9 @@ pub fn refuse_overwriting_inputs(
     inputs: &[&std::path::Path],
     outputs: &[(&str, &std::path::Path)],
 ) -> anyhow::Result<()> {
-    let canon = |p: &std::path::Path| std::fs::canonicalize(p).ok();
     for (flag, out) in outputs {
-        let Some(o) = canon(out) else { continue };
-        if let Some(i) = inputs.iter().find(|i| canon(i).as_ref() == Some(&o)) {
+        let Some(o) = file_identity(out) else { continue };
+        if let Some(i) = inputs.iter().find(|i| file_identity(i).as_ref() == Some(&o)) {
             return Err(lowrank::Error::invalid(format!(
                 "{flag} {} is an input file ({}): it would be overwritten; choose another path",
                 out.display(),
@@ -117,6 +116,16 @@ pub fn refuse_overwriting_inputs(
         }
     }
     Ok(())
+}
+
+/// The absolute path a file path names: the file itself (symlinks resolved)
+/// when it exists, else its resolved directory joined with its name; `None`
+/// when the directory does not exist either.
+fn file_identity(p: &std::path::Path) -> Option<std::path::PathBuf> {
+    std::fs::canonicalize(p).ok().or_else(|| {
+        let dir = p.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+        std::fs::canonicalize(dir).ok().map(|d| d.join(p.file_name().unwrap_or_default()))
+    })
 }
 
 /// Output files of one command, `(flag, path)`: each must be a file path
@@ -130,11 +139,8 @@ pub fn check_outputs(outputs: &[(&str, &std::path::Path)]) -> anyhow::Result<()>
             );
         }
         ensure_parent(p).map_err(|e| anyhow::anyhow!("{flag} {}: {e:#}", p.display()))?;
-        let canon = |q: &std::path::Path| {
-            let dir = q.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
-            std::fs::canonicalize(dir).ok().map(|d| d.join(q.file_name().unwrap_or_default()))
-        };
-        if let Some((other, _)) = outputs[..k].iter().find(|(_, q)| canon(q).is_some() && canon(q) == canon(p)) {
+        let me = file_identity(p);
+        if let Some((other, _)) = outputs[..k].iter().find(|(_, q)| me.is_some() && file_identity(q) == me) {
             return Err(lowrank::Error::invalid(format!(
                 "{flag} and {other} are the same file ({}): give each output its own path",
                 p.display()
