@@ -32,6 +32,7 @@
 pub mod data;
 pub mod error;
 pub mod io;
+mod mem;
 pub mod metrics;
 pub mod model;
 pub mod observe;

@@ -267,7 +267,7 @@ pub fn random_cp(dims: [usize; 3], rank: usize, mu: f64, seed: u64) -> Result<(T
         }
     }
     let [a, b, c] = &factors;
-    let mut clean = vec![0.0; dims[0] * dims[1] * dims[2]];
+    let mut clean = crate::mem::huge_zeros(dims[0] * dims[1] * dims[2]);
     for i in 0..dims[0] {
         for j in 0..dims[1] {
             for k in 0..dims[2] {
@@ -279,11 +279,15 @@ pub fn random_cp(dims: [usize; 3], rank: usize, mu: f64, seed: u64) -> Result<(T
             }
         }
     }
-    let noise: Vec<f64> = (0..clean.len()).map(|_| rng::normal(&mut g)).collect();
+    // the noise is drawn into the buffer of the noisy tensor, then scaled
+    let mut noisy = crate::mem::huge_vec(clean.len());
+    noisy.extend((0..clean.len()).map(|_| rng::normal(&mut g)));
     let cn = clean.iter().map(|v| v * v).sum::<f64>().sqrt();
-    let nn = noise.iter().map(|v| v * v).sum::<f64>().sqrt();
+    let nn = noisy.iter().map(|v| v * v).sum::<f64>().sqrt();
     let scale = if nn > 0.0 { mu * cn / nn } else { 0.0 };
-    let noisy: Vec<f64> = clean.iter().zip(&noise).map(|(c, z)| c + scale * z).collect();
+    for (z, c) in noisy.iter_mut().zip(&clean) {
+        *z = c + scale * *z;
+    }
     Ok((Tensor3::new(dims, noisy)?, Tensor3::new(dims, clean)?, factors))
 }
 

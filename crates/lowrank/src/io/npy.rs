@@ -113,18 +113,20 @@ pub fn read(src: &mut Source) -> Result<NpyArray> {
     if raw.len() < bytes {
         return Err(bad(&format!("truncated data: the header announces {count} values of {size} bytes")));
     }
-    let vals: Vec<f64> = match (size, big) {
-        (8, false) => raw.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap())).collect(), // ok: chunks_exact yields full chunks
-        (8, true) => raw.chunks_exact(8).map(|c| f64::from_be_bytes(c.try_into().unwrap())).collect(), // ok: chunks_exact yields full chunks
-        (4, false) => raw.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap()) as f64).collect(), // ok: chunks_exact yields full chunks
-        _ => raw.chunks_exact(4).map(|c| f32::from_be_bytes(c.try_into().unwrap()) as f64).collect(), // ok: chunks_exact yields full chunks
-    };
+    // large arrays (tensors streamed by cp-als) in huge pages
+    let mut vals: Vec<f64> = crate::mem::huge_vec(count);
+    match (size, big) {
+        (8, false) => vals.extend(raw.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap()))), // ok: chunks_exact yields full chunks
+        (8, true) => vals.extend(raw.chunks_exact(8).map(|c| f64::from_be_bytes(c.try_into().unwrap()))), // ok: chunks_exact yields full chunks
+        (4, false) => vals.extend(raw.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap()) as f64)), // ok: chunks_exact yields full chunks
+        _ => vals.extend(raw.chunks_exact(4).map(|c| f32::from_be_bytes(c.try_into().unwrap()) as f64)), // ok: chunks_exact yields full chunks
+    }
     let data = if fortran && shape.len() > 1 { fortran_to_c(&vals, &shape) } else { vals };
     Ok(NpyArray { shape, data })
 }
 
 fn fortran_to_c(v: &[f64], shape: &[usize]) -> Vec<f64> {
-    let mut out = vec![0.0; v.len()];
+    let mut out = crate::mem::huge_zeros(v.len());
     match shape.len() {
         2 => {
             let (m, n) = (shape[0], shape[1]);

@@ -202,7 +202,7 @@ pub fn read(src: &mut Source, opts: &TensorTextOptions) -> Result<Tensor3> {
         &format!("{}: a dense {}x{}x{} tensor", path.display(), dims[0], dims[1], dims[2]),
         "",
     )?;
-    let mut data = vec![0.0; n];
+    let mut data = crate::mem::huge_zeros(n);
     let mut line_of = vec![0u64; n];
     for (ix, v, no) in &entries {
         let p = (ix[0] * dims[1] + ix[1]) * dims[2] + ix[2];

@@ -668,7 +668,8 @@ impl Solver for CpAlsSolver {
             (true, Completion::Em) => {
                 let mean = t.data().iter().sum::<f64>() / t.n_observed() as f64;
                 let mask = t.mask().expect("masked");
-                let filled = t.data().iter().zip(mask).map(|(&v, &o)| if o { v } else { mean }).collect();
+                let mut filled = crate::mem::huge_vec(t.data().len());
+                filled.extend(t.data().iter().zip(mask).map(|(&v, &o)| if o { v } else { mean }));
                 Kind::Em { filled, refill: false }
             }
             (true, Completion::Wals) => {

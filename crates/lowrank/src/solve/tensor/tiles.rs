@@ -577,6 +577,40 @@ fn mttkrp_slow_body<const FMA: bool>(w: &[f64], f: &[f64], np: usize, nq: usize,
     }
 }
 
+/// `out[t] (+)= Σ_g W[(p + g, q0 + t)] ∘ F[p + g]` for the `G` row groups
+/// `p..p + G` of `W` (each `nq` rows): every output row loaded and stored once
+/// per group, the `G` rows of `W` read in order. `first`: the group starts
+/// the sums (from zero, as the one-row-at-a-time sum did).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn fast_group<const G: usize, const FMA: bool>(
+    w: &[f64],
+    f: &[f64],
+    p: usize,
+    nq: usize,
+    rp: usize,
+    q0: usize,
+    out: &mut [f64],
+    first: bool,
+) {
+    let n_out = out.len() / rp;
+    let rows: [&[f64]; G] = std::array::from_fn(|g| &w[((p + g) * nq + q0) * rp..((p + g) * nq + q0 + n_out) * rp]);
+    let fr: [&[f64]; G] = std::array::from_fn(|g| &f[(p + g) * rp..(p + g + 1) * rp]);
+    for (t, o) in out.chunks_exact_mut(rp).enumerate() {
+        for c in 0..rp {
+            let mut acc = if first { 0.0 } else { o[c] };
+            for g in 0..G {
+                acc = madd::<FMA>(rows[g][t * rp + c], fr[g][c], acc);
+            }
+            o[c] = acc;
+        }
+    }
+}
+
+/// Rows `q0..q0 + out.len() / rp` of [`mttkrp_fast`]: the row groups `p` of
+/// `W` streamed in order, [`FAST_GROUP`] at a time, into the output rows
+/// (which stay in cache). Each output is summed over `p` in order, from
+/// zero: the sum the strided dot product over `p` computed, bit for bit.
 #[inline(always)]
 fn mttkrp_fast_body<const FMA: bool>(
     w: &[f64],
@@ -587,11 +621,27 @@ fn mttkrp_fast_body<const FMA: bool>(
     q0: usize,
     out: &mut [f64],
 ) {
-    for (t, o) in out.chunks_exact_mut(rp).take(nq - q0).enumerate() {
-        let q = q0 + t;
-        strided_row_dot::<FMA>(&w[q * rp..], nq * rp, f, rp, np, rp, o);
+    let n_out = (out.len() / rp).min(nq - q0);
+    let out = &mut out[..n_out * rp];
+    if np == 0 {
+        out.fill(0.0);
+        return;
+    }
+    let mut p = 0;
+    while p < np {
+        let first = p == 0;
+        match (np - p).min(FAST_GROUP) {
+            4 => fast_group::<4, FMA>(w, f, p, nq, rp, q0, out, first),
+            3 => fast_group::<3, FMA>(w, f, p, nq, rp, q0, out, first),
+            2 => fast_group::<2, FMA>(w, f, p, nq, rp, q0, out, first),
+            _ => fast_group::<1, FMA>(w, f, p, nq, rp, q0, out, first),
+        }
+        p += (np - p).min(FAST_GROUP);
     }
 }
+
+/// Row groups of `W` per pass of [`mttkrp_fast_body`] over its output rows.
+const FAST_GROUP: usize = 4;
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
