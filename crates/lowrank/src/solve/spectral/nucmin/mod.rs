@@ -53,6 +53,23 @@
 //! computed once the violation is within `10 tol`, before that `rel_gap` is
 //! absent.
 //!
+//! # Exact-recovery shortcut
+//! When the box is within the tolerance (`eps <= tol max|a|`) and the
+//! entries determine a low-rank matrix (the exact-recovery regime of
+//! matrix completion, Candes and Recht 2009), the minimizer is the low-rank
+//! interpolant itself. The first step tries that before any augmented-
+//! Lagrangian work: the rank at the widest relative gap of the starting
+//! spectrum, an interpolant of that rank by alternating least squares
+//! (stopped when it no longer converges), the least-squares dual on its
+//! tangent space (`refine_dual` with every entry active), and the certificate
+//! above. Only a certified interpolant is kept (record key
+//! `interpolation_sweeps`, `inner_iters` 0); otherwise the step goes on
+//! from the unchanged spectral start. On the planted 100 x 100 rank-5
+//! problem with 5000 entries and `eps = 1e-6` this is the whole run (one
+//! step, relative error 1.4e-8 to the truth); with 2000 entries the
+//! nuclear-norm minimizer is not the rank-5 matrix (error 0.218) and the
+//! certificate rejects it.
+//!
 //! Internally the data are divided by `max_e |a_e|` so that the defaults do
 //! not depend on the units; reported values are in data units.
 
@@ -672,16 +689,154 @@ impl NuclearMinSolver {
     }
 }
 
+impl NuclearMinSolver {
+    /// The exact-recovery shortcut of the first step (see the module docs):
+    /// interpolate the entries at the starting factor rank by alternating
+    /// least squares, build the least-squares dual on the tangent space of
+    /// the interpolant, and certify. On success the state, the model and the
+    /// record are those of a converged step and `true` is returned; on
+    /// failure nothing is changed (the run goes on from the same point as
+    /// without the shortcut).
+    fn certify_interpolant(
+        &self,
+        p: &Pattern,
+        st: &mut State,
+        model: &mut DenseModel,
+        state: &mut IterState,
+    ) -> Result<bool> {
+        let eps = self.params.eps / p.scale;
+        let tol = self.params.tol;
+        // the rank at the widest relative gap of the starting spectrum
+        let (s0, u0, v0) = factor_svd(p, st.r, &st.x)?;
+        let k0 = gap_rank(&s0);
+        let mut trial = st.clone();
+        trial.r = k0;
+        trial.x = vec![0.0; (p.m + p.n) * k0];
+        for t in 0..k0 {
+            let w = s0[t].max(0.0).sqrt();
+            for i in 0..p.m {
+                trial.x[i * k0 + t] = u0[(i, t)] * w;
+            }
+            for j in 0..p.n {
+                trial.x[(p.m + j) * k0 + t] = v0[(j, t)] * w;
+            }
+        }
+        let (sweeps, worst) = interpolate(p, trial.r, &mut trial.x, INTERPOLATION_SWEEPS, 0.1 * eps);
+        if worst.is_nan() || worst - eps > tol {
+            return Ok(false);
+        }
+        let (s, u, v) = Self::rebalance(p, &mut trial)?;
+        let top = s.first().copied().unwrap_or(0.0);
+        let k = s.iter().filter(|&&x| x > tol * top && x > 0.0).count().max(1);
+        let mut xe = vec![0.0; p.a.len()];
+        p.values(trial.r, &trial.x, &mut xe);
+        let all = vec![true; p.a.len()];
+        let z =
+            refine_dual(p, &vec![0.0; p.a.len()], &all, &u.subcols(0, k).to_owned(), &v.subcols(0, k).to_owned(), 100);
+        let c = self.certify(p, &xe, &z, &s)?;
+        let certified = c.violation / p.scale <= tol && c.rel_gap.abs() <= tol;
+        if !certified {
+            return Ok(false);
+        }
+        trial.y = z.iter().map(|v| -v).collect();
+        *st = trial;
+        let rec = &mut state.record;
+        rec.objective = Some(c.nuclear_norm);
+        let vals = &mut rec.values;
+        vals.insert("nuclear_norm".into(), c.nuclear_norm);
+        vals.insert("violation".into(), c.violation);
+        vals.insert("rho".into(), st.rho);
+        vals.insert("inner_iters".into(), 0.0);
+        vals.insert("interpolation_sweeps".into(), sweeps as f64);
+        vals.insert("factor_rank".into(), st.r as f64);
+        vals.insert("rank".into(), c.rank as f64);
+        vals.insert("effective_rank".into(), effective_rank(&s));
+        vals.insert("dual".into(), c.dual);
+        vals.insert("rel_gap".into(), c.rel_gap);
+        vals.insert("dual_norm".into(), c.dual_norm);
+        state.converged = true;
+        model.x = dense_of(p, st);
+        Ok(true)
+    }
+}
+
+/// The `k` (at least 1) with the largest ratio `s[k - 1] / s[k]` among the
+/// positive singular values `s` (decreasing): where a low-rank signal ends.
+fn gap_rank(s: &[f64]) -> usize {
+    let pos = s.iter().take_while(|&&x| x > 0.0).count();
+    (1..pos).max_by(|&a, &b| (s[a - 1] / s[a]).total_cmp(&(s[b - 1] / s[b]))).unwrap_or(1)
+}
+
+/// Most alternating-least-squares sweeps of the first step's interpolation.
+const INTERPOLATION_SWEEPS: usize = 200;
+
+/// Rank-`r` interpolation of the entries by alternating least squares from
+/// the factors `x` (rows of `L`, then of `R`): each half-sweep solves every
+/// row's normal equations exactly (a row with fewer entries than `r` gets the
+/// minimum-norm-leaning jittered solution of `solve_spd`). Stops when the
+/// largest `|(L R^T)_e - a_e|` is at most `target`, when it no longer halves
+/// over five sweeps (no interpolant of this rank, or too slow to be worth
+/// it), or after `sweeps`. Returns the sweeps run and that largest residual.
+fn interpolate(p: &Pattern, r: usize, x: &mut [f64], sweeps: usize, target: f64) -> (usize, f64) {
+    use crate::solve::als::linalg::{solve_spd, syr_upper};
+    let (m, n) = (p.m, p.n);
+    let mut a = vec![0.0; r * r];
+    let mut b = vec![0.0; r];
+    let mut work = Vec::new();
+    let mut xe = vec![0.0; p.a.len()];
+    let worst = |x: &[f64], xe: &mut [f64]| -> f64 {
+        p.values(r, x, xe);
+        xe.iter().zip(&p.a).fold(0.0f64, |w, (v, t)| w.max((v - t).abs()))
+    };
+    let mut history = vec![worst(x, &mut xe)];
+    for sweep in 1..=sweeps {
+        let (l, rr) = x.split_at_mut(m * r);
+        for i in 0..m {
+            a.fill(0.0);
+            b.fill(0.0);
+            for e in p.row_ptr[i]..p.row_ptr[i + 1] {
+                let rj = &rr[p.cols[e] as usize * r..][..r];
+                syr_upper(&mut a, r, rj, 1.0);
+                b.iter_mut().zip(rj).for_each(|(s, q)| *s += p.a[e] * q);
+            }
+            if solve_spd(&mut a, r, &mut b, &mut work) {
+                l[i * r..][..r].copy_from_slice(&b);
+            }
+        }
+        for j in 0..n {
+            a.fill(0.0);
+            b.fill(0.0);
+            for &e in &p.csc_to_csr[p.col_ptr[j]..p.col_ptr[j + 1]] {
+                let li = &l[p.rows[e] as usize * r..][..r];
+                syr_upper(&mut a, r, li, 1.0);
+                b.iter_mut().zip(li).for_each(|(s, q)| *s += p.a[e] * q);
+            }
+            if solve_spd(&mut a, r, &mut b, &mut work) {
+                rr[j * r..][..r].copy_from_slice(&b);
+            }
+        }
+        let w = worst(x, &mut xe);
+        history.push(w);
+        if !w.is_finite() || w <= target {
+            return (sweep, w);
+        }
+        if sweep >= 5 && w > 0.5 * history[sweep - 5] {
+            return (sweep, w);
+        }
+    }
+    (sweeps, *history.last().unwrap_or(&f64::INFINITY))
+}
+
 /// Least-squares dual refinement (the "least-squares multiplier" estimate,
 /// Nocedal and Wright sec. 18.3; the least-squares dual certificate of
-/// Candes and Recht 2009): starting from the augmented-Lagrangian estimate
-/// `z0`, conjugate gradients on `min ||P_T(P*(z)) - U V^T||_F^2` over `z`
-/// supported where `z0 != 0` (the estimated active set), `T` the tangent
-/// space at `X = U S V^T`. At an optimum `P_T(Z) = U V^T` exactly, so this
-/// removes the noise that a large penalty puts into `rho (w - proj(w))`.
-fn refine_dual(p: &Pattern, z0: &[f64], u: &Mat<f64>, v: &Mat<f64>, iters: usize) -> Vec<f64> {
+/// Candes and Recht 2009): starting from `z0` (the augmented-Lagrangian
+/// estimate, or zero), conjugate gradients on
+/// `min ||P_T(P*(z)) - U V^T||_F^2` over `z` supported on `act` (the
+/// estimated active set), `T` the tangent space at `X = U S V^T`. At an
+/// optimum `P_T(Z) = U V^T` exactly, so this removes the noise that a large
+/// penalty puts into `rho (w - proj(w))`.
+fn refine_dual(p: &Pattern, z0: &[f64], act: &[bool], u: &Mat<f64>, v: &Mat<f64>, iters: usize) -> Vec<f64> {
     let k = u.ncols();
-    let act: Vec<bool> = z0.iter().map(|&x| x != 0.0).collect();
     // P_T(P*(z)) at the entries
     let pt = |z: &[f64]| -> Vec<f64> {
         let b = p.z_mul(z, v); // m x k: M V
@@ -871,6 +1026,11 @@ impl NuclearMinSolver {
         let eps = self.params.eps / p.scale;
         let tol = self.params.tol;
         let max_rank = if self.params.max_rank == 0 { p.m.min(p.n) } else { self.params.max_rank };
+        // 0. first step with a box within the tolerance: an interpolant of
+        // the starting rank, kept only when certified optimal
+        if state.iteration == 0 && eps <= tol && self.certify_interpolant(p, st, model, state)? {
+            return Ok(());
+        }
         // 1. inner solve
         let mut al = Al { p, r: st.r, y: &st.y, rho: st.rho, eps, xe: vec![0.0; p.a.len()], ge: vec![0.0; p.a.len()] };
         let gtol = st.omega * dot(&st.x, &st.x).sqrt().max(1e-300);
@@ -903,7 +1063,8 @@ impl NuclearMinSolver {
         if viol <= 10.0 * tol {
             let k = s.iter().filter(|&&x| x > tol * top && x > 0.0).count().max(1);
             let (uk, vk) = (u.subcols(0, k).to_owned(), v.subcols(0, k).to_owned());
-            let zr = refine_dual(p, &z, &uk, &vk, 50);
+            let act: Vec<bool> = z.iter().map(|&x| x != 0.0).collect();
+            let zr = refine_dual(p, &z, &act, &uk, &vk, 50);
             let c0 = self.certify(p, &xe, &z, &s)?;
             let c1 = self.certify(p, &xe, &zr, &s)?;
             let c = if c1.dual > c0.dual {

@@ -175,6 +175,46 @@ fn recovers_planted_low_rank_and_satisfies_constraints() {
 }
 
 #[test]
+fn exact_recovery_is_certified_in_one_step_from_the_interpolant() {
+    // 50x50 rank 3 with 1500 of 2500 entries and a box within the tolerance:
+    // the first step interpolates at the rank of the starting spectrum's gap
+    // and certifies it (no augmented-Lagrangian iterations)
+    let p = planted_completion(50, 3, 1500, 7).unwrap();
+    let tol = 1e-6;
+    let params = NuclearMin { eps: 1e-7, tol, ..Default::default() };
+    let res = nuclear_norm_min(&p.observed, params.clone(), 500).unwrap();
+    let c = &res.certificate;
+    assert!(res.converged && res.iterations == 1, "{} steps, {c:?}", res.iterations);
+    assert!(c.rel_gap.abs() <= tol && c.violation <= tol && c.rank == 3, "{c:?}");
+    // the dual certificate is feasible and proves the bound on its own
+    let zd = Mat::from_fn(50, 50, |i, j| {
+        p.observed.iter().position(|(r, cc, _)| r == i && cc == j).map_or(0.0, |e| res.z[e])
+    });
+    let zn = thin_svd(zd.as_ref()).unwrap().s[0];
+    assert!(zn <= 1.0 + 1e-12, "||Z|| = {zn}");
+    let bound: f64 = p.observed.iter().zip(&res.z).map(|((_, _, a), z)| z * a as f64 - 1e-7 * z.abs()).sum();
+    assert!((bound - c.dual).abs() <= 1e-9 * c.dual, "{bound} vs {}", c.dual);
+    assert!(nuc(&res.x) <= bound * (1.0 + tol), "{} vs {bound}", nuc(&res.x));
+    // the truth, to the precision of the f32 data
+    let err = relative_error(&DenseModel { x: res.x.clone() }, &p.truth);
+    assert!(err < 1e-6, "relative error {err}");
+    // the full run, for comparison: the same optimum to the tolerance
+    let mut solver = params.check().unwrap();
+    let mut model = solver.init(&p.observed, &mut rng::rng(0)).unwrap();
+    let mut state = IterState { iteration: 1, ..Default::default() };
+    for it in 1..500 {
+        state = IterState { iteration: it, ..Default::default() };
+        solver.step(&p.observed, &mut model, &mut state).unwrap();
+        if state.converged {
+            break;
+        }
+    }
+    assert!(state.converged);
+    let slow = solver.last_certificate(&state).unwrap();
+    assert!((slow.nuclear_norm - c.nuclear_norm).abs() <= 2.0 * tol * c.nuclear_norm, "{slow:?} vs {c:?}");
+}
+
+#[test]
 fn invalid_params() {
     let bad = |p: NuclearMin| matches!(p.check(), Err(Error::InvalidInput(_)));
     assert!(bad(NuclearMin { eps: 0.0, ..Default::default() }));
