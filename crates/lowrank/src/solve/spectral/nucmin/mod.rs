@@ -721,7 +721,9 @@ impl NuclearMinSolver {
                 trial.x[(p.m + j) * k0 + t] = v0[(j, t)] * w;
             }
         }
-        let (sweeps, worst) = interpolate(p, trial.r, &mut trial.x, INTERPOLATION_SWEEPS, 0.1 * eps);
+        // feasible is enough: the data are f32 values, whose rank-r
+        // interpolant is exact only to ~1e-8 relative
+        let (sweeps, worst) = interpolate(p, trial.r, &mut trial.x, INTERPOLATION_SWEEPS, eps);
         if worst.is_nan() || worst - eps > tol {
             return Ok(false);
         }
@@ -731,8 +733,8 @@ impl NuclearMinSolver {
         let mut xe = vec![0.0; p.a.len()];
         p.values(trial.r, &trial.x, &mut xe);
         let all = vec![true; p.a.len()];
-        let z =
-            refine_dual(p, &vec![0.0; p.a.len()], &all, &u.subcols(0, k).to_owned(), &v.subcols(0, k).to_owned(), 100);
+        let (uk, vk) = (u.subcols(0, k).to_owned(), v.subcols(0, k).to_owned());
+        let z = refine_dual(p, &vec![0.0; p.a.len()], &all, &uk, &vk, 100, REFINE_REL_TOL * tol);
         let c = self.certify(p, &xe, &z, &s)?;
         let certified = c.violation / p.scale <= tol && c.rel_gap.abs() <= tol;
         if !certified {
@@ -767,6 +769,11 @@ fn gap_rank(s: &[f64]) -> usize {
     (1..pos).max_by(|&a, &b| (s[a - 1] / s[a]).total_cmp(&(s[b - 1] / s[b]))).unwrap_or(1)
 }
 
+/// Residual reduction, relative to `tol`, at which the shortcut's
+/// least-squares dual stops (its error enters `||Z||_op` and the gap at
+/// about this relative size: 1e-6 of the gap allowed at `tol` 1e-4).
+const REFINE_REL_TOL: f64 = 1e-2;
+
 /// Most alternating-least-squares sweeps of the first step's interpolation.
 const INTERPOLATION_SWEEPS: usize = 200;
 
@@ -778,11 +785,29 @@ const INTERPOLATION_SWEEPS: usize = 200;
 /// over five sweeps (no interpolant of this rank, or too slow to be worth
 /// it), or after `sweeps`. Returns the sweeps run and that largest residual.
 fn interpolate(p: &Pattern, r: usize, x: &mut [f64], sweeps: usize, target: f64) -> (usize, f64) {
-    use crate::solve::als::linalg::{solve_spd, syr_upper};
+    use crate::solve::als::linalg::{solve_spd, syrk_upper};
     let (m, n) = (p.m, p.n);
     let mut a = vec![0.0; r * r];
     let mut b = vec![0.0; r];
     let mut work = Vec::new();
+    // the factor rows of one row's (or column's) entries, gathered
+    let mut block: Vec<f64> = Vec::new();
+    // normal equations of the rows `rows` of the other factor `f` against
+    // the values, solved into `out` (left unchanged if singular)
+    let mut solve_row = |f: &[f64], rows: &mut dyn Iterator<Item = (usize, f64)>, out: &mut [f64]| {
+        block.clear();
+        b.fill(0.0);
+        for (q, v) in rows {
+            let fq = &f[q * r..][..r];
+            block.extend_from_slice(fq);
+            b.iter_mut().zip(fq).for_each(|(s, c)| *s += v * c);
+        }
+        a.fill(0.0);
+        syrk_upper(&mut a, r, &block);
+        if solve_spd(&mut a, r, &mut b, &mut work) {
+            out.copy_from_slice(&b);
+        }
+    };
     let mut xe = vec![0.0; p.a.len()];
     let worst = |x: &[f64], xe: &mut [f64]| -> f64 {
         p.values(r, x, xe);
@@ -792,28 +817,12 @@ fn interpolate(p: &Pattern, r: usize, x: &mut [f64], sweeps: usize, target: f64)
     for sweep in 1..=sweeps {
         let (l, rr) = x.split_at_mut(m * r);
         for i in 0..m {
-            a.fill(0.0);
-            b.fill(0.0);
-            for e in p.row_ptr[i]..p.row_ptr[i + 1] {
-                let rj = &rr[p.cols[e] as usize * r..][..r];
-                syr_upper(&mut a, r, rj, 1.0);
-                b.iter_mut().zip(rj).for_each(|(s, q)| *s += p.a[e] * q);
-            }
-            if solve_spd(&mut a, r, &mut b, &mut work) {
-                l[i * r..][..r].copy_from_slice(&b);
-            }
+            let mut es = (p.row_ptr[i]..p.row_ptr[i + 1]).map(|e| (p.cols[e] as usize, p.a[e]));
+            solve_row(rr, &mut es, &mut l[i * r..][..r]);
         }
         for j in 0..n {
-            a.fill(0.0);
-            b.fill(0.0);
-            for &e in &p.csc_to_csr[p.col_ptr[j]..p.col_ptr[j + 1]] {
-                let li = &l[p.rows[e] as usize * r..][..r];
-                syr_upper(&mut a, r, li, 1.0);
-                b.iter_mut().zip(li).for_each(|(s, q)| *s += p.a[e] * q);
-            }
-            if solve_spd(&mut a, r, &mut b, &mut work) {
-                rr[j * r..][..r].copy_from_slice(&b);
-            }
+            let mut es = p.csc_to_csr[p.col_ptr[j]..p.col_ptr[j + 1]].iter().map(|&e| (p.rows[e] as usize, p.a[e]));
+            solve_row(l, &mut es, &mut rr[j * r..][..r]);
         }
         let w = worst(x, &mut xe);
         history.push(w);
@@ -835,27 +844,63 @@ fn interpolate(p: &Pattern, r: usize, x: &mut [f64], sweeps: usize, target: f64)
 /// estimated active set), `T` the tangent space at `X = U S V^T`. At an
 /// optimum `P_T(Z) = U V^T` exactly, so this removes the noise that a large
 /// penalty puts into `rho (w - proj(w))`.
-fn refine_dual(p: &Pattern, z0: &[f64], act: &[bool], u: &Mat<f64>, v: &Mat<f64>, iters: usize) -> Vec<f64> {
+///
+/// Stops when the residual norm has fallen by `rel_tol` or after `iters`
+/// iterations. `U`, `V` and the products are held as row-major `k`-vectors
+/// per row (one pass over the entries per product).
+fn refine_dual(
+    p: &Pattern,
+    z0: &[f64],
+    act: &[bool],
+    u: &Mat<f64>,
+    v: &Mat<f64>,
+    iters: usize,
+    rel_tol: f64,
+) -> Vec<f64> {
     let k = u.ncols();
-    // P_T(P*(z)) at the entries
-    let pt = |z: &[f64]| -> Vec<f64> {
-        let b = p.z_mul(z, v); // m x k: M V
-        let a = p.zt_mul(z, u); // n x k: M^T U
-        let c = mul(u.transpose(), b.as_ref()); // k x k: U^T M V
-        let uc = mul(u.as_ref(), c.as_ref()); // m x k: U C
-        let mut out = vec![0.0; z.len()];
+    let (m, n) = (p.m, p.n);
+    let ur: Vec<f64> = (0..m * k).map(|x| u[(x / k, x % k)]).collect();
+    let vr: Vec<f64> = (0..n * k).map(|x| v[(x / k, x % k)]).collect();
+    let (mut b, mut a, mut ucm) = (vec![0.0; m * k], vec![0.0; n * k], vec![0.0; m * k]);
+    let mut c = vec![0.0; k * k];
+    // P_T(P*(z)) at the entries: U U^T M + M V V^T - U U^T M V V^T, with
+    // B = M V (m x k), A = M^T U (n x k), C = U^T B (k x k)
+    let mut pt = |z: &[f64], out: &mut [f64]| {
+        b.fill(0.0);
+        a.fill(0.0);
         for e in 0..z.len() {
-            if !act[e] {
+            if !act[e] || z[e] == 0.0 {
                 continue;
             }
             let (i, j) = (p.rows[e] as usize, p.cols[e] as usize);
-            let mut s = 0.0;
-            for t in 0..k {
-                s += u[(i, t)] * a[(j, t)] + b[(i, t)] * v[(j, t)] - uc[(i, t)] * v[(j, t)];
-            }
-            out[e] = s;
+            let (ze, vj, ui) = (z[e], &vr[j * k..][..k], &ur[i * k..][..k]);
+            b[i * k..][..k].iter_mut().zip(vj).for_each(|(s, q)| *s += ze * q);
+            a[j * k..][..k].iter_mut().zip(ui).for_each(|(s, q)| *s += ze * q);
         }
-        out
+        c.fill(0.0);
+        for i in 0..m {
+            let (ui, bi) = (&ur[i * k..][..k], &b[i * k..][..k]);
+            for s in 0..k {
+                c[s * k..][..k].iter_mut().zip(bi).for_each(|(x, q)| *x += ui[s] * q);
+            }
+        }
+        for i in 0..m {
+            let (ui, o) = (&ur[i * k..][..k], &mut ucm[i * k..][..k]);
+            o.fill(0.0);
+            for s in 0..k {
+                o.iter_mut().zip(&c[s * k..][..k]).for_each(|(x, q)| *x += ui[s] * q);
+            }
+        }
+        for e in 0..z.len() {
+            out[e] = if act[e] {
+                let (i, j) = (p.rows[e] as usize, p.cols[e] as usize);
+                let (ui, aj, bi, ci, vj) =
+                    (&ur[i * k..][..k], &a[j * k..][..k], &b[i * k..][..k], &ucm[i * k..][..k], &vr[j * k..][..k]);
+                (0..k).map(|t| ui[t] * aj[t] + (bi[t] - ci[t]) * vj[t]).sum()
+            } else {
+                0.0
+            };
+        }
     };
     let rhs: Vec<f64> = (0..z0.len())
         .map(|e| {
@@ -863,20 +908,22 @@ fn refine_dual(p: &Pattern, z0: &[f64], act: &[bool], u: &Mat<f64>, v: &Mat<f64>
                 return 0.0;
             }
             let (i, j) = (p.rows[e] as usize, p.cols[e] as usize);
-            (0..k).map(|t| u[(i, t)] * v[(j, t)]).sum()
+            dot(&ur[i * k..][..k], &vr[j * k..][..k])
         })
         .collect();
     let mut z = z0.to_vec();
-    let nz = pt(&z);
+    let mut nz = vec![0.0; z.len()];
+    pt(&z, &mut nz);
     let mut res: Vec<f64> = rhs.iter().zip(&nz).map(|(a, b)| a - b).collect();
     let mut d = res.clone();
     let mut rr = dot(&res, &res);
     let r0 = rr;
+    let mut nd = vec![0.0; z.len()];
     for _ in 0..iters {
-        if rr <= 1e-28 * r0.max(f64::MIN_POSITIVE) || rr == 0.0 {
+        if rr <= rel_tol * rel_tol * r0.max(f64::MIN_POSITIVE) || rr == 0.0 {
             break;
         }
-        let nd = pt(&d);
+        pt(&d, &mut nd);
         let dnd = dot(&d, &nd);
         if dnd.is_nan() || dnd <= 0.0 {
             break;
@@ -1064,7 +1111,7 @@ impl NuclearMinSolver {
             let k = s.iter().filter(|&&x| x > tol * top && x > 0.0).count().max(1);
             let (uk, vk) = (u.subcols(0, k).to_owned(), v.subcols(0, k).to_owned());
             let act: Vec<bool> = z.iter().map(|&x| x != 0.0).collect();
-            let zr = refine_dual(p, &z, &act, &uk, &vk, 50);
+            let zr = refine_dual(p, &z, &act, &uk, &vk, 50, 1e-14);
             let c0 = self.certify(p, &xe, &z, &s)?;
             let c1 = self.certify(p, &xe, &zr, &s)?;
             let c = if c1.dual > c0.dual {
