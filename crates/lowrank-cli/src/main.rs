@@ -66,6 +66,10 @@ fn main() -> ExitCode {
         }
         default_hook(info)
     }));
+    // the dense kernels' one-time cache probe, off the critical path: it
+    // overlaps argument parsing and data loading instead of landing in the
+    // first solver step (see `lowrank::warm_up`)
+    std::thread::spawn(lowrank::warm_up);
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Fit(a) => cmd::fit::run(a),

@@ -45,3 +45,4 @@ pub mod team;
 pub use data::{IdMap, Ratings, Tensor3};
 pub use error::{Error, Result};
 pub use model::FactorModel;
+pub use simd::warm_up;

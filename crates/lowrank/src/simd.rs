@@ -30,3 +30,18 @@ pub(crate) fn has_avx512() -> bool {
         false
     }
 }
+
+/// Run the one-time detection work of the CPU-dependent code paths: the
+/// feature checks above and the dense kernels' cache-size probe (faer's
+/// blocked products read the cache topology from `/sys` the first time one
+/// runs in a process: 1.5-2 ms here, which would otherwise land inside the
+/// first solver step that calls a QR or a product of moderate size). Cheap
+/// after the first call; a program can run it on a spare thread while it
+/// parses its arguments and reads its data.
+pub fn warm_up() {
+    let _ = has_avx512();
+    let a = faer::Mat::<f64>::from_fn(96, 48, |i, j| if i == j { 1.0 } else { 0.0 });
+    let q = a.qr().compute_thin_Q();
+    let mut c = faer::Mat::<f64>::zeros(48, 48);
+    faer::linalg::matmul::matmul(c.as_mut(), faer::Accum::Replace, q.transpose(), q.as_ref(), 1.0, faer::Par::Seq);
+}

@@ -39,16 +39,30 @@ pub(crate) fn par() -> Par {
     Par::rayon(rayon::current_num_threads())
 }
 
-/// `a * b` with [`par`].
+/// Multiply-adds below which a dense kernel runs on the calling thread:
+/// rayon's fork-join costs tens of microseconds, more than it saves on
+/// small blocks (a 100 x 30 QR inside a two-thread pool took 5-15 times
+/// as long as on one thread here).
+pub(crate) const SEQUENTIAL_BELOW: usize = 1 << 21;
+
+/// [`par`] for a kernel of `work` multiply-adds: sequential below
+/// [`SEQUENTIAL_BELOW`].
+pub(crate) fn par_for(work: usize) -> Par {
+    if work < SEQUENTIAL_BELOW { Par::Seq } else { par() }
+}
+
+/// `a * b` with [`par_for`] its size.
 pub(crate) fn mul(a: MatRef<'_, f64>, b: MatRef<'_, f64>) -> Mat<f64> {
     let mut out = Mat::zeros(a.nrows(), b.ncols());
-    faer::linalg::matmul::matmul(&mut out, Accum::Replace, a, b, 1.0, par());
+    let work = a.nrows().saturating_mul(a.ncols()).saturating_mul(b.ncols());
+    faer::linalg::matmul::matmul(&mut out, Accum::Replace, a, b, 1.0, par_for(work));
     out
 }
 
-/// `out += alpha * a * b` with [`par`].
+/// `out += alpha * a * b` with [`par_for`] its size.
 pub(crate) fn mul_add(out: &mut Mat<f64>, a: MatRef<'_, f64>, b: MatRef<'_, f64>, alpha: f64) {
-    faer::linalg::matmul::matmul(out, Accum::Add, a, b, alpha, par());
+    let work = a.nrows().saturating_mul(a.ncols()).saturating_mul(b.ncols());
+    faer::linalg::matmul::matmul(out, Accum::Add, a, b, alpha, par_for(work));
 }
 
 /// A borrowed dense matrix as an operator.
@@ -110,16 +124,51 @@ fn spmm(c: &Compressed, vals: &[f64], x: &[f64], b: usize) -> Vec<f64> {
     if b == 0 {
         return out;
     }
-    out.par_chunks_mut(b).with_min_len(64).enumerate().for_each(|(o, row)| {
-        for k in c.indptr[o]..c.indptr[o + 1] {
-            let v = vals[k];
-            let src = &x[c.indices[k] as usize * b..][..b];
-            for (r, s) in row.iter_mut().zip(src) {
-                *r += v * s;
-            }
+    let avx2 = crate::simd::has_avx2_fma();
+    let one_row = |(o, row): (usize, &mut [f64])| {
+        let lane = c.indptr[o]..c.indptr[o + 1];
+        let (idx, v) = (&c.indices[lane.clone()], &vals[lane]);
+        #[cfg(target_arch = "x86_64")]
+        if avx2 {
+            // SAFETY: the CPU supports the features the function was compiled for.
+            unsafe { spmm_row_avx2(row, idx, v, x) };
+            return;
         }
-    });
+        let _ = avx2;
+        spmm_row(row, idx, v, x);
+    };
+    // below ~a quarter million multiply-adds the threads cost more than
+    // they save (a 100 x 100 matrix with 5000 entries and 30 columns:
+    // 0.1 ms of work)
+    if c.indices.len() * b < SPMM_PARALLEL_MIN {
+        out.chunks_mut(b).enumerate().for_each(one_row);
+    } else {
+        out.par_chunks_mut(b).with_min_len(64).enumerate().for_each(one_row);
+    }
     out
+}
+
+/// Multiply-adds below which [`spmm`] runs on the calling thread.
+const SPMM_PARALLEL_MIN: usize = 1 << 18;
+
+/// One output row of [`spmm`]: `row += sum_k v[k] x[idx[k], :]`.
+#[inline(always)]
+fn spmm_row(row: &mut [f64], idx: &[u32], v: &[f64], x: &[f64]) {
+    let b = row.len();
+    for (&q, &w) in idx.iter().zip(v) {
+        let src = &x[q as usize * b..][..b];
+        for (r, s) in row.iter_mut().zip(src) {
+            *r += w * s;
+        }
+    }
+}
+
+/// [`spmm_row`] in 256-bit vectors (separate multiply and add, as the
+/// portable version: the same bits).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn spmm_row_avx2(row: &mut [f64], idx: &[u32], v: &[f64], x: &[f64]) {
+    spmm_row(row, idx, v, x)
 }
 
 /// The observed entries of a [`Ratings`] as a sparse matrix (missing = 0),

@@ -17,7 +17,7 @@
 use faer::{Mat, MatRef};
 use serde::{Deserialize, Serialize};
 
-use super::linop::{LinOp, SparseOp, mul};
+use super::linop::{LinOp, SparseOp, mul, par_for};
 use crate::data::Ratings;
 use crate::error::{Error, Result, ensure};
 use crate::model::FactorModel;
@@ -35,19 +35,62 @@ pub struct Svd {
     pub v: Mat<f64>,
 }
 
-/// Thin SVD with non-convergence reported as [`Error::Numerical`].
+/// Thin SVD with non-convergence reported as [`Error::Numerical`];
+/// sequential for small matrices (see [`par_for`]).
 pub fn thin_svd(a: MatRef<'_, f64>) -> Result<Svd> {
+    use faer::dyn_stack::{MemBuffer, MemStack};
+    use faer::linalg::svd::{ComputeSvdVectors, svd, svd_scratch};
     ensure!(
         (0..a.ncols()).all(|j| a.col(j).iter().all(|x| x.is_finite())),
         "cannot take the SVD of a matrix with non-finite entries"
     );
-    let svd = a.thin_svd().map_err(|e| Error::Numerical(format!("the SVD did not converge ({e:?})")))?;
-    Ok(Svd { u: svd.U().to_owned(), s: svd.S().column_vector().iter().copied().collect(), v: svd.V().to_owned() })
+    let (m, n) = a.shape();
+    let size = m.min(n);
+    let par = par_for(m.saturating_mul(n).saturating_mul(size));
+    let (mut u, mut v, mut s) = (Mat::zeros(m, size), Mat::zeros(n, size), faer::diag::Diag::<f64>::zeros(size));
+    let thin = ComputeSvdVectors::Thin;
+    let mut buf = MemBuffer::new(svd_scratch::<f64>(m, n, thin, thin, par, Default::default()));
+    svd(a, s.as_mut(), Some(u.as_mut()), Some(v.as_mut()), par, MemStack::new(&mut buf), Default::default())
+        .map_err(|e| Error::Numerical(format!("the SVD did not converge ({e:?})")))?;
+    Ok(Svd { u, s: s.column_vector().iter().copied().collect(), v })
 }
 
-/// An orthonormal basis of the columns of `y` (thin Q of a Householder QR).
+/// An orthonormal basis of the columns of `y` (thin Q of a Householder QR;
+/// sequential for small blocks, see [`par_for`]).
 pub fn orthonormalize(y: MatRef<'_, f64>) -> Mat<f64> {
-    y.qr().compute_thin_Q()
+    thin_qr(y).0
+}
+
+/// Thin QR `y = Q R` (`Q` m x min(m, n) with orthonormal columns, `R`
+/// min(m, n) x n upper trapezoidal) by Householder reflections, sequential
+/// for small blocks (see [`par_for`]).
+pub fn thin_qr(y: MatRef<'_, f64>) -> (Mat<f64>, Mat<f64>) {
+    use faer::dyn_stack::{MemBuffer, MemStack};
+    use faer::linalg::householder::{
+        apply_block_householder_sequence_on_the_left_in_place_scratch as apply_scratch,
+        apply_block_householder_sequence_on_the_left_in_place_with_conj as apply,
+    };
+    use faer::linalg::qr::no_pivoting::factor::{qr_in_place, qr_in_place_scratch, recommended_block_size};
+    let (m, n) = y.shape();
+    let size = m.min(n);
+    let par = par_for(m.saturating_mul(n).saturating_mul(size));
+    let block = recommended_block_size::<f64>(m, n);
+    let mut qr = y.to_owned();
+    let mut coeff = Mat::zeros(block, size);
+    let mut buf = MemBuffer::new(qr_in_place_scratch::<f64>(m, n, block, par, Default::default()));
+    qr_in_place(qr.as_mut(), coeff.as_mut(), par, MemStack::new(&mut buf), Default::default());
+    let r = Mat::from_fn(size, n, |i, j| if i <= j { qr[(i, j)] } else { 0.0 });
+    // the Householder basis: the strictly lower part of the first `size`
+    // columns with a unit diagonal (as faer's `Qr` stores it)
+    let basis = Mat::from_fn(m, size, |i, j| match i.cmp(&j) {
+        std::cmp::Ordering::Greater => qr[(i, j)],
+        std::cmp::Ordering::Equal => 1.0,
+        std::cmp::Ordering::Less => 0.0,
+    });
+    let mut q = Mat::identity(m, size);
+    let mut buf = MemBuffer::new(apply_scratch::<f64>(m, block, size));
+    apply(basis.as_ref(), coeff.as_ref(), faer::Conj::No, q.as_mut(), par, MemStack::new(&mut buf));
+    (q, r)
 }
 
 fn gaussian(g: &mut Rng, m: usize, n: usize) -> Mat<f64> {
@@ -279,6 +322,42 @@ mod tests {
 
     fn randm(seed: u64, m: usize, n: usize) -> Mat<f64> {
         gaussian(&mut rng::rng(seed), m, n)
+    }
+
+    #[test]
+    fn thin_qr_reconstructs_with_orthonormal_q_on_both_parallelism_paths() {
+        // tall, wide and square; the last is above `SEQUENTIAL_BELOW`
+        for (m, n) in [(100, 30), (7, 12), (1, 1), (160, 140)] {
+            let y = randm(m as u64 + n as u64, m, n);
+            let (q, r) = thin_qr(y.as_ref());
+            let k = m.min(n);
+            assert_eq!((q.nrows(), q.ncols(), r.nrows(), r.ncols()), (m, k, k, n));
+            let qtq = mul(q.transpose(), q.as_ref());
+            assert!((&qtq - Mat::<f64>::identity(k, k)).norm_l2() < 1e-13 * k as f64, "{m}x{n}: Q^T Q != I");
+            assert!((&y - mul(q.as_ref(), r.as_ref())).norm_l2() < 1e-13 * y.norm_l2(), "{m}x{n}: QR != Y");
+            assert!((0..k).all(|i| (0..i.min(n)).all(|j| r[(i, j)] == 0.0)), "{m}x{n}: R not upper");
+            // the same subspace as faer's own QR
+            let qf = y.qr().compute_thin_Q();
+            let proj = mul(q.transpose(), qf.as_ref());
+            let sv = thin_svd(proj.as_ref()).unwrap();
+            assert!(sv.s.iter().all(|s| (s - 1.0).abs() < 1e-12), "{m}x{n}: {:?}", sv.s);
+        }
+        const { assert!(160 * 140 * 140 >= super::super::linop::SEQUENTIAL_BELOW) };
+    }
+
+    #[test]
+    fn thin_svd_matches_faer_singular_values() {
+        for (m, n) in [(30, 20), (5, 9), (150, 150)] {
+            let a = randm(7, m, n);
+            let ours = thin_svd(a.as_ref()).unwrap();
+            let theirs = a.singular_values().unwrap();
+            assert_eq!(ours.s.len(), theirs.len());
+            for (x, y) in ours.s.iter().zip(&theirs) {
+                assert!((x - y).abs() < 1e-12 * theirs[0], "{m}x{n}: {x} vs {y}");
+            }
+            let us = Mat::from_fn(m, ours.s.len(), |i, t| ours.u[(i, t)] * ours.s[t]);
+            assert!((&a - mul(us.as_ref(), ours.v.transpose())).norm_l2() < 1e-12 * a.norm_l2());
+        }
     }
 
     #[test]

@@ -80,7 +80,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use super::linop::{SparseOp, mul};
-use super::svd::{RsvdOptions, Svd, orthonormalize, thin_svd};
+use super::svd::{RsvdOptions, Svd, orthonormalize, thin_qr, thin_svd};
 use crate::data::Ratings;
 use crate::error::{Error, Result, ensure};
 use crate::metrics;
@@ -567,11 +567,11 @@ fn factor_svd(p: &Pattern, r: usize, x: &[f64]) -> Result<(Vec<f64>, Mat<f64>, M
     let (l, rr) = x.split_at(p.m * r);
     let lm = Mat::from_fn(p.m, r, |i, t| l[i * r + t]);
     let rm = Mat::from_fn(p.n, r, |j, t| rr[j * r + t]);
-    let (ql, qr) = (lm.qr(), rm.qr());
-    let core = mul(ql.thin_R(), qr.thin_R().transpose());
+    let ((ql, rl), (qr, rr)) = (thin_qr(lm.as_ref()), thin_qr(rm.as_ref()));
+    let core = mul(rl.as_ref(), rr.transpose());
     let c = thin_svd(core.as_ref())?;
-    let u = mul(ql.compute_thin_Q().as_ref(), c.u.as_ref());
-    let v = mul(qr.compute_thin_Q().as_ref(), c.v.as_ref());
+    let u = mul(ql.as_ref(), c.u.as_ref());
+    let v = mul(qr.as_ref(), c.v.as_ref());
     Ok((c.s, u, v))
 }
 
@@ -794,20 +794,38 @@ fn interpolate(p: &Pattern, r: usize, x: &mut [f64], sweeps: usize, target: f64)
     let mut block: Vec<f64> = Vec::new();
     // normal equations of the rows `rows` of the other factor `f` against
     // the values, solved into `out` (left unchanged if singular)
-    let mut solve_row = |f: &[f64], rows: &mut dyn Iterator<Item = (usize, f64)>, out: &mut [f64]| {
-        block.clear();
-        b.fill(0.0);
-        for (q, v) in rows {
-            let fq = &f[q * r..][..r];
-            block.extend_from_slice(fq);
-            b.iter_mut().zip(fq).for_each(|(s, c)| *s += v * c);
+    // normal equations of the rows `idx` of the other factor `f` against
+    // the values `vals`, solved into `out` (left unchanged if singular)
+    let mut solve_row = |f: &[f64], idx: &[u32], vals: &[f64], out: &mut [f64]| {
+        match r {
+            1 => normal_equations_small::<1>(f, idx, vals, &mut a, &mut b),
+            2 => normal_equations_small::<2>(f, idx, vals, &mut a, &mut b),
+            3 => normal_equations_small::<3>(f, idx, vals, &mut a, &mut b),
+            4 => normal_equations_small::<4>(f, idx, vals, &mut a, &mut b),
+            5 => normal_equations_small::<5>(f, idx, vals, &mut a, &mut b),
+            6 => normal_equations_small::<6>(f, idx, vals, &mut a, &mut b),
+            7 => normal_equations_small::<7>(f, idx, vals, &mut a, &mut b),
+            8 => normal_equations_small::<8>(f, idx, vals, &mut a, &mut b),
+            _ => {
+                block.clear();
+                b.fill(0.0);
+                for (&q, &v) in idx.iter().zip(vals) {
+                    let fq = &f[q as usize * r..][..r];
+                    block.extend_from_slice(fq);
+                    b.iter_mut().zip(fq).for_each(|(s, c)| *s += v * c);
+                }
+                a.fill(0.0);
+                syrk_upper(&mut a, r, &block);
+            }
         }
-        a.fill(0.0);
-        syrk_upper(&mut a, r, &block);
         if solve_spd(&mut a, r, &mut b, &mut work) {
             out.copy_from_slice(&b);
         }
     };
+    // the entries in column order
+    let col_csr = &p.csc_to_csr;
+    let col_rows: Vec<u32> = col_csr.iter().map(|&e| p.rows[e]).collect();
+    let col_vals: Vec<f64> = col_csr.iter().map(|&e| p.a[e]).collect();
     let mut xe = vec![0.0; p.a.len()];
     let worst = |x: &[f64], xe: &mut [f64]| -> f64 {
         p.values(r, x, xe);
@@ -817,12 +835,12 @@ fn interpolate(p: &Pattern, r: usize, x: &mut [f64], sweeps: usize, target: f64)
     for sweep in 1..=sweeps {
         let (l, rr) = x.split_at_mut(m * r);
         for i in 0..m {
-            let mut es = (p.row_ptr[i]..p.row_ptr[i + 1]).map(|e| (p.cols[e] as usize, p.a[e]));
-            solve_row(rr, &mut es, &mut l[i * r..][..r]);
+            let es = p.row_ptr[i]..p.row_ptr[i + 1];
+            solve_row(rr, &p.cols[es.clone()], &p.a[es], &mut l[i * r..][..r]);
         }
         for j in 0..n {
-            let mut es = p.csc_to_csr[p.col_ptr[j]..p.col_ptr[j + 1]].iter().map(|&e| (p.rows[e] as usize, p.a[e]));
-            solve_row(l, &mut es, &mut rr[j * r..][..r]);
+            let es = p.col_ptr[j]..p.col_ptr[j + 1];
+            solve_row(l, &col_rows[es.clone()], &col_vals[es], &mut rr[j * r..][..r]);
         }
         let w = worst(x, &mut xe);
         history.push(w);
@@ -834,6 +852,31 @@ fn interpolate(p: &Pattern, r: usize, x: &mut [f64], sweeps: usize, target: f64)
         }
     }
     (sweeps, *history.last().unwrap_or(&f64::INFINITY))
+}
+
+/// The normal equations of one row for a small constant rank `R`: the
+/// upper triangle of `F_Q^T F_Q` into `a` (row-major `R x R`, zero below)
+/// and `F_Q^T v` into `b`, over the rows `idx` of the factor `f` (row-major,
+/// `R` columns) with the values `vals`. The accumulators live in registers
+/// (the generic path gathers the rows and calls `syrk_upper`, several times
+/// slower at these sizes). A Cholesky solve in registers was tried too: its
+/// chain of dependent divisions made it slower than `solve_spd`.
+fn normal_equations_small<const R: usize>(f: &[f64], idx: &[u32], vals: &[f64], a: &mut [f64], b: &mut [f64]) {
+    let mut acc = [[0.0f64; R]; R];
+    let mut rhs = [0.0f64; R];
+    for (&q, &v) in idx.iter().zip(vals) {
+        let fq = &f[q as usize * R..q as usize * R + R];
+        for s in 0..R {
+            rhs[s] += v * fq[s];
+            for t in s..R {
+                acc[s][t] += fq[s] * fq[t];
+            }
+        }
+    }
+    for s in 0..R {
+        b[s] = rhs[s];
+        a[s * R..s * R + R].copy_from_slice(&acc[s]);
+    }
 }
 
 /// Least-squares dual refinement (the "least-squares multiplier" estimate,
@@ -858,59 +901,27 @@ fn refine_dual(
     rel_tol: f64,
 ) -> Vec<f64> {
     let k = u.ncols();
-    let (m, n) = (p.m, p.n);
-    let ur: Vec<f64> = (0..m * k).map(|x| u[(x / k, x % k)]).collect();
-    let vr: Vec<f64> = (0..n * k).map(|x| v[(x / k, x % k)]).collect();
-    let (mut b, mut a, mut ucm) = (vec![0.0; m * k], vec![0.0; n * k], vec![0.0; m * k]);
-    let mut c = vec![0.0; k * k];
-    // P_T(P*(z)) at the entries: U U^T M + M V V^T - U U^T M V V^T, with
-    // B = M V (m x k), A = M^T U (n x k), C = U^T B (k x k)
-    let mut pt = |z: &[f64], out: &mut [f64]| {
-        b.fill(0.0);
-        a.fill(0.0);
-        for e in 0..z.len() {
-            if !act[e] || z[e] == 0.0 {
-                continue;
-            }
-            let (i, j) = (p.rows[e] as usize, p.cols[e] as usize);
-            let (ze, vj, ui) = (z[e], &vr[j * k..][..k], &ur[i * k..][..k]);
-            b[i * k..][..k].iter_mut().zip(vj).for_each(|(s, q)| *s += ze * q);
-            a[j * k..][..k].iter_mut().zip(ui).for_each(|(s, q)| *s += ze * q);
-        }
-        c.fill(0.0);
-        for i in 0..m {
-            let (ui, bi) = (&ur[i * k..][..k], &b[i * k..][..k]);
-            for s in 0..k {
-                c[s * k..][..k].iter_mut().zip(bi).for_each(|(x, q)| *x += ui[s] * q);
-            }
-        }
-        for i in 0..m {
-            let (ui, o) = (&ur[i * k..][..k], &mut ucm[i * k..][..k]);
-            o.fill(0.0);
-            for s in 0..k {
-                o.iter_mut().zip(&c[s * k..][..k]).for_each(|(x, q)| *x += ui[s] * q);
-            }
-        }
-        for e in 0..z.len() {
-            out[e] = if act[e] {
-                let (i, j) = (p.rows[e] as usize, p.cols[e] as usize);
-                let (ui, aj, bi, ci, vj) =
-                    (&ur[i * k..][..k], &a[j * k..][..k], &b[i * k..][..k], &ucm[i * k..][..k], &vr[j * k..][..k]);
-                (0..k).map(|t| ui[t] * aj[t] + (bi[t] - ci[t]) * vj[t]).sum()
-            } else {
-                0.0
-            };
-        }
-    };
+    let mut ts = TangentSpace::new(u, v);
     let rhs: Vec<f64> = (0..z0.len())
         .map(|e| {
             if !act[e] {
                 return 0.0;
             }
             let (i, j) = (p.rows[e] as usize, p.cols[e] as usize);
-            dot(&ur[i * k..][..k], &vr[j * k..][..k])
+            dot(&ts.ur[i * k..][..k], &ts.vr[j * k..][..k])
         })
         .collect();
+    let mut pt = |z: &[f64], out: &mut [f64]| match k {
+        1 => tangent_product_k::<1>(p, act, z, out, &mut ts),
+        2 => tangent_product_k::<2>(p, act, z, out, &mut ts),
+        3 => tangent_product_k::<3>(p, act, z, out, &mut ts),
+        4 => tangent_product_k::<4>(p, act, z, out, &mut ts),
+        5 => tangent_product_k::<5>(p, act, z, out, &mut ts),
+        6 => tangent_product_k::<6>(p, act, z, out, &mut ts),
+        7 => tangent_product_k::<7>(p, act, z, out, &mut ts),
+        8 => tangent_product_k::<8>(p, act, z, out, &mut ts),
+        _ => tangent_product(k, p, act, z, out, &mut ts),
+    };
     let mut z = z0.to_vec();
     let mut nz = vec![0.0; z.len()];
     pt(&z, &mut nz);
@@ -939,21 +950,126 @@ fn refine_dual(
     z
 }
 
+/// The tangent space at `X = U S V^T` for [`tangent_product`]: the
+/// row-major `U` (m x k) and `V` (n x k), and the work space `B = M V`
+/// (m x k), `A = M^T U` (n x k), `U C` (m x k) and `C = U^T B` (k x k).
+struct TangentSpace {
+    ur: Vec<f64>,
+    vr: Vec<f64>,
+    b: Vec<f64>,
+    a: Vec<f64>,
+    ucm: Vec<f64>,
+    c: Vec<f64>,
+}
+
+impl TangentSpace {
+    fn new(u: &Mat<f64>, v: &Mat<f64>) -> TangentSpace {
+        let (m, n, k) = (u.nrows(), v.nrows(), u.ncols());
+        TangentSpace {
+            ur: (0..m * k).map(|x| u[(x / k, x % k)]).collect(),
+            vr: (0..n * k).map(|x| v[(x / k, x % k)]).collect(),
+            b: vec![0.0; m * k],
+            a: vec![0.0; n * k],
+            ucm: vec![0.0; m * k],
+            c: vec![0.0; k * k],
+        }
+    }
+}
+
+/// [`tangent_product`] for a constant `K` (the per-entry loops unrolled).
+fn tangent_product_k<const K: usize>(p: &Pattern, act: &[bool], z: &[f64], out: &mut [f64], ts: &mut TangentSpace) {
+    tangent_product(K, p, act, z, out, ts)
+}
+
+/// `P_T(P*(z))` at the entries on `act` (0 elsewhere), with `M = P*(z)`:
+/// `U U^T M + M V V^T - U U^T M V V^T` for the `k` columns of the tangent
+/// space `ts`, in one pass over the entries for `B = M V` and `A = M^T U`
+/// and one for the values.
+#[inline(always)]
+fn tangent_product(k: usize, p: &Pattern, act: &[bool], z: &[f64], out: &mut [f64], ts: &mut TangentSpace) {
+    let TangentSpace { ur, vr, b, a, ucm, c } = ts;
+    let m = p.m;
+    b.fill(0.0);
+    a.fill(0.0);
+    for e in 0..z.len() {
+        if !act[e] || z[e] == 0.0 {
+            continue;
+        }
+        let (i, j) = (p.rows[e] as usize, p.cols[e] as usize);
+        let (ze, vj, ui) = (z[e], &vr[j * k..j * k + k], &ur[i * k..i * k + k]);
+        let bi = &mut b[i * k..i * k + k];
+        for t in 0..k {
+            bi[t] += ze * vj[t];
+        }
+        let aj = &mut a[j * k..j * k + k];
+        for t in 0..k {
+            aj[t] += ze * ui[t];
+        }
+    }
+    c.fill(0.0);
+    for i in 0..m {
+        let (ui, bi) = (&ur[i * k..i * k + k], &b[i * k..i * k + k]);
+        for s in 0..k {
+            let cs = &mut c[s * k..s * k + k];
+            for t in 0..k {
+                cs[t] += ui[s] * bi[t];
+            }
+        }
+    }
+    for i in 0..m {
+        let (ui, o) = (&ur[i * k..i * k + k], &mut ucm[i * k..i * k + k]);
+        o.fill(0.0);
+        for s in 0..k {
+            let cs = &c[s * k..s * k + k];
+            for t in 0..k {
+                o[t] += ui[s] * cs[t];
+            }
+        }
+    }
+    for e in 0..z.len() {
+        out[e] = if act[e] {
+            let (i, j) = (p.rows[e] as usize, p.cols[e] as usize);
+            let (ui, aj, vj) = (&ur[i * k..i * k + k], &a[j * k..j * k + k], &vr[j * k..j * k + k]);
+            let (bi, ci) = (&b[i * k..i * k + k], &ucm[i * k..i * k + k]);
+            let mut sum = 0.0;
+            for t in 0..k {
+                sum += ui[t] * aj[t] + (bi[t] - ci[t]) * vj[t];
+            }
+            sum
+        } else {
+            0.0
+        };
+    }
+}
+
 /// `max_e (|x_e - a_e| - eps)_+` (scaled units).
 fn violation(p: &Pattern, xe: &[f64], eps: f64) -> f64 {
     xe.iter().zip(&p.a).fold(0.0f64, |v, (x, a)| v.max((x - a).abs() - eps))
 }
 
-/// `||P*(z)||_op`, exactly (dense singular values).
+/// `||P*(z)||_op`, exactly: the square root of the largest eigenvalue of
+/// the Gram matrix `Z Z^T` (or `Z^T Z`, the smaller one) by a dense
+/// symmetric eigensolver (tridiagonal QR, backward stable: the eigenvalue
+/// is accurate to about `1e-16 ||Z||^2`, which is `||Z||` to ~1e-16
+/// relative; half the time of the dense singular values).
 fn dense_op_norm(p: &Pattern, z: &[f64]) -> Result<f64> {
+    use faer::dyn_stack::{MemBuffer, MemStack};
+    use faer::linalg::evd::{self_adjoint_evd, self_adjoint_evd_scratch};
     if z.iter().all(|&v| v == 0.0) {
         return Ok(0.0);
     }
-    let s = p
-        .dense(z)
-        .singular_values()
-        .map_err(|e| Error::Numerical(format!("nuclear-min: the SVD did not converge ({e:?})")))?;
-    Ok(s.iter().fold(0.0f64, |a, &b| a.max(b)))
+    let d = p.dense(z);
+    let (small, other) = if p.m <= p.n { (d.as_ref(), d.transpose()) } else { (d.transpose(), d.as_ref()) };
+    let mut g = Mat::zeros(small.nrows(), small.nrows());
+    faer::linalg::matmul::matmul(g.as_mut(), faer::Accum::Replace, small, other, 1.0, faer::Par::Seq);
+    let k = g.nrows();
+    let par = super::linop::par_for(k * k * k);
+    let no = faer::linalg::evd::ComputeEigenvectors::No;
+    let mut buf = MemBuffer::new(self_adjoint_evd_scratch::<f64>(k, no, par, Default::default()));
+    let mut e = faer::diag::Diag::<f64>::zeros(k);
+    self_adjoint_evd(g.as_ref(), e.as_mut(), None, par, MemStack::new(&mut buf), Default::default())
+        .map_err(|e| Error::Numerical(format!("nuclear-min: the eigenvalue solver did not converge ({e:?})")))?;
+    Ok(e.column_vector().iter().fold(0.0f64, |a, &b| a.max(b)).max(0.0).sqrt())
 }
 
 impl Solver for NuclearMinSolver {

@@ -311,3 +311,45 @@ fn experiment_100() {
         }
     }
 }
+
+#[test]
+fn gram_operator_norm_matches_the_largest_singular_value() {
+    let p = Pattern::new(&planted_completion(40, 3, 600, 5).unwrap().observed);
+    let g = &mut rng::rng(3);
+    let z: Vec<f64> = (0..p.a.len()).map(|_| rng::normal(g)).collect();
+    let ours = dense_op_norm(&p, &z).unwrap();
+    let sv = p.dense(&z).singular_values().unwrap()[0];
+    assert!((ours - sv).abs() < 1e-12 * sv, "{ours} vs {sv}");
+    assert_eq!(dense_op_norm(&p, &vec![0.0; p.a.len()]).unwrap(), 0.0);
+}
+
+#[test]
+fn tangent_product_unrolled_agrees_with_the_generic_loop() {
+    let p = Pattern::new(&planted_completion(30, 3, 300, 9).unwrap().observed);
+    let g = &mut rng::rng(4);
+    let z: Vec<f64> = (0..p.a.len()).map(|_| rng::normal(g)).collect();
+    let act: Vec<bool> = (0..p.a.len()).map(|e| e % 7 != 0).collect();
+    for k in [1, 3, 5, 8] {
+        let u = orthonormalize(Mat::from_fn(p.m, k, |_, _| rng::normal(g)).as_ref());
+        let v = orthonormalize(Mat::from_fn(p.n, k, |_, _| rng::normal(g)).as_ref());
+        let mut generic = vec![0.0; z.len()];
+        tangent_product(k, &p, &act, &z, &mut generic, &mut TangentSpace::new(&u, &v));
+        // the independent truth: P_T(M) = UU^T M + M VV^T - UU^T M VV^T densely
+        let mm = p.dense(&z.iter().zip(&act).map(|(v, &a)| if a { *v } else { 0.0 }).collect::<Vec<_>>());
+        let (uut, vvt) = (mul(u.as_ref(), u.transpose()), mul(v.as_ref(), v.transpose()));
+        let pt = mul(uut.as_ref(), mm.as_ref()) + mul(mm.as_ref(), vvt.as_ref())
+            - mul(mul(uut.as_ref(), mm.as_ref()).as_ref(), vvt.as_ref());
+        for e in 0..z.len() {
+            let want = if act[e] { pt[(p.rows[e] as usize, p.cols[e] as usize)] } else { 0.0 };
+            assert!((generic[e] - want).abs() < 1e-12, "k={k} e={e}: {} vs {want}", generic[e]);
+        }
+        let mut unrolled = vec![0.0; z.len()];
+        match k {
+            1 => tangent_product_k::<1>(&p, &act, &z, &mut unrolled, &mut TangentSpace::new(&u, &v)),
+            3 => tangent_product_k::<3>(&p, &act, &z, &mut unrolled, &mut TangentSpace::new(&u, &v)),
+            5 => tangent_product_k::<5>(&p, &act, &z, &mut unrolled, &mut TangentSpace::new(&u, &v)),
+            _ => tangent_product_k::<8>(&p, &act, &z, &mut unrolled, &mut TangentSpace::new(&u, &v)),
+        }
+        assert_eq!(generic, unrolled, "k={k}");
+    }
+}
