@@ -180,7 +180,18 @@ impl FitPlan {
             |k: &str| -> Result<Option<PathBuf>> { t.get(k).map(|v| as_string(v, k).map(PathBuf::from)).transpose() };
         let source = match (path("data")?, t.get("problem")) {
             (Some(_), Some(_)) => return Err(Error::Config("give either 'data' or 'problem', not both".into())),
-            (Some(data), None) => DataSource::Files { data, test: path("test")?, truth: path("truth")?, format, ids },
+            (Some(data), None) => {
+                // a problem's settings without the problem would be silently unused
+                if let Some(k) = t.keys().find(|k| k.starts_with("problem_")) {
+                    return Err(Error::Config(format!(
+                        "'{k}'{} sets up a generated 'problem', but the data come from the file '{}'; \
+                         remove it (or set 'problem' instead of 'data')",
+                        raw.from(k),
+                        data.display()
+                    )));
+                }
+                DataSource::Files { data, test: path("test")?, truth: path("truth")?, format, ids }
+            }
             (None, Some(_)) => {
                 // a generated problem brings its own test set and truth
                 if let Some(k) = ["test", "truth"].into_iter().find(|k| t.contains_key(*k)) {
@@ -456,5 +467,8 @@ mod tests {
         assert!(e.contains("'problem_stars' must be true or false"), "{e}");
         let e = load(&["algo=baseline", "problem=lab", "problem_seed=3"]);
         assert!(e.contains("its settings: none"), "{e}");
+        // a problem's settings next to a data file would be silently unused
+        let e = FitPlan::resolve(&raw(&["algo=baseline", "data=\"r.tsv\"", "problem_n=50"])).unwrap_err().to_string();
+        assert!(e.contains("'problem_n' (from --set) sets up a generated 'problem'") && e.contains("r.tsv"), "{e}");
     }
 }

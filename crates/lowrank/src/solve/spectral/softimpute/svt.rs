@@ -16,9 +16,11 @@
 //! The iteration converges to the minimizer of `tau ||X||_* + 0.5
 //! ||X||_F^2` subject to `P_Omega(X) = P_Omega(M)` (the paper's Theorem 4.2
 //! for `0 < delta < 2`), which for large `tau` is the minimum-nuclear-norm
-//! completion. Defaults are the paper's: `tau = 5 sqrt(m n)`, `delta = 1.2
-//! m n / |Omega|`, `tol = 1e-4`, `rank_step = 5`; no centring (the paper
-//! fits the raw matrix).
+//! completion. Defaults are the paper's: `tau = 5 sqrt(m n)` (times the
+//! standard deviation of the fitted entries, so that the default does not
+//! depend on the data's units: the paper's entries have spread ~1),
+//! `delta = 1.2 m n / |Omega|`, `tol = 1e-4`, `rank_step = 5`; no centring
+//! (the paper fits the raw matrix).
 
 use faer::Mat;
 use serde::{Deserialize, Serialize};
@@ -46,7 +48,9 @@ const DIVERGED_RESIDUAL: f64 = 1e4;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SvtParams {
-    /// Threshold (default `5 sqrt(m n)`).
+    /// Threshold (default `5 sqrt(m n) sd(a)`, `sd(a)` the standard
+    /// deviation of the fitted entries: the paper's `5 sqrt(m n)` for entries
+    /// of spread ~1, in the data's units).
     pub tau: Option<f64>,
     /// Step size (default `1.2 m n / |Omega|`).
     pub delta: Option<f64>,
@@ -151,10 +155,17 @@ impl Solver for Svt {
         let off = Offsets::fit(data, self.params.center, self.params.bias_reg);
         let y = off.residuals(data);
         let seed = rng::uniform(rng).to_bits();
-        let tau = self.params.tau.unwrap_or(5.0 * ((m * n) as f64).sqrt());
+        let norm_y = y.iter().map(|e| e * e).sum::<f64>().sqrt();
+        // the paper's 5 sqrt(m n) is for entries of spread ~1: scale it by
+        // the entries' standard deviation, so that scaling the data by c
+        // scales the whole iteration by c (D_{c tau}(c Y) = c D_tau(Y))
+        let len = y.len() as f64;
+        let mean = y.iter().sum::<f64>() / len;
+        let sd = (y.iter().map(|e| (e - mean) * (e - mean)).sum::<f64>() / len).sqrt();
+        let size = if sd > 0.0 && sd.is_finite() { sd } else { 1.0 };
+        let tau = self.params.tau.unwrap_or(5.0 * ((m * n) as f64).sqrt() * size);
         let delta = self.params.delta.unwrap_or(1.2 * (m * n) as f64 / data.len() as f64);
         let norm2 = sigma_max(data, &y, seed)?;
-        let norm_y = y.iter().map(|e| e * e).sum::<f64>().sqrt();
         let k0 = if norm2 > 0.0 { (tau / (delta * norm2)).ceil() } else { 0.0 };
         let yk = y.iter().map(|&e| k0 * delta * e).collect();
         let x = LowRank::zero(m, n);
@@ -193,8 +204,8 @@ impl Solver for Svt {
         if rel > DIVERGED_RESIDUAL {
             return Err(Error::Numerical(format!(
                 "svt diverged at iteration {}: the relative residual grew to {rel:.1e}; lower delta (now {:.3}; the \
-                 default 1.2 m n / |Omega| exceeds the theory's delta < 2 when few entries are observed), and \
-                 scale tau with the data (now {:.3e}; the paper's default 5 sqrt(m n) suits entries of size ~1)",
+                 default 1.2 m n / |Omega| exceeds the theory's delta < 2 when few entries are observed), or \
+                 raise tau (now {:.3e}; default 5 sqrt(m n) sd(a))",
                 state.iteration + 1,
                 st.delta,
                 st.tau

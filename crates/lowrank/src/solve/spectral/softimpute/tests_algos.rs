@@ -189,6 +189,24 @@ fn svt_recovers_planted_matrix() {
 }
 
 #[test]
+fn svt_default_threshold_follows_the_data_units() {
+    // D_{c tau}(c Y) = c D_tau(Y): with the default tau scaled by the
+    // entries' standard deviation, data times 100 gives the same iterates times 100
+    let p = planted_completion(30, 2, 600, 8).unwrap();
+    let (m, n) = p.observed.shape();
+    let rows = p.observed.iter().map(|(i, _, _)| i as u32).collect();
+    let cols = p.observed.iter().map(|(_, j, _)| j as u32).collect();
+    let vals = p.observed.iter().map(|(_, _, v)| v * 100.0).collect();
+    let scaled = Ratings::new(m, n, rows, cols, vals).unwrap();
+    let s = || SvtParams::default().check().unwrap();
+    let (a, b) = (run(s(), &p.observed, 300), run(s(), &scaled, 300));
+    assert_eq!(a.iterations, b.iterations);
+    let truth100 = Mat::from_fn(p.truth.nrows(), p.truth.ncols(), |i, j| 100.0 * p.truth[(i, j)]);
+    let (ea, eb) = (relative_error(&a.model, &p.truth), relative_error(&b.model, &truth100));
+    assert!(ea < 5e-2 && (ea - eb).abs() < 1e-4 * ea.max(1e-3), "{ea} vs {eb}");
+}
+
+#[test]
 fn svt_with_a_step_too_large_stops_with_an_error_naming_delta() {
     // 11 of 100 entries on a diagonal-ish pattern: the default delta = 1.2 m n
     // / |Omega| ≈ 10.9 is far above the theory's 2 and the residual explodes
