@@ -224,3 +224,40 @@ fn invalid_parameters_are_rejected_before_work() {
         assert!(registry::fit(req).is_err(), "{}: unknown setting accepted", c.algo);
     }
 }
+
+#[test]
+fn damaged_checkpoints_are_refused_and_checksumless_ones_still_resume() {
+    let (train, _) = planted();
+    let dir = tempfile::tempdir().unwrap();
+    let ck = dir.path().join("sgd.ckpt");
+    let fit = |epochs: usize, resume: bool| {
+        let mut req = FitRequest::new("sgd", &train);
+        req.params = serde_json::Map::from_iter([("rank".to_string(), json!(3))]);
+        req.epochs = Some(epochs);
+        req.seed = 5;
+        req.threads = 1;
+        req.checkpoint = Some((ck.clone(), 1));
+        req.resume = resume;
+        registry::fit(req)
+    };
+    fit(3, false).unwrap();
+    let good = std::fs::read(&ck).unwrap();
+    assert_eq!(&good[..8], b"LRCKPT02");
+    let straight = fit(5, true).unwrap();
+    // one flipped bit in the middle: refused, naming the file
+    let mut flipped = good.clone();
+    flipped[good.len() / 2] ^= 0x10;
+    std::fs::write(&ck, &flipped).unwrap();
+    let e = fit(5, true).unwrap_err().to_string();
+    assert!(e.contains("damaged") && e.contains("sgd.ckpt"), "{e}");
+    // cut short
+    std::fs::write(&ck, &good[..good.len() - 100]).unwrap();
+    let e = fit(5, true).unwrap_err().to_string();
+    assert!(e.contains("damaged") || e.contains("truncated"), "{e}");
+    // the checksum-less format of earlier versions still resumes, to the same model
+    let mut v1 = good[..good.len() - 4].to_vec();
+    v1[..8].copy_from_slice(b"LRCKPT01");
+    std::fs::write(&ck, &v1).unwrap();
+    let resumed = fit(5, true).unwrap();
+    assert_eq!(numbers(&straight.model), numbers(&resumed.model));
+}

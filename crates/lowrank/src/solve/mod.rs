@@ -204,7 +204,10 @@ pub struct Executor<'a, S: Solver> {
     threads: Option<usize>,
 }
 
-const CKPT_MAGIC: &[u8; 8] = b"LRCKPT01";
+const CKPT_MAGIC: &[u8; 8] = b"LRCKPT02";
+
+/// The magic of checkpoints without the trailing checksum (still read).
+const CKPT_MAGIC_V1: &[u8; 8] = b"LRCKPT01";
 
 #[derive(Serialize, Deserialize)]
 struct CheckpointHeader {
@@ -578,21 +581,43 @@ fn write_checkpoint<S: Solver>(
     let state = solver.save_state()?;
     let m = model.to_bytes()?;
     crate::io::atomic_write(path, |w| {
-        w.write_all(CKPT_MAGIC)?;
+        // a CRC-32 of everything before it closes the file: a flipped bit or a
+        // checkpoint cut short is refused at resume instead of loaded
+        let mut crc = flate2::Crc::new();
+        let mut put = |bytes: &[u8]| -> std::io::Result<()> {
+            crc.update(bytes);
+            w.write_all(bytes)
+        };
+        put(CKPT_MAGIC)?;
         for part in [&hdr, &state, &m] {
-            w.write_all(&(part.len() as u64).to_le_bytes())?;
-            w.write_all(part)?;
+            put(&(part.len() as u64).to_le_bytes())?;
+            put(part)?;
         }
-        Ok(())
+        w.write_all(&crc.sum().to_le_bytes())
     })
 }
 
 fn read_checkpoint<M: ModelState>(path: &Path) -> Result<(CheckpointHeader, Vec<u8>, M)> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     let bad = || Error::parse(path, 0, "not a lowrank checkpoint, or a truncated one");
-    if bytes.len() < 8 || &bytes[..8] != CKPT_MAGIC {
-        return Err(bad());
-    }
+    let bytes = match bytes.get(..8) {
+        Some(m) if m == CKPT_MAGIC => {
+            let body = bytes.len().checked_sub(4).filter(|&n| n >= 8).ok_or_else(bad)?;
+            let mut crc = flate2::Crc::new();
+            crc.update(&bytes[..body]);
+            if crc.sum().to_le_bytes() != bytes[body..] {
+                return Err(Error::parse(
+                    path,
+                    0,
+                    "the checkpoint is damaged (its checksum does not match): delete it to start over",
+                ));
+            }
+            &bytes[..body]
+        }
+        // written before checkpoints carried a checksum
+        Some(m) if m == CKPT_MAGIC_V1 => &bytes[..],
+        _ => return Err(bad()),
+    };
     let mut pos = 8;
     let mut parts = Vec::new();
     for _ in 0..3 {
