@@ -41,7 +41,8 @@ pub(crate) fn has_avx512() -> bool {
 pub fn warm_up() {
     let _ = has_avx512();
     let a = faer::Mat::<f64>::from_fn(96, 48, |i, j| if i == j { 1.0 } else { 0.0 });
-    let q = a.qr().compute_thin_Q();
+    // sequential at this size: the global thread pool is not started
+    let (q, _) = crate::solve::spectral::svd::thin_qr(a.as_ref());
     let mut c = faer::Mat::<f64>::zeros(48, 48);
     faer::linalg::matmul::matmul(c.as_mut(), faer::Accum::Replace, q.transpose(), q.as_ref(), 1.0, faer::Par::Seq);
 }

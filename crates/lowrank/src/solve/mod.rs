@@ -16,6 +16,7 @@
 
 pub mod als;
 pub mod baseline;
+mod checkpoint_lock;
 pub mod deep;
 pub mod gradient;
 pub mod registry;
@@ -322,8 +323,14 @@ impl<'a, S: Solver> Executor<'a, S> {
         self
     }
 
-    /// Run the loop.
+    /// Run the loop. A run with a checkpoint holds its lock (see
+    /// `checkpoint_lock`) until it returns: a second run on the same
+    /// checkpoint file is refused.
     pub fn run(self) -> Result<Fit<S::Model>> {
+        let _lock = match &self.checkpoint {
+            Some((path, _)) => Some(checkpoint_lock::CheckpointLock::acquire(path)?),
+            None => None,
+        };
         match self.threads {
             Some(n) => {
                 let cores = std::thread::available_parallelism().map_or(1, |c| c.get());

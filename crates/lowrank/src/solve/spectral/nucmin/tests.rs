@@ -321,6 +321,14 @@ fn gram_operator_norm_matches_the_largest_singular_value() {
     let sv = p.dense(&z).singular_values().unwrap()[0];
     assert!((ours - sv).abs() < 1e-12 * sv, "{ours} vs {sv}");
     assert_eq!(dense_op_norm(&p, &vec![0.0; p.a.len()]).unwrap(), 0.0);
+    // the other branch (more rows than columns: Z^T Z)
+    let tall = ratings(7, 4, &[(0, 0, 1.0), (3, 1, -2.0), (6, 3, 0.5), (5, 0, 4.0), (2, 2, 1.5), (1, 3, -1.0)]);
+    let p = Pattern::new(&tall);
+    let z: Vec<f64> = (0..p.a.len()).map(|e| 1.0 + e as f64).collect();
+    let sv = p.dense(&z).singular_values().unwrap()[0];
+    assert!((dense_op_norm(&p, &z).unwrap() - sv).abs() < 1e-12 * sv);
+    // NaN is an error, not a norm of 0
+    assert!(dense_op_norm(&p, &[f64::NAN; 6]).is_err());
 }
 
 #[test]

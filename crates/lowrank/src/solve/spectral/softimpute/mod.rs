@@ -650,6 +650,10 @@ impl<'a> Reader<'a> {
     fn done(&self) -> Result<()> {
         if self.pos == self.b.len() { Ok(()) } else { Err(self.bad()) }
     }
+    /// Whether every byte has been read (an optional trailing field absent).
+    fn at_end(&self) -> bool {
+        self.pos == self.b.len()
+    }
 }
 
 #[cfg(test)]

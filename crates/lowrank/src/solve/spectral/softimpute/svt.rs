@@ -16,11 +16,14 @@
 //! The iteration converges to the minimizer of `tau ||X||_* + 0.5
 //! ||X||_F^2` subject to `P_Omega(X) = P_Omega(M)` (the paper's Theorem 4.2
 //! for `0 < delta < 2`), which for large `tau` is the minimum-nuclear-norm
-//! completion. Defaults are the paper's: `tau = 5 sqrt(m n)` (times the
-//! standard deviation of the fitted entries, so that the default does not
-//! depend on the data's units: the paper's entries have spread ~1),
-//! `delta = 1.2 m n / |Omega|`, `tol = 1e-4`, `rank_step = 5`; no centring
-//! (the paper fits the raw matrix).
+//! completion. Defaults: `tau = 5 sqrt(m n) sd(a)`, the paper's
+//! `5 sqrt(m n)` in units of the standard deviation `sd(a)` of the fitted
+//! entries, so that the default does not depend on the data's units (the
+//! paper's test matrices, products of standard normal factors of rank `r`,
+//! have `sd ~ sqrt(r)`: this threshold is `sqrt(r)` times theirs there);
+//! the paper's `delta = 1.2 m n / |Omega|`, `tol = 1e-4`, `rank_step = 5`;
+//! no centring (the paper fits the raw matrix). A checkpoint keeps the
+//! run's `tau` and `delta`.
 
 use faer::Mat;
 use serde::{Deserialize, Serialize};
@@ -49,8 +52,8 @@ const DIVERGED_RESIDUAL: f64 = 1e4;
 #[serde(deny_unknown_fields, default)]
 pub struct SvtParams {
     /// Threshold (default `5 sqrt(m n) sd(a)`, `sd(a)` the standard
-    /// deviation of the fitted entries: the paper's `5 sqrt(m n)` for entries
-    /// of spread ~1, in the data's units).
+    /// deviation of the fitted entries, or their root mean square when they
+    /// are all equal: the paper's `5 sqrt(m n)` in the data's units).
     pub tau: Option<f64>,
     /// Step size (default `1.2 m n / |Omega|`).
     pub delta: Option<f64>,
@@ -162,7 +165,14 @@ impl Solver for Svt {
         let len = y.len() as f64;
         let mean = y.iter().sum::<f64>() / len;
         let sd = (y.iter().map(|e| (e - mean) * (e - mean)).sum::<f64>() / len).sqrt();
-        let size = if sd > 0.0 && sd.is_finite() { sd } else { 1.0 };
+        let rms = norm_y / len.sqrt();
+        let size = if sd > 0.0 && sd.is_finite() {
+            sd
+        } else if rms > 0.0 && rms.is_finite() {
+            rms
+        } else {
+            1.0
+        };
         let tau = self.params.tau.unwrap_or(5.0 * ((m * n) as f64).sqrt() * size);
         let delta = self.params.delta.unwrap_or(1.2 * (m * n) as f64 / data.len() as f64);
         let norm2 = sigma_max(data, &y, seed)?;
@@ -236,6 +246,10 @@ impl Solver for Svt {
         w.u64(st.seed);
         w.vec(&st.yk);
         st.x.write(&mut w);
+        // the threshold and step the run was made with (the defaults
+        // depend on the data and on the version that chose them)
+        w.f64(st.tau);
+        w.f64(st.delta);
         Ok(w.0)
     }
 
@@ -246,10 +260,66 @@ impl Solver for Svt {
         let yk = r.vec()?;
         ensure!(yk.len() == st.y.len(), "svt: the checkpoint is for a different problem");
         let x = LowRank::read(&mut r, st.x.u.nrows(), st.x.v.nrows())?;
+        // a tau or delta given now takes effect; otherwise the run goes on
+        // with the checkpoint's (a state without them was written when the
+        // default tau was 5 sqrt(m n) and the default delta the current one)
+        let (saved_tau, saved_delta) = if r.at_end() {
+            let (m, n) = (st.x.u.nrows(), st.x.v.nrows());
+            (5.0 * ((m * n) as f64).sqrt(), st.delta)
+        } else {
+            (r.f64()?, r.f64()?)
+        };
         r.done()?;
+        ensure!(
+            saved_tau > 0.0 && saved_tau.is_finite() && saved_delta > 0.0 && saved_delta.is_finite(),
+            "svt: the checkpoint's solver state is damaged"
+        );
+        if self.params.tau.is_none() {
+            st.tau = saved_tau;
+        }
+        if self.params.delta.is_none() {
+            st.delta = saved_delta;
+        }
         st.seed = seed;
         st.yk = yk;
         st.x = x;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::synth::planted_completion;
+    use crate::solve::IterState;
+
+    #[test]
+    fn a_checkpoint_keeps_tau_and_delta_and_an_older_one_gets_the_old_default() {
+        let data = planted_completion(20, 2, 200, 3).unwrap().observed;
+        let started = |p: SvtParams| {
+            let mut s = p.check().unwrap();
+            let mut model = s.init(&data, &mut rng::rng(1)).unwrap();
+            s.step(&data, &mut model, &mut IterState::default()).unwrap();
+            s
+        };
+        let a = started(SvtParams { tau: Some(123.0), delta: Some(1.5), ..Default::default() });
+        let bytes = a.save_state().unwrap();
+        // resumed with default settings: the checkpoint's values
+        let mut b = started(SvtParams::default());
+        b.load_state(&bytes).unwrap();
+        let st = b.st.as_ref().unwrap();
+        assert_eq!((st.tau, st.delta), (123.0, 1.5));
+        // a tau given on resume takes effect
+        let mut c = started(SvtParams { tau: Some(77.0), ..Default::default() });
+        c.load_state(&bytes).unwrap();
+        assert_eq!(c.st.as_ref().unwrap().tau, 77.0);
+        // the state of earlier versions (no tau, delta): their default tau
+        let mut d = started(SvtParams::default());
+        let delta_now = d.st.as_ref().unwrap().delta;
+        d.load_state(&bytes[..bytes.len() - 16]).unwrap();
+        let st = d.st.as_ref().unwrap();
+        assert_eq!((st.tau, st.delta), (5.0 * 20.0, delta_now));
+        // a damaged trailing field is refused
+        assert!(started(SvtParams::default()).load_state(&bytes[..bytes.len() - 8]).is_err());
     }
 }
