@@ -80,16 +80,18 @@ pub fn thin_qr(y: MatRef<'_, f64>) -> (Mat<f64>, Mat<f64>) {
     let mut buf = MemBuffer::new(qr_in_place_scratch::<f64>(m, n, block, par, Default::default()));
     qr_in_place(qr.as_mut(), coeff.as_mut(), par, MemStack::new(&mut buf), Default::default());
     let r = Mat::from_fn(size, n, |i, j| if i <= j { qr[(i, j)] } else { 0.0 });
-    // the Householder basis: the strictly lower part of the first `size`
-    // columns with a unit diagonal (as faer's `Qr` stores it)
-    let basis = Mat::from_fn(m, size, |i, j| match i.cmp(&j) {
-        std::cmp::Ordering::Greater => qr[(i, j)],
-        std::cmp::Ordering::Equal => 1.0,
-        std::cmp::Ordering::Less => 0.0,
-    });
+    // the Householder basis, in place: the strictly lower part of the first
+    // `size` columns with a unit diagonal (as faer's `Qr` stores it)
+    for j in 0..size {
+        qr[(j, j)] = 1.0;
+        for i in 0..j {
+            qr[(i, j)] = 0.0;
+        }
+    }
     let mut q = Mat::identity(m, size);
     let mut buf = MemBuffer::new(apply_scratch::<f64>(m, block, size));
-    apply(basis.as_ref(), coeff.as_ref(), faer::Conj::No, q.as_mut(), par, MemStack::new(&mut buf));
+    let basis = qr.as_ref().subcols(0, size);
+    apply(basis, coeff.as_ref(), faer::Conj::No, q.as_mut(), par, MemStack::new(&mut buf));
     (q, r)
 }
 
