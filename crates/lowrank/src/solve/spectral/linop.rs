@@ -47,24 +47,24 @@ pub(crate) fn par() -> Par {
 /// problem, a dozen such QRs and products: 6.7-18.8 ms against 1.8-2.0 ms).
 pub(crate) const SEQUENTIAL_BELOW: usize = 1 << 21;
 
-/// [`par`] for a kernel of `work` multiply-adds: sequential below
-/// [`SEQUENTIAL_BELOW`].
-pub(crate) fn par_for(work: usize) -> Par {
-    if work < SEQUENTIAL_BELOW { Par::Seq } else { par() }
+/// [`par`] for a dense kernel of `m n k` multiply-adds (a product, or a
+/// factorization of an `m x n` matrix with `k = min(m, n)`): sequential
+/// below [`SEQUENTIAL_BELOW`]. (`deep`'s `kernels::par_for` is the same
+/// rule with the threshold measured for its products.)
+pub(crate) fn par_for(m: usize, n: usize, k: usize) -> Par {
+    if (m as f64) * (n as f64) * (k as f64) < SEQUENTIAL_BELOW as f64 { Par::Seq } else { par() }
 }
 
 /// `a * b` with [`par_for`] its size.
 pub(crate) fn mul(a: MatRef<'_, f64>, b: MatRef<'_, f64>) -> Mat<f64> {
     let mut out = Mat::zeros(a.nrows(), b.ncols());
-    let work = a.nrows().saturating_mul(a.ncols()).saturating_mul(b.ncols());
-    faer::linalg::matmul::matmul(&mut out, Accum::Replace, a, b, 1.0, par_for(work));
+    faer::linalg::matmul::matmul(&mut out, Accum::Replace, a, b, 1.0, par_for(a.nrows(), a.ncols(), b.ncols()));
     out
 }
 
 /// `out += alpha * a * b` with [`par_for`] its size.
 pub(crate) fn mul_add(out: &mut Mat<f64>, a: MatRef<'_, f64>, b: MatRef<'_, f64>, alpha: f64) {
-    let work = a.nrows().saturating_mul(a.ncols()).saturating_mul(b.ncols());
-    faer::linalg::matmul::matmul(out, Accum::Add, a, b, alpha, par_for(work));
+    faer::linalg::matmul::matmul(out, Accum::Add, a, b, alpha, par_for(a.nrows(), a.ncols(), b.ncols()));
 }
 
 /// A borrowed dense matrix as an operator.
@@ -126,17 +126,15 @@ fn spmm(c: &Compressed, vals: &[f64], x: &[f64], b: usize) -> Vec<f64> {
     if b == 0 {
         return out;
     }
-    let avx2 = crate::simd::has_avx2_fma();
     let one_row = |(o, row): (usize, &mut [f64])| {
         let lane = c.indptr[o]..c.indptr[o + 1];
         let (idx, v) = (&c.indices[lane.clone()], &vals[lane]);
         #[cfg(target_arch = "x86_64")]
-        if avx2 {
+        if crate::simd::has_avx2_fma() {
             // SAFETY: the CPU supports the features the function was compiled for.
             unsafe { spmm_row_avx2(row, idx, v, x) };
             return;
         }
-        let _ = avx2;
         spmm_row(row, idx, v, x);
     };
     // below ~a quarter million multiply-adds the threads cost more than

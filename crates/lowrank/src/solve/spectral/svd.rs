@@ -46,7 +46,7 @@ pub fn thin_svd(a: MatRef<'_, f64>) -> Result<Svd> {
     );
     let (m, n) = a.shape();
     let size = m.min(n);
-    let par = par_for(m.saturating_mul(n).saturating_mul(size));
+    let par = par_for(m, n, size);
     let (mut u, mut v, mut s) = (Mat::zeros(m, size), Mat::zeros(n, size), faer::diag::Diag::<f64>::zeros(size));
     let thin = ComputeSvdVectors::Thin;
     let mut buf = MemBuffer::new(svd_scratch::<f64>(m, n, thin, thin, par, Default::default()));
@@ -73,7 +73,7 @@ pub fn thin_qr(y: MatRef<'_, f64>) -> (Mat<f64>, Mat<f64>) {
     use faer::linalg::qr::no_pivoting::factor::{qr_in_place, qr_in_place_scratch, recommended_block_size};
     let (m, n) = y.shape();
     let size = m.min(n);
-    let par = par_for(m.saturating_mul(n).saturating_mul(size));
+    let par = par_for(m, n, size);
     let block = recommended_block_size::<f64>(m, n);
     let mut qr = y.to_owned();
     let mut coeff = Mat::zeros(block, size);

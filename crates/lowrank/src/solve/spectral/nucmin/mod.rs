@@ -1062,9 +1062,9 @@ fn dense_op_norm(p: &Pattern, z: &[f64]) -> Result<f64> {
     let (small, other) = if p.m <= p.n { (d.as_ref(), d.transpose()) } else { (d.transpose(), d.as_ref()) };
     let k = small.nrows();
     let mut g = Mat::zeros(k, k);
-    let gram_par = super::linop::par_for(k * k * small.ncols());
+    let gram_par = super::linop::par_for(k, k, small.ncols());
     faer::linalg::matmul::matmul(g.as_mut(), faer::Accum::Replace, small, other, 1.0, gram_par);
-    let par = super::linop::par_for(k * k * k);
+    let par = super::linop::par_for(k, k, k);
     let no = faer::linalg::evd::ComputeEigenvectors::No;
     let mut buf = MemBuffer::new(self_adjoint_evd_scratch::<f64>(k, no, par, Default::default()));
     let mut e = faer::diag::Diag::<f64>::zeros(k);
