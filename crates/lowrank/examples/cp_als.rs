@@ -13,7 +13,8 @@
 //! ```
 //! Flags: `--dims D` (cubic) or `--shape a,b,c`, `--rank R`, `--mu X`,
 //! `--iters N`, `--seeds S`, `--threads T` (0 = all cores), `--init
-//! gaussian|svd`, `--line-search`, `--tol X`, `--json` (one JSON line per
+//! gaussian|svd`, `--line-search`, `--no-compress` (ALS on the full tensor in
+//! every iteration, see `CpAls::compress`), `--tol X`, `--json` (one JSON line per
 //! run), `--write-npy DIR`, `--npy FILE [--clean FILE]` (fit a given tensor).
 
 use std::path::{Path, PathBuf};
@@ -34,6 +35,7 @@ struct Args {
     threads: usize,
     init: CpInit,
     line_search: bool,
+    compress: bool,
     tol: f64,
     json: bool,
     write_npy: Option<PathBuf>,
@@ -51,6 +53,7 @@ fn parse_args() -> Result<Args, String> {
         threads: 0,
         init: CpInit::Gaussian,
         line_search: false,
+        compress: true,
         tol: 0.0,
         json: false,
         write_npy: None,
@@ -88,6 +91,7 @@ fn parse_args() -> Result<Args, String> {
                 }
             }
             "--line-search" => a.line_search = true,
+            "--no-compress" => a.compress = false,
             "--json" => a.json = true,
             "--write-npy" => a.write_npy = Some(PathBuf::from(val()?)),
             "--npy" => a.npy = Some(PathBuf::from(val()?)),
@@ -120,7 +124,14 @@ struct Outcome {
 }
 
 fn fit(a: &Args, t: &Tensor3, clean: Option<&Tensor3>, seed: u64) -> lowrank::Result<Outcome> {
-    let p = CpAls { rank: a.rank, init: a.init, line_search: a.line_search, tol: a.tol, ..Default::default() };
+    let p = CpAls {
+        rank: a.rank,
+        init: a.init,
+        line_search: a.line_search,
+        tol: a.tol,
+        compress: a.compress,
+        ..Default::default()
+    };
     let mut ex = Executor::new(p.check()?, t).seed(seed).max_iters(a.iters);
     if a.threads > 0 {
         ex = ex.threads(a.threads);
@@ -148,6 +159,7 @@ fn report(a: &Args, label: &str, seed: u64, o: &Outcome) {
                 "iterations": o.iterations, "fit_s": o.seconds, "per_iter_ms": per_iter_ms,
                 "rel_err": o.rel_noisy, "rel_err_recorded": o.rel_recorded, "rel_err_vs_clean": o.rel_clean,
                 "threads": threads, "init": format!("{:?}", a.init).to_lowercase(), "line_search": a.line_search,
+                "compress": a.compress,
             })
         );
     } else {

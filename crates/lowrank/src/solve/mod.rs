@@ -42,6 +42,9 @@ use crate::rng::Rng;
 pub struct IterState {
     /// 0-based index of the iteration being run.
     pub iteration: usize,
+    /// The iteration budget of the run (the executor's `max_iters`), for a
+    /// solver that plans its last iterations; `None` when the caller has none.
+    pub max_iters: Option<usize>,
     /// The record of this iteration; the executor adds timing and evaluations.
     pub record: Record,
     /// Set by the solver when its own convergence test passed.
@@ -456,7 +459,7 @@ impl<'a, S: Solver> Executor<'a, S> {
                 termination = Termination::Timeout;
                 break;
             }
-            let mut state = IterState { iteration: it, ..Default::default() };
+            let mut state = IterState { iteration: it, max_iters: Some(self.max_iters), ..Default::default() };
             self.solver.step(self.data, &mut model, &mut state)?;
             it += 1;
             let mut rec = std::mem::take(&mut state.record);

@@ -23,6 +23,18 @@
 //! than the plain iteration's; `p` starts at 2 and grows by one after 4
 //! failures), `reg` (ridge `reg ‖·‖²` on every factor).
 //!
+//! Compression (`compress`, on by default; Bro & Andersson 1998, Tensorlab's
+//! `cpd`): a rank-`R` model's factors span at most `R` dimensions per mode,
+//! so after one iteration on the full tensor the iterations run on a Tucker
+//! core of sizes `min(I_n, R)` (a sequentially truncated HOSVD, randomized
+//! for large modes; 8000 times fewer entries at 200³ rank 10), with the model
+//! expanded back after each one and its exact error on the full tensor
+//! recorded, and the last [`REFINE_ITERS`] iterations run on the full tensor,
+//! which moves the factors out of the bases' span: the same iterations, the
+//! same final error as plain ALS (tested), a fraction of the time. Used only
+//! when the core has at most half the entries and captures all but 1 % of
+//! the tensor's norm.
+//!
 //! Partially observed tensors (a mask in [`Tensor3`]): `completion = "wals"`
 //! (default) solves, for every row of the factor being updated, the
 //! least-squares problem over that slice's observed entries only (the
@@ -36,6 +48,7 @@ use faer::Mat;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use super::compress::{self, Tucker};
 use super::kernels::{
     self, frob_dot, gram, hadamard, mttkrp0_from_w, mttkrp1_from_w, mttkrp2, normalize_columns, solve_gram,
 };
@@ -101,6 +114,18 @@ pub struct CpAls {
     /// Ridge penalty `reg (‖A‖² + ‖B‖² + ‖C‖²)` added to every least-squares
     /// update (the notebook: 0).
     pub reg: f64,
+    /// Run the iterations on a Tucker-compressed core (see the module
+    /// documentation) when it has at most half the entries of the tensor
+    /// (sizes `min(I_n, R)`; fully observed tensors without `non_negative`)
+    /// and its compression error is at most 1 % of the tensor's norm, then the last [`REFINE_ITERS`] iterations on the full
+    /// tensor; the first iteration also runs on the full tensor, so that the
+    /// path is plain ALS's from the same start. The recorded `rel_error` is
+    /// the exact error of the expanded model on the full tensor in both
+    /// phases, and `on_core` (1 or 0) says where each iteration ran. The
+    /// split follows the run's iteration budget: a run resumed with a larger
+    /// budget continues correctly, but not on the path of a run that had the
+    /// larger budget from the start.
+    pub compress: bool,
 }
 
 impl Default for CpAls {
@@ -114,12 +139,29 @@ impl Default for CpAls {
             line_search: false,
             completion: Completion::Wals,
             reg: 0.0,
+            compress: true,
         }
     }
 }
 
 /// The setting keys of `cp-als` (for the registry).
-pub const KEYS: &[&str] = &["rank", "tol", "tol_change", "init", "non_negative", "line_search", "completion", "reg"];
+pub const KEYS: &[&str] =
+    &["rank", "tol", "tol_change", "init", "non_negative", "line_search", "completion", "reg", "compress"];
+
+/// Iterations run on the full tensor at the end of a compressed run (they
+/// move the factors out of the compression's subspaces; the error reached is
+/// then that of ALS on the full tensor, see `bench/RESULTS_tensor.md`).
+pub const REFINE_ITERS: usize = 3;
+/// Without a known iteration budget (or with `tol_change`), the compressed
+/// phase ends when the relative error changes by less than this fraction of
+/// itself in one iteration (or by less than `tol_change`).
+const CORE_STALL: f64 = 1e-9;
+/// The compressed phase runs only when the compression's relative error
+/// `‖T − G ×₁ U₁ ×₂ U₂ ×₃ U₃‖ / ‖T‖` is at most this: the core's optimum is
+/// then close enough to the tensor's for [`REFINE_ITERS`] iterations to
+/// close the gap (a tensor that is far from multilinear rank `R`, e.g. with
+/// 5 % noise, runs on the full tensor throughout).
+const COMPRESS_MAX_LOSS: f64 = 1e-2;
 
 /// Below this relative error the cheap error formula is replaced by an
 /// explicit reconstruction (cancellation in `‖T‖² − 2⟨T,T̂⟩ + ‖T̂‖²` costs
@@ -130,6 +172,9 @@ const LS_MAX_FAIL: usize = 4;
 /// First iteration (0-based) with a line search; it runs on even iterations
 /// (TensorLy: even iterations after the 5th).
 const LS_START: usize = 6;
+/// Core passes shorter than this run on one thread (splitting them on the
+/// team costs more than it saves).
+const CORE_TEAM_MIN_MADDS: usize = 1 << 16;
 
 impl CpAls {
     /// Parameters with this rank and the defaults otherwise.
@@ -148,7 +193,15 @@ impl CpAls {
             self.tol_change
         );
         ensure!(self.reg >= 0.0 && self.reg.is_finite(), "reg must be a finite number >= 0, got {}", self.reg);
-        Ok(CpAlsSolver { p: self, cache: None, prev_rel: None, acc_pow: 2.0, acc_fail: 0, team: None })
+        Ok(CpAlsSolver {
+            p: self,
+            cache: None,
+            prev_rel: None,
+            acc_pow: 2.0,
+            acc_fail: 0,
+            core_over: false,
+            team: None,
+        })
     }
 
     /// Fit `t` with at most `max_iters` iterations from `seed` (a one-shot
@@ -168,10 +221,30 @@ struct Fibers {
     vals: Vec<f64>,
 }
 
+/// The compressed phase of a dense run.
+struct CoreState {
+    tucker: Tucker,
+    /// `‖G‖²`.
+    norm_sq: f64,
+    /// The model in core coordinates (`None`: project the full model).
+    model: Option<CpModel>,
+    bufs: Bufs,
+    /// The team for the core's passes (`None`: sequential).
+    team: Option<Team>,
+}
+
 enum Kind {
-    Full,
-    Em { filled: Vec<f64>, refill: bool },
-    Wals { fibers: Box<[Fibers; 3]> },
+    /// Fully observed; `core` while the compressed phase lasts.
+    Full {
+        core: Option<Box<CoreState>>,
+    },
+    Em {
+        filled: Vec<f64>,
+        refill: bool,
+    },
+    Wals {
+        fibers: Box<[Fibers; 3]>,
+    },
 }
 
 /// Partial contractions of the dense iteration (allocated on first use).
@@ -199,6 +272,13 @@ struct ExtraState {
     prev_rel: Option<f64>,
     acc_pow: f64,
     acc_fail: usize,
+    /// The compressed phase is over (a resumed run stays on the full tensor).
+    #[serde(default)]
+    core_over: bool,
+    /// The model in core coordinates, bit for bit (weights, then each
+    /// factor column-major), so that a resumed run continues exactly.
+    #[serde(default)]
+    core_model: Option<Vec<u64>>,
 }
 
 /// The validated CP-ALS solver.
@@ -208,11 +288,59 @@ pub struct CpAlsSolver {
     prev_rel: Option<f64>,
     acc_pow: f64,
     acc_fail: usize,
+    core_over: bool,
     /// Two threads on a dense tensor whose passes are too short for rayon
     /// (below `tiles::PAR_MIN_MADDS`, e.g. the notebook's 30³): the passes
     /// and MTTKRPs split in halves on this team (each output row computed
     /// exactly as on one thread).
     team: Option<Team>,
+}
+
+/// The model of the full tensor whose factors are `U_n F_n` for the core
+/// model's `F_n` (same weights and column norms: the bases are orthonormal).
+fn expand_into(tucker: &Tucker, core_model: &CpModel, model: &mut CpModel) {
+    model.weights.clone_from(&core_model.weights);
+    for m in 0..3 {
+        model.factors[m] = tucker.expand(m, &core_model.factors[m]);
+    }
+}
+
+/// The core-coordinates model of a full-space `model` (its components in the
+/// bases), normalized.
+fn project(tucker: &Tucker, model: &CpModel) -> CpModel {
+    let [a, b, c] = &model.factors;
+    let cs = kernels::scale_columns(c.as_ref(), &model.weights);
+    let factors = [tucker.project(0, a), tucker.project(1, b), tucker.project(2, &cs)];
+    let mut m =
+        CpModel { weights: vec![1.0; model.rank()], factors, solver: String::new(), params: Default::default() };
+    m.normalize();
+    m
+}
+
+/// A core model as bits: weights, then each factor column-major.
+fn model_bits(m: &CpModel) -> Vec<u64> {
+    let mut out: Vec<u64> = m.weights.iter().map(|w| w.to_bits()).collect();
+    for f in &m.factors {
+        for c in 0..f.ncols() {
+            out.extend(f.col_as_slice(c).iter().map(|x| x.to_bits()));
+        }
+    }
+    out
+}
+
+/// The inverse of [`model_bits`] for a core of `dims` and rank `r`.
+fn model_from_bits(bits: &[u64], dims: [usize; 3], r: usize) -> Result<CpModel> {
+    let want = r * (1 + dims.iter().sum::<usize>());
+    ensure!(bits.len() == want, "bad cp-als checkpoint state: a core model of {} numbers, expected {want}", bits.len());
+    let x = |i: usize| f64::from_bits(bits[i]);
+    let weights: Vec<f64> = (0..r).map(x).collect();
+    let mut at = r;
+    let factors = dims.map(|d| {
+        let f = Mat::from_fn(d, r, |i, c| x(at + c * d + i));
+        at += d * r;
+        f
+    });
+    CpModel::new(weights, factors)
 }
 
 fn others(mode: usize) -> (usize, usize) {
@@ -272,42 +400,10 @@ fn row_major(f: &Mat<f64>) -> Vec<f64> {
 /// Solve `g x = b` (`g` symmetric, `r x r`, overwritten) by Cholesky; false
 /// when a pivot is not safely positive.
 fn chol_solve(g: &mut [f64], r: usize, b: &mut [f64]) -> bool {
-    let max_diag = (0..r).map(|i| g[i * r + i]).fold(0.0f64, f64::max);
-    if max_diag <= 0.0 || !max_diag.is_finite() {
+    if !kernels::cholesky_in_place(g, r) {
         return false;
     }
-    for j in 0..r {
-        let mut d = g[j * r + j];
-        for k in 0..j {
-            d -= g[j * r + k] * g[j * r + k];
-        }
-        if d <= 1e-13 * max_diag {
-            return false;
-        }
-        let d = d.sqrt();
-        g[j * r + j] = d;
-        for i in j + 1..r {
-            let mut s = g[i * r + j];
-            for k in 0..j {
-                s -= g[i * r + k] * g[j * r + k];
-            }
-            g[i * r + j] = s / d;
-        }
-    }
-    for i in 0..r {
-        let mut s = b[i];
-        for k in 0..i {
-            s -= g[i * r + k] * b[k];
-        }
-        b[i] = s / g[i * r + i];
-    }
-    for i in (0..r).rev() {
-        let mut s = b[i];
-        for k in i + 1..r {
-            s -= g[k * r + i] * b[k];
-        }
-        b[i] = s / g[i * r + i];
-    }
+    crate::solve::als::linalg::cholesky_solve(g, r, b);
     true
 }
 
@@ -347,22 +443,41 @@ impl CpAlsSolver {
         &self.p
     }
 
-    fn initial_factors(&self, t: &Tensor3, rng: &mut Rng) -> Result<[Mat<f64>; 3]> {
+    /// The starting factors, and the Tucker compression when `core` asks for
+    /// one (computed after the Gaussian draws, so that the start does not
+    /// depend on it, and before the spectral start, which takes its bases).
+    fn initial_factors(
+        &self,
+        t: &Tensor3,
+        core: Option<[usize; 3]>,
+        rng: &mut Rng,
+    ) -> Result<([Mat<f64>; 3], Option<Tucker>)> {
         let dims = t.dims();
         let r = self.p.rank;
-        let mut gaussian = |d: usize| {
+        let mut fs: [Mat<f64>; 3] = dims.map(|d| {
             let v: Vec<f64> = (0..d * r).map(|_| rng::normal(rng)).collect();
             Mat::from_fn(d, r, |i, c| v[i * r + c])
+        });
+        let tucker = match core {
+            Some(core) => Some(compress::compress(t, core, rng, self.team.as_ref())?),
+            None => None,
         };
         let svd = match self.p.init {
             CpInit::Auto => t.mask().is_some(),
             CpInit::Gaussian => false,
             CpInit::Svd => true,
         };
-        let mut fs: Vec<Mat<f64>> = Vec::with_capacity(3);
-        for (m, &d) in dims.iter().enumerate() {
-            let mut f = gaussian(d);
-            if svd {
+        for (m, f) in fs.iter_mut().enumerate() {
+            let d = dims[m];
+            if let (true, Some(tk)) = (svd, tucker.as_ref()) {
+                // the compression's bases are the leading singular vectors of the unfoldings
+                let u = &tk.bases[m];
+                for c in 0..r.min(u.ncols()) {
+                    for i in 0..d {
+                        f[(i, c)] = u[(i, c)];
+                    }
+                }
+            } else if svd {
                 let g = kernels::unfolding_gram(t.data(), dims, m);
                 let evd = g
                     .self_adjoint_eigen(faer::Side::Lower)
@@ -380,9 +495,8 @@ impl CpAlsSolver {
                     f.col_as_slice_mut(c).iter_mut().for_each(|x| *x = x.abs());
                 }
             }
-            fs.push(f);
         }
-        fs.try_into().map_err(|_| Error::invalid("three factors"))
+        Ok((fs, tucker))
     }
 
     fn update(&self, f: &mut Mat<f64>, weights: &[f64], v: &Mat<f64>, m: &Mat<f64>) {
@@ -413,10 +527,10 @@ impl CpAlsSolver {
         iteration: usize,
         model: &mut CpModel,
         bufs: &mut Bufs,
+        team: Option<&Team>,
     ) -> (f64, f64) {
         let [d0, d1, d2] = dims;
         let CpModel { weights, factors, .. } = model;
-        let team = self.team.as_ref();
         let [a, b, c] = factors;
         let (m_c, v2) = if iteration.is_multiple_of(2) {
             let w = &mut bufs.w_c;
@@ -456,6 +570,47 @@ impl CpAlsSolver {
         (inner, hat)
     }
 
+    /// One dense iteration on the fully observed `t` (and the line search
+    /// when asked); returns the relative error on `t` and the line-search
+    /// step tried.
+    fn dense_step(
+        &mut self,
+        t: &Tensor3,
+        norm_sq: f64,
+        iteration: usize,
+        model: &mut CpModel,
+        bufs: &mut Bufs,
+        team: Option<&Team>,
+    ) -> (f64, Option<f64>) {
+        let prev = self.p.line_search.then(|| model.clone());
+        let (inner, hat) = self.dense_sweep(t.data(), t.dims(), iteration, model, bufs, team);
+        let rel = Self::full_rel(t, model, norm_sq, inner, hat);
+        match prev.filter(|_| iteration >= LS_START && iteration.is_multiple_of(2)) {
+            Some(prev) => {
+                let (rel, step, accepted) = self.line_search(t, norm_sq, iteration, &prev, model, rel);
+                if accepted {
+                    bufs.w_b_valid = false;
+                }
+                (rel, Some(step))
+            }
+            None => (rel, None),
+        }
+    }
+
+    /// The compressed phase's state for `tucker`: the core's passes run on
+    /// the solver's team when they are long enough to be worth splitting.
+    fn core_state(&self, tucker: Tucker) -> Result<Box<CoreState>> {
+        let norm_sq = tucker.core.norm().powi(2);
+        let [j0, j1, j2] = tucker.core.dims();
+        let pass_madds = j0 * j1 * j2 * super::tiles::padded(self.p.rank);
+        let team = if pass_madds >= CORE_TEAM_MIN_MADDS && rayon::current_num_threads() >= 2 {
+            Some(Team::new()?)
+        } else {
+            None
+        };
+        Ok(Box::new(CoreState { tucker, norm_sq, model: None, bufs: Bufs::default(), team }))
+    }
+
     /// `(⟨T, T̂⟩, ‖T̂‖²)` of an arbitrary model on full data, via one MTTKRP.
     fn inner_and_norm(data: &[f64], dims: [usize; 3], model: &CpModel) -> (f64, f64) {
         let [a, b, c] = &model.factors;
@@ -466,9 +621,9 @@ impl CpAlsSolver {
         (inner, hat)
     }
 
-    /// The relative error of `model` on the full tensor from
+    /// The relative error of `model` on the fully observed `t` from
     /// `(⟨T, T̂⟩, ‖T̂‖²)`, explicit when small.
-    fn full_rel(&self, t: &Tensor3, model: &CpModel, norm_sq: f64, inner: f64, hat: f64) -> f64 {
+    fn full_rel(t: &Tensor3, model: &CpModel, norm_sq: f64, inner: f64, hat: f64) -> f64 {
         let res = (norm_sq - 2.0 * inner + hat).max(0.0);
         let rel = (res / norm_sq).sqrt();
         if rel < EXPLICIT_BELOW {
@@ -615,7 +770,7 @@ impl CpAlsSolver {
         let Ok(mut cm) = CpModel::new(vec![1.0; model.rank()], cand) else { return (rel, jump, false) };
         cm.normalize();
         let (inner, hat) = Self::inner_and_norm(t.data(), t.dims(), &cm);
-        let rel_c = self.full_rel(t, &cm, norm_sq, inner, hat);
+        let rel_c = Self::full_rel(t, &cm, norm_sq, inner, hat);
         if rel_c.is_finite() && rel_c < rel {
             cm.solver = std::mem::take(&mut model.solver);
             cm.params = std::mem::take(&mut model.params);
@@ -663,8 +818,23 @@ impl Solver for CpAlsSolver {
             t.n_observed(),
             d0 * d1 * d2
         );
+        let pass_madds = d0 * d1 * d2 * super::tiles::padded(r);
+        let small = pass_madds < super::tiles::PAR_MIN_MADDS;
+        self.team = match (masked, self.p.completion, self.team.take()) {
+            (true, Completion::Wals, _) => None,
+            (_, _, Some(team)) if small => Some(team),
+            _ if small && rayon::current_num_threads() >= 2 => Some(Team::new()?),
+            _ => None,
+        };
+        let core_dims =
+            if masked || self.p.non_negative || !self.p.compress { None } else { compress::core_dims(dims, r) };
+        let (factors, tucker) = self.initial_factors(t, core_dims, rng)?;
         let kind = match (masked, self.p.completion) {
-            (false, _) => Kind::Full,
+            (false, _) => {
+                // a lossy compression would leave the refinement iterations too far to go
+                let accurate = tucker.filter(|tk| tk.lost_sq <= COMPRESS_MAX_LOSS * COMPRESS_MAX_LOSS * norm_sq);
+                Kind::Full { core: accurate.map(|tk| self.core_state(tk)).transpose()? }
+            }
             (true, Completion::Em) => {
                 let mean = t.data().iter().sum::<f64>() / t.n_observed() as f64;
                 let mask = t.mask().expect("masked");
@@ -676,7 +846,6 @@ impl Solver for CpAlsSolver {
                 Kind::Wals { fibers: Box::new([build_fibers(t, 0), build_fibers(t, 1), build_fibers(t, 2)]) }
             }
         };
-        let factors = self.initial_factors(t, rng)?;
         let mut model = CpModel::new(vec![1.0; r], factors)?;
         model.normalize();
         if self.p.non_negative {
@@ -698,18 +867,11 @@ impl Solver for CpAlsSolver {
         }
         model.solver = "cp-als".into();
         model.params = serde_json::to_value(&self.p).unwrap_or_default();
-        let pass_madds = d0 * d1 * d2 * super::tiles::padded(r);
-        let small = pass_madds < super::tiles::PAR_MIN_MADDS;
-        self.team = match (&kind, self.team.take()) {
-            (Kind::Wals { .. }, _) => None,
-            (_, Some(team)) if small => Some(team),
-            _ if small && rayon::current_num_threads() >= 2 => Some(Team::new()?),
-            _ => None,
-        };
         self.cache = Some(Cache { norm_sq, kind, bufs: Bufs::default() });
         self.prev_rel = None;
         self.acc_pow = 2.0;
         self.acc_fail = 0;
+        self.core_over = false;
         Ok(model)
     }
 
@@ -718,27 +880,65 @@ impl Solver for CpAlsSolver {
         let norm_sq = cache.norm_sq;
         let dims = t.dims();
         let mut ls_step = None;
+        let mut switched = false;
         let rel = match &mut cache.kind {
-            Kind::Full => {
-                let prev = self.p.line_search.then(|| model.clone());
-                let (inner, hat) = self.dense_sweep(t.data(), dims, state.iteration, model, &mut cache.bufs);
-                let mut rel = self.full_rel(t, model, norm_sq, inner, hat);
-                if let Some(prev) = prev.filter(|_| state.iteration >= LS_START && state.iteration.is_multiple_of(2)) {
-                    let (r2, step, accepted) = self.line_search(t, norm_sq, state.iteration, &prev, model, rel);
-                    rel = r2;
-                    ls_step = Some(step);
-                    if accepted {
+            Kind::Full { core } => {
+                // the first iteration runs on the full tensor: it puts every factor in the bases' span (up
+                // to the compression error), so the path that follows is plain ALS's from the same start,
+                // whereas projecting the Gaussian start onto the bases would change its Gram matrices
+                let on_core = state.iteration >= 1
+                    && state.max_iters.is_none_or(|n| state.iteration + REFINE_ITERS < n)
+                    && !self.core_over;
+                match core.as_deref_mut().filter(|_| on_core) {
+                    Some(c) => {
+                        let CoreState { tucker, norm_sq: core_sq, model: core_model, bufs, team } = c;
+                        let mut cm = match core_model.take() {
+                            Some(m) => m,
+                            None => project(tucker, model),
+                        };
+                        let (rel_core, step) =
+                            self.dense_step(&tucker.core, *core_sq, state.iteration, &mut cm, bufs, team.as_ref());
+                        ls_step = step;
+                        let mut rel = ((tucker.lost_sq + rel_core * rel_core * *core_sq) / norm_sq).sqrt();
+                        expand_into(tucker, &cm, model);
+                        if rel < EXPLICIT_BELOW {
+                            // `lost_sq` is a difference of norms: below this it has lost digits
+                            let res = kernels::explicit_residual_sq(t.data(), None, &model.weights, &model.factors);
+                            rel = (res / norm_sq).sqrt();
+                        }
+                        *core_model = Some(cm);
+                        state.record.values.insert("on_core".into(), 1.0);
+                        // the full tensor's carried contraction is of an older factor
                         cache.bufs.w_b_valid = false;
+                        // without a budget (or with tol_change), the compressed phase ends where it stalls
+                        if let Some(prev) = self.prev_rel {
+                            let change = (prev - rel).abs();
+                            if change < self.p.tol_change || (state.max_iters.is_none() && change <= CORE_STALL * rel) {
+                                self.core_over = true;
+                                switched = true;
+                            }
+                        }
+                        rel
+                    }
+                    None => {
+                        if core.is_some() {
+                            state.record.values.insert("on_core".into(), 0.0);
+                        }
+                        let team = self.team.take();
+                        let (rel, step) =
+                            self.dense_step(t, norm_sq, state.iteration, model, &mut cache.bufs, team.as_ref());
+                        self.team = team;
+                        ls_step = step;
+                        rel
                     }
                 }
-                rel
             }
             Kind::Em { filled, refill } => {
                 if *refill {
                     Self::em_fill(t, model, filled);
                     *refill = false;
                 }
-                self.dense_sweep(filled, dims, state.iteration, model, &mut cache.bufs);
+                self.dense_sweep(filled, dims, state.iteration, model, &mut cache.bufs, self.team.as_ref());
                 let res = Self::em_fill(t, model, filled);
                 // the filled tensor changed: no partial contraction carries over
                 cache.bufs.w_b_valid = false;
@@ -756,6 +956,7 @@ impl Solver for CpAlsSolver {
             state.converged = true;
         }
         if let Some(prev) = self.prev_rel
+            && !switched
             && self.p.tol_change > 0.0
             && (prev - rel).abs() < self.p.tol_change
         {
@@ -771,7 +972,17 @@ impl Solver for CpAlsSolver {
     }
 
     fn save_state(&self) -> Result<Vec<u8>> {
-        let s = ExtraState { prev_rel: self.prev_rel, acc_pow: self.acc_pow, acc_fail: self.acc_fail };
+        let core_model = match self.cache.as_ref().map(|c| &c.kind) {
+            Some(Kind::Full { core: Some(c) }) => c.model.as_ref().map(model_bits),
+            _ => None,
+        };
+        let s = ExtraState {
+            prev_rel: self.prev_rel,
+            acc_pow: self.acc_pow,
+            acc_fail: self.acc_fail,
+            core_over: self.core_over,
+            core_model,
+        };
         serde_json::to_vec(&s).map_err(|e| Error::invalid(e.to_string()))
     }
 
@@ -781,8 +992,16 @@ impl Solver for CpAlsSolver {
         self.prev_rel = s.prev_rel;
         self.acc_pow = s.acc_pow;
         self.acc_fail = s.acc_fail;
-        if let Some(Cache { kind: Kind::Em { refill, .. }, .. }) = self.cache.as_mut() {
-            *refill = true;
+        self.core_over = s.core_over;
+        match self.cache.as_mut().map(|c| &mut c.kind) {
+            Some(Kind::Em { refill, .. }) => *refill = true,
+            Some(Kind::Full { core: Some(c) }) => {
+                c.model = match s.core_model {
+                    Some(bits) => Some(model_from_bits(&bits, c.tucker.core.dims(), self.p.rank)?),
+                    None => None,
+                }
+            }
+            _ => {}
         }
         Ok(())
     }

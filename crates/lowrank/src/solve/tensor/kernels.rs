@@ -20,6 +20,7 @@ use rayon::prelude::*;
 use super::tiles;
 use crate::data::Tensor3;
 use crate::error::{Result, ensure};
+use crate::solve::als::linalg;
 use crate::team::Team;
 
 /// Scale every column of `f` to unit norm; returns the norms. A zero (or
@@ -221,15 +222,81 @@ pub(crate) fn frob_dot(x: &Mat<f64>, y: &Mat<f64>) -> f64 {
     (0..x.ncols()).map(|j| dot(x.col_as_slice(j), y.col_as_slice(j))).sum()
 }
 
+/// Cholesky factorization `g = Rᵀ R` of the symmetric row-major `r x r` `g`
+/// in place ([`linalg::cholesky`]: `R` in the upper triangle); false when a
+/// pivot is not safely positive (below `1e-13` of the largest diagonal entry:
+/// the system is then solved with a ridge, or by the pseudo-inverse).
+pub(crate) fn cholesky_in_place(g: &mut [f64], r: usize) -> bool {
+    let max_diag = (0..r).map(|i| g[i * r + i]).fold(0.0f64, f64::max);
+    max_diag > 0.0
+        && max_diag.is_finite()
+        && linalg::cholesky(g, r)
+        && (0..r).all(|j| g[j * r + j] * g[j * r + j] > 1e-13 * max_diag)
+}
+
+/// Rows solved together by [`solve_gram`].
+const SUB_ROWS: usize = 8;
+
 /// `X = M (V + reg I)^{-1}` for a symmetric positive semi-definite `V`
-/// (`R x R`): Cholesky; if it fails, Cholesky with a tiny ridge
-/// (`1e-12 · mean diagonal`); if that fails too, the pseudo-inverse from the
-/// eigendecomposition (the minimum-norm least-squares solution).
+/// (`R x R`): Cholesky (hand-written: at the ranks of CP, `R <= ~50`, faer's
+/// allocations and dispatch cost more than the arithmetic); if it fails,
+/// Cholesky with a tiny ridge (`1e-12 · mean diagonal`); if that fails too,
+/// the pseudo-inverse from the eigendecomposition (the minimum-norm
+/// least-squares solution).
 pub(crate) fn solve_gram(v: &Mat<f64>, reg: f64, m: &Mat<f64>) -> Mat<f64> {
     let r = v.nrows();
     let mut vv = v.clone();
     for i in 0..r {
         vv[(i, i)] += reg;
+    }
+    // symmetric: its columns are its rows
+    let mut l = Vec::with_capacity(r * r);
+    for c in 0..r {
+        l.extend_from_slice(vv.col_as_slice(c));
+    }
+    if cholesky_in_place(&mut l, r) {
+        // X Rᵀ R = M, forward then back substitution along the columns, for
+        // blocks of SUB_ROWS rows at once: the block's column in registers,
+        // one multiply-add per entry of R, independent across the rows (a
+        // row at a time is a chain of dependent multiply-adds)
+        let d = m.nrows();
+        let nb = d.div_ceil(SUB_ROWS);
+        // blk[b * r + c][t] = M[b * SUB_ROWS + t, c] (zero beyond the last row)
+        let mut blk = vec![[0.0f64; SUB_ROWS]; nb * r];
+        for c in 0..r {
+            for (i, v) in m.col_as_slice(c).iter().enumerate() {
+                blk[(i / SUB_ROWS) * r + c][i % SUB_ROWS] = *v;
+            }
+        }
+        // X Rᵀ R = M: forward with Rᵀ (entry (i, k) is R[k][i]), back with R
+        for cols in blk.chunks_exact_mut(r) {
+            for i in 0..r {
+                let mut acc = cols[i];
+                for k in 0..i {
+                    let (lik, xk) = (l[k * r + i], &cols[k]);
+                    for t in 0..SUB_ROWS {
+                        acc[t] -= lik * xk[t];
+                    }
+                }
+                let inv = 1.0 / l[i * r + i];
+                cols[i] = acc.map(|a| a * inv);
+            }
+            for i in (0..r).rev() {
+                let mut acc = cols[i];
+                for k in i + 1..r {
+                    let (lki, xk) = (l[i * r + k], &cols[k]);
+                    for t in 0..SUB_ROWS {
+                        acc[t] -= lki * xk[t];
+                    }
+                }
+                let inv = 1.0 / l[i * r + i];
+                cols[i] = acc.map(|a| a * inv);
+            }
+        }
+        let x = Mat::from_fn(d, r, |i, c| blk[(i / SUB_ROWS) * r + c][i % SUB_ROWS]);
+        if (0..r).all(|c| x.col_as_slice(c).iter().all(|v| v.is_finite())) {
+            return x;
+        }
     }
     let mean_diag = (0..r).map(|i| vv[(i, i)].abs()).sum::<f64>() / r as f64;
     for ridge in [0.0, 1e-12 * mean_diag.max(f64::MIN_POSITIVE)] {

@@ -16,6 +16,7 @@
 //! N-way tensors are not supported: [`crate::Tensor3`] is the data model, and
 //! the kernels use the 3-way dimension tree.
 
+mod compress;
 mod cp_als;
 pub mod kernels;
 mod model;
@@ -26,7 +27,7 @@ mod tests;
 
 use serde_json::{Map, Value, json};
 
-pub use cp_als::{Completion, CpAls, CpAlsSolver, CpInit, KEYS};
+pub use cp_als::{Completion, CpAls, CpAlsSolver, CpInit, KEYS, REFINE_ITERS};
 pub use kernels::mttkrp;
 pub use model::CpModel;
 

@@ -9,7 +9,7 @@ use crate::io::Dataset;
 use crate::model::ModelState;
 use crate::rng;
 use crate::solve::registry::{self, FitRequest};
-use crate::solve::{Executor, Termination};
+use crate::solve::{Executor, Solver, Termination};
 
 fn rel(fit_model: &CpModel, t: &Tensor3) -> f64 {
     fit_model.relative_error(t).unwrap()
@@ -225,7 +225,15 @@ fn checkpoint_resume_continues_exactly() {
     for (n, (p, data)) in cases.into_iter().enumerate() {
         let straight = Executor::new(p.clone().check().unwrap(), data).seed(1).max_iters(10).run().unwrap();
         let ck = dir.path().join(format!("ck{n}"));
-        Executor::new(p.clone().check().unwrap(), data).seed(1).max_iters(4).checkpoint(&ck, 2).run().unwrap();
+        // interrupted after 4 of the 10 iterations (a compressed run plans its
+        // last iterations from the budget, so the budget is the same)
+        Executor::new(p.clone().check().unwrap(), data)
+            .seed(1)
+            .max_iters(10)
+            .observer(crate::observe::StopAfter(4))
+            .checkpoint(&ck, 2)
+            .run()
+            .unwrap();
         let resumed = Executor::new(p.check().unwrap(), data)
             .seed(1)
             .max_iters(10)
@@ -303,4 +311,90 @@ fn registry_runner_summary_and_saved_model() {
     assert_eq!(out.summary["epochs"], 500);
     assert!(out.summary["test_rmse"].as_f64().unwrap() < 1e-6);
     assert!(out.history.last().unwrap().get("test_mae").is_some());
+}
+
+#[test]
+fn compressed_phase_records_the_exact_full_tensor_error() {
+    // noise 1e-3: the compression loses part of it, which the recorded error
+    // must include; direct steps (no budget) switch to the full tensor where
+    // the error stalls, so both phases are seen
+    let (t, _, _) = synth::random_cp([14, 12, 10], 3, 1e-3, 6).unwrap();
+    let mut solver = CpAls::with_rank(3).check().unwrap();
+    let mut g = rng::rng(2);
+    let mut model = solver.init(&t, &mut g).unwrap();
+    let (mut on_core, mut on_full) = (0, 0);
+    for it in 0..200 {
+        let mut st = crate::solve::IterState { iteration: it, ..Default::default() };
+        solver.step(&t, &mut model, &mut st).unwrap();
+        let recorded = st.record.values["rel_error"];
+        let explicit = rel(&model, &t);
+        assert!((recorded - explicit).abs() <= 1e-9 * explicit, "iteration {it}: {recorded} vs {explicit}");
+        if st.record.get("on_core") == Some(1.0) { on_core += 1 } else { on_full += 1 }
+    }
+    assert!(on_core >= 3 && on_full >= 3, "{on_core} iterations on the core, {on_full} on the full tensor");
+}
+
+#[test]
+fn compression_follows_plain_als_and_reaches_its_error() {
+    // the notebook's problem scaled down: the compressed run follows plain ALS
+    // from the same start (its first iteration is on the full tensor) and,
+    // after the refinement iterations, ends at the same error to 1e-6 relative
+    // (the compression perturbs the path by about the noise level, 1e-5)
+    for (dims, rank, seed) in [([30, 30, 30], 20, 999), ([40, 35, 30], 6, 5), ([25, 8, 20], 10, 3)] {
+        let (t, _, _) = synth::random_cp(dims, rank, 1e-5, seed).unwrap();
+        let run = |compress: bool| {
+            let p = CpAls { rank, compress, ..Default::default() };
+            let fit = p.fit(&t, 150, seed).unwrap();
+            (fit.history.iter().map(|r| r.values["rel_error"]).collect::<Vec<_>>(), rel(&fit.model, &t))
+        };
+        let ((hc, ec), (hp, ep)) = (run(true), run(false));
+        assert_eq!(hc[0], hp[0], "{dims:?}: the first iteration is the same");
+        // the same path while the error is far above the noise (near it, the
+        // compressed phase stalls at the compression's floor, which the
+        // refinement iterations remove: [40, 35, 30] rank 6 waits at 1.35e-5
+        // while plain ALS reaches 9.92e-6)
+        for (it, (c, p)) in hc.iter().zip(&hp).enumerate().filter(|(_, (_, p))| **p > 1e-3) {
+            assert!((c - p).abs() <= 1e-4 * p, "{dims:?} iteration {it}: {c} vs {p}");
+        }
+        assert!((ec - ep).abs() <= 1e-6 * ep, "{dims:?}: compressed {ec} vs plain {ep}");
+    }
+}
+
+#[test]
+fn tucker_compression_is_exact_on_low_multilinear_rank_and_orthonormal() {
+    // both ways of finding a basis: the Gram matrix (mode size <= 2 (J + 10))
+    // and the randomized range finder (larger modes)
+    for (dims, rank) in [([12, 10, 8], 4), ([70, 60, 50], 3)] {
+        let (t, _, _) = synth::random_cp(dims, rank, 0.0, 8).unwrap();
+        let core = compress::core_dims(dims, rank).unwrap();
+        let tk = compress::compress(&t, core, &mut rng::rng(1), None).unwrap();
+        assert_eq!(tk.core.dims(), [rank; 3]);
+        let norm_sq = t.norm().powi(2);
+        assert!(tk.lost_sq <= 1e-12 * norm_sq, "{dims:?}: lost {}", tk.lost_sq);
+        for (m, u) in tk.bases.iter().enumerate() {
+            let utu = u.transpose() * u;
+            let id = Mat::<f64>::identity(rank, rank);
+            assert!((&utu - &id).norm_max() < 1e-12, "{dims:?} mode {m}");
+        }
+        // the core expanded by the bases is the tensor
+        let g = &tk.core;
+        let [u0, u1, u2] = &tk.bases;
+        let mut worst = 0.0f64;
+        for i in 0..dims[0] {
+            for j in 0..dims[1] {
+                for k in 0..dims[2] {
+                    let mut x = 0.0;
+                    for a in 0..rank {
+                        for b in 0..rank {
+                            for c in 0..rank {
+                                x += g.get(a, b, c) * u0[(i, a)] * u1[(j, b)] * u2[(k, c)];
+                            }
+                        }
+                    }
+                    worst = worst.max((x - t.get(i, j, k)).abs());
+                }
+            }
+        }
+        assert!(worst < 1e-10 * t.norm(), "{dims:?}: {worst}");
+    }
 }
