@@ -390,6 +390,34 @@ mod tests {
         Mat::from_fn(m, n, |i, j| v[i * n + j])
     }
 
+    #[test]
+    fn solve_gram_solves_the_normal_equations() {
+        // row counts around the 8-row blocks, ranks 1..20: the residual of
+        // X (V + reg I) = M against M
+        let mut g = rng::rng(11);
+        for (d, r) in [(1, 1), (7, 3), (8, 20), (37, 7), (20, 20)] {
+            let f = gaussian(&mut g, r + 5, r);
+            let v = gram(&f);
+            let m = gaussian(&mut g, d, r);
+            for reg in [0.0, 0.3] {
+                let x = solve_gram(&v, reg, &m);
+                let mut vr = v.clone();
+                for i in 0..r {
+                    vr[(i, i)] += reg;
+                }
+                let err = (&(&x * &vr) - &m).norm_max();
+                assert!(err < 1e-9 * (1.0 + m.norm_max()), "d {d} r {r} reg {reg}: {err}");
+            }
+        }
+        // a singular V (rank 2 of 4) with a consistent right-hand side: the
+        // fallbacks (ridge, then pseudo-inverse) still solve X V = M
+        let f = gaussian(&mut g, 2, 4);
+        let v = gram(&f);
+        let m = &gaussian(&mut g, 5, 2) * &f;
+        let x = solve_gram(&v, 0.0, &m);
+        assert!((&(&x * &v) - &m).norm_max() < 1e-8);
+    }
+
     /// The textbook MTTKRP: the explicit unfolding times the explicit
     /// Khatri-Rao product.
     fn explicit_mttkrp(t: &Tensor3, f: &[Mat<f64>; 3], mode: usize) -> Mat<f64> {
