@@ -30,6 +30,9 @@ enum Command {
     /// Generate the synthetic problems of the source material.
     #[command(subcommand)]
     Gen(cmd::generate::GenCommand),
+    /// Tensor methods: `tensor cp` (CP decomposition, as `fit --algo cp-als`).
+    #[command(subcommand)]
+    Tensor(cmd::tensor::TensorCommand),
     /// Deterministic train/test splits (holdout, leave-k-out, k-fold).
     Split(cmd::split::SplitArgs),
     /// Read a data file fully and print counts, shape, density and histograms.
@@ -76,6 +79,7 @@ fn main() -> ExitCode {
         Command::Eval(a) => cmd::eval::run(a),
         Command::Recommend(a) => cmd::recommend::run(a),
         Command::Gen(a) => cmd::generate::run(a),
+        Command::Tensor(a) => cmd::tensor::run(a),
         Command::Split(a) => cmd::split::run(a),
         Command::Inspect(a) => cmd::inspect::run(a),
         Command::Demo(a) => cmd::demo::run(a),

@@ -448,6 +448,18 @@ fn tensor_text_format_and_eval_of_cp_and_dense_models() {
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let fit: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // `tensor cp` is the same run under its own name; another --algo is refused
+    let out = lowrank()
+        .args(["tensor", "cp", "--rank", "2", "--epochs", "30", "--json", "--data"])
+        .arg(&tn)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let again: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((again["algo"].as_str(), &again["rel_error"]), (Some("cp-als"), &fit["rel_error"]));
+    let out = lowrank().args(["tensor", "cp", "--algo", "als", "--data"]).arg(&tn).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("runs cp-als"));
     let out = lowrank().args(["eval", "--json", "--model"]).arg(&cp).arg("--data").arg(&tn).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let e: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();

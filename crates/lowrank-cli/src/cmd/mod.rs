@@ -11,6 +11,7 @@ pub mod report;
 pub mod run;
 pub mod split;
 pub mod sweep;
+pub mod tensor;
 
 use std::process::ExitCode;
 
