@@ -299,17 +299,17 @@ pub(crate) fn solve_gram(v: &Mat<f64>, reg: f64, m: &Mat<f64>) -> Mat<f64> {
         }
     }
     let mean_diag = (0..r).map(|i| vv[(i, i)].abs()).sum::<f64>() / r as f64;
-    for ridge in [0.0, 1e-12 * mean_diag.max(f64::MIN_POSITIVE)] {
-        let mut w = vv.clone();
-        for i in 0..r {
-            w[(i, i)] += ridge;
-        }
-        if let Ok(llt) = w.llt(Side::Lower) {
-            let mut xt = m.transpose().to_owned();
-            llt.solve_in_place(xt.as_mut());
-            if (0..xt.ncols()).all(|j| xt.col_as_slice(j).iter().all(|x| x.is_finite())) {
-                return xt.transpose().to_owned();
-            }
+    // the fast path found a pivot not safely positive: a tiny ridge
+    let ridge = 1e-12 * mean_diag.max(f64::MIN_POSITIVE);
+    let mut w = vv.clone();
+    for i in 0..r {
+        w[(i, i)] += ridge;
+    }
+    if let Ok(llt) = w.llt(Side::Lower) {
+        let mut xt = m.transpose().to_owned();
+        llt.solve_in_place(xt.as_mut());
+        if (0..xt.ncols()).all(|j| xt.col_as_slice(j).iter().all(|x| x.is_finite())) {
+            return xt.transpose().to_owned();
         }
     }
     match vv.self_adjoint_eigen(Side::Lower) {
