@@ -1,6 +1,6 @@
 //! CP-ALS kernels: the MTTKRP of each mode (no Khatri-Rao product formed) and
-//! one full ALS iteration, on the notebook's 30³ rank-20 problem and on
-//! 200³ rank 10.
+//! fifty ALS iterations (plain, and Tucker-compressed), on the notebook's 30³
+//! rank-20 problem and on 200³ rank 10.
 //!
 //! `cargo bench -p lowrank --bench tensor` (add `-- --threads 1` etc. for divan's
 //! own thread count; the kernels use rayon's global pool).
@@ -27,13 +27,14 @@ fn mttkrp_mode(bencher: Bencher, (d, rank, mode): (usize, usize, usize)) {
     bencher.bench(|| mttkrp(&t, &f, mode).expect("shapes match"));
 }
 
-/// Ten CP-ALS iterations from a Gaussian start (`(d, rank)`); divide by 10 for
-/// the time per iteration.
-#[divan::bench(args = [(30, 20), (200, 10)], sample_count = 10)]
-fn cp_als_10_iterations(bencher: Bencher, (d, rank): (usize, usize)) {
+/// Fifty CP-ALS iterations from a Gaussian start (`(d, rank, compress)`),
+/// plain and with the Tucker-compressed middle iterations (the default);
+/// divide by 50 for the time per iteration.
+#[divan::bench(args = [(30, 20, false), (30, 20, true), (200, 10, false), (200, 10, true)], sample_count = 5)]
+fn cp_als_50_iterations(bencher: Bencher, (d, rank, compress): (usize, usize, bool)) {
     let (t, _) = problem(d, rank);
     bencher.bench(|| {
-        let p = CpAls { rank, init: CpInit::Gaussian, ..Default::default() };
-        Executor::new(p.check().expect("valid"), &t).seed(0).max_iters(10).run().expect("runs").model
+        let p = CpAls { rank, init: CpInit::Gaussian, compress, ..Default::default() };
+        Executor::new(p.check().expect("valid"), &t).seed(0).max_iters(50).run().expect("runs").model
     });
 }

@@ -87,11 +87,19 @@ fn gram_of_rows(x: &[f64], n: usize) -> Mat<f64> {
 /// The `j` leading eigenvectors of the symmetric `g` (by decreasing
 /// eigenvalue).
 fn leading_eigenvectors(g: &Mat<f64>, j: usize) -> Result<Mat<f64>> {
+    use faer::dyn_stack::{MemBuffer, MemStack};
+    use faer::linalg::evd::{ComputeEigenvectors, self_adjoint_evd, self_adjoint_evd_scratch};
     let n = g.nrows();
-    let evd = g
-        .self_adjoint_eigen(faer::Side::Lower)
+    // sequential: `Mat::self_adjoint_eigen` takes faer's global parallelism,
+    // whose thread hand-offs cost more than a 30 x 30 problem (0.5 ms vs 0.1)
+    let par = faer::Par::Seq;
+    let mut s = faer::diag::Diag::<f64>::zeros(n);
+    let mut u = Mat::<f64>::zeros(n, n);
+    let scratch = self_adjoint_evd_scratch::<f64>(n, ComputeEigenvectors::Yes, par, Default::default());
+    let mut buf = MemBuffer::new(scratch);
+    self_adjoint_evd(g.as_ref(), s.as_mut(), Some(u.as_mut()), par, MemStack::new(&mut buf), Default::default())
         .map_err(|e| Error::Numerical(format!("Tucker compression: eigendecomposition failed ({e:?})")))?;
-    let u = evd.U();
+    // eigenvalues ascending: the leading vectors are the last columns
     Ok(Mat::from_fn(n, j, |i, c| u[(i, n - 1 - c)]))
 }
 
