@@ -117,17 +117,20 @@ pub struct CpAls {
     /// Ridge penalty `reg (‖A‖² + ‖B‖² + ‖C‖²)` added to every least-squares
     /// update (the notebook: 0).
     pub reg: f64,
-    /// Run the iterations on a Tucker-compressed core (see the module
+    /// Run the middle iterations on a Tucker-compressed core (see the module
     /// documentation) when it has at most half the entries of the tensor
     /// (sizes `min(I_n, R)`; fully observed tensors without `non_negative`)
-    /// and its compression error is at most 1 % of the tensor's norm, then the last [`REFINE_ITERS`] iterations on the full
-    /// tensor; the first iteration also runs on the full tensor, so that the
-    /// path is plain ALS's from the same start. The recorded `rel_error` is
-    /// the exact error of the expanded model on the full tensor in both
-    /// phases, and `on_core` (1 or 0) says where each iteration ran. The
-    /// split follows the run's iteration budget: a run resumed with a larger
-    /// budget continues correctly, but not on the path of a run that had the
-    /// larger budget from the start.
+    /// and its compression error is at most 1 % of the tensor's norm: the
+    /// first iteration runs on the full tensor (so the path is plain ALS's
+    /// from the same start), and so do the last [`REFINE_ITERS`] of the
+    /// budget (without one, or with `tol_change`, those after the core phase
+    /// stalls); a run that stops on the core (interrupt, time budget, `tol`,
+    /// an observer) gets them in `finalize`. The recorded `rel_error` is the
+    /// exact error of the expanded model on the full tensor in both phases,
+    /// and `on_core` (1 or 0) says where each iteration ran. A run resumed
+    /// with a larger budget continues on the full tensor if its compressed
+    /// phase had ended, so it is correct but not the path of a run that had
+    /// the larger budget from the start.
     pub compress: bool,
 }
 
