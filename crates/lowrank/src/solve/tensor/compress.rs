@@ -143,12 +143,7 @@ fn compress_mode0(
     let s = (j + OVERSAMPLE).min(n);
     if 2 * s >= n {
         // exact: the Gram matrix of the unfolding costs n / (2 s) <= 1 of the randomized passes
-        // faer splits a product over blocks of its output only: the same bits on any thread count
-        let xm = faer::MatRef::from_row_major_slice(x, n, a * b);
-        let mut g = Mat::<f64>::zeros(n, n);
-        let par = if n * n * a * b >= 1 << 24 { faer::Par::rayon(0) } else { faer::Par::Seq };
-        faer::linalg::matmul::matmul(g.as_mut(), faer::Accum::Replace, xm, xm.transpose(), 1.0, par);
-        let u = leading_eigenvectors(&g, j)?;
+        let u = leading_eigenvectors(&kernels::unfolding_gram(x, dims, 0), j)?;
         let rotated = contract_and_rotate(x, dims, &u, team);
         return Ok((u, rotated));
     }
@@ -174,10 +169,16 @@ fn compress_mode0(
     Ok((u, out))
 }
 
-/// Compress the fully observed `t` to a core of sizes `core` (each at most
-/// the tensor's size; a mode whose core size equals its size keeps the
-/// identity basis).
-pub(crate) fn compress(t: &Tensor3, core: [usize; 3], rng: &mut Rng, team: Option<&Team>) -> Result<Tucker> {
+/// Compress the fully observed `t` (of squared norm `norm_sq`) to a core of
+/// sizes `core` (each at most the tensor's size; a mode whose core size
+/// equals its size keeps the identity basis).
+pub(crate) fn compress(
+    t: &Tensor3,
+    norm_sq: f64,
+    core: [usize; 3],
+    rng: &mut Rng,
+    team: Option<&Team>,
+) -> Result<Tucker> {
     let dims = t.dims();
     let mut cur: Option<Vec<f64>> = None;
     let mut cur_dims = dims;
@@ -194,7 +195,6 @@ pub(crate) fn compress(t: &Tensor3, core: [usize; 3], rng: &mut Rng, team: Optio
         bases.push(u);
     }
     let g = cur.unwrap_or_default();
-    let norm_sq = frob_sq(t.data());
     let core = Tensor3::new(cur_dims, g)?;
     let bases: [Mat<f64>; 3] = bases.try_into().map_err(|_| Error::invalid("three bases"))?;
     let mut tk = Tucker { lost_sq: (norm_sq - frob_sq(core.data())).max(0.0), core, bases };

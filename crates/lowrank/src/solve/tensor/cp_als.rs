@@ -241,11 +241,9 @@ struct CoreState {
 }
 
 enum Kind {
-    /// Fully observed; `core` while the compressed phase lasts
-    /// (`compressed`: the run has one, or had one).
+    /// Fully observed; `core` while the compressed phase lasts.
     Full {
         core: Option<Box<CoreState>>,
-        compressed: bool,
     },
     Em {
         filled: Vec<f64>,
@@ -461,6 +459,7 @@ impl CpAlsSolver {
     fn initial_factors(
         &self,
         t: &Tensor3,
+        norm_sq: f64,
         core: Option<[usize; 3]>,
         rng: &mut Rng,
     ) -> Result<([Mat<f64>; 3], Option<Tucker>)> {
@@ -471,7 +470,7 @@ impl CpAlsSolver {
             Mat::from_fn(d, r, |i, c| v[i * r + c])
         });
         let tucker = match core {
-            Some(core) => Some(compress::compress(t, core, rng, self.team.as_ref())?),
+            Some(core) => Some(compress::compress(t, norm_sq, core, rng, self.team.as_ref())?),
             None => None,
         };
         let svd = match self.p.init {
@@ -842,13 +841,12 @@ impl Solver for CpAlsSolver {
         };
         let core_dims =
             if masked || self.p.non_negative || !self.p.compress { None } else { compress::core_dims(dims, r) };
-        let (factors, tucker) = self.initial_factors(t, core_dims, rng)?;
+        let (factors, tucker) = self.initial_factors(t, norm_sq, core_dims, rng)?;
         let kind = match (masked, self.p.completion) {
             (false, _) => {
                 // a lossy compression would leave the refinement iterations too far to go
                 let accurate = tucker.filter(|tk| tk.lost_sq <= COMPRESS_MAX_LOSS * COMPRESS_MAX_LOSS * norm_sq);
-                let core = accurate.map(|tk| self.core_state(tk)).transpose()?;
-                Kind::Full { compressed: core.is_some(), core }
+                Kind::Full { core: accurate.map(|tk| self.core_state(tk)).transpose()? }
             }
             (true, Completion::Em) => {
                 let mean = t.data().iter().sum::<f64>() / t.n_observed() as f64;
@@ -898,7 +896,7 @@ impl Solver for CpAlsSolver {
         let mut ls_step = None;
         let mut switched = false;
         let rel = match &mut cache.kind {
-            Kind::Full { core, compressed } => {
+            Kind::Full { core } => {
                 // the first iteration runs on the full tensor: it puts every factor in the bases' span (up
                 // to the compression error), so the path that follows is plain ALS's from the same start,
                 // whereas projecting the Gaussian start onto the bases would change its Gram matrices
@@ -935,7 +933,8 @@ impl Solver for CpAlsSolver {
                         rel
                     }
                     None => {
-                        if *compressed {
+                        // a compressed run: it has its core, or ended its compressed phase
+                        if core.is_some() || self.core_over {
                             state.record.values.insert("on_core".into(), 0.0);
                         }
                         if state.iteration >= 1 && core.is_some() {
@@ -1016,7 +1015,7 @@ impl Solver for CpAlsSolver {
 
     fn save_state(&self) -> Result<Vec<u8>> {
         let core_model = match self.cache.as_ref().map(|c| &c.kind) {
-            Some(Kind::Full { core: Some(c), .. }) => c.model.as_ref().map(model_bits),
+            Some(Kind::Full { core: Some(c) }) => c.model.as_ref().map(model_bits),
             _ => None,
         };
         let s = ExtraState {
@@ -1039,7 +1038,7 @@ impl Solver for CpAlsSolver {
         self.last_on_core = false;
         match self.cache.as_mut().map(|c| &mut c.kind) {
             Some(Kind::Em { refill, .. }) => *refill = true,
-            Some(Kind::Full { core: Some(c), .. }) => {
+            Some(Kind::Full { core: Some(c) }) => {
                 c.model = match s.core_model {
                     Some(bits) => Some(model_from_bits(&bits, c.tucker.core.dims(), self.p.rank)?),
                     None => None,

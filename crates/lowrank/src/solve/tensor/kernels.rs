@@ -352,10 +352,14 @@ pub(crate) fn hals_sweep(v: &Mat<f64>, reg: f64, m: &Mat<f64>, x: &mut Mat<f64>)
 }
 
 /// Gram matrix of the mode-`mode` unfolding, `T_(mode) T_(mode)^T`
-/// (`d_mode x d_mode`), by matrix products over the C-order data.
+/// (`d_mode x d_mode`), by matrix products over the C-order data; on rayon
+/// from 2²⁴ multiply-adds (faer splits a product over blocks of its output
+/// only: the same bits on any thread count), sequential below (a thread
+/// hand-off costs more than a 30³ tensor's Gram matrix).
 pub(crate) fn unfolding_gram(data: &[f64], dims: [usize; 3], mode: usize) -> Mat<f64> {
     let [d0, d1, d2] = dims;
-    let par = Par::rayon(0);
+    let madds = dims[mode] * d0 * d1 * d2;
+    let par = if madds >= 1 << 24 { Par::rayon(0) } else { Par::Seq };
     match mode {
         0 => {
             let x = MatRef::from_row_major_slice(data, d0, d1 * d2);

@@ -405,7 +405,7 @@ fn tucker_compression_is_exact_on_low_multilinear_rank_and_orthonormal() {
     for (dims, rank) in [([12, 10, 8], 4), ([70, 60, 50], 3)] {
         let (t, _, _) = synth::random_cp(dims, rank, 0.0, 8).unwrap();
         let core = compress::core_dims(dims, rank).unwrap();
-        let tk = compress::compress(&t, core, &mut rng::rng(1), None).unwrap();
+        let tk = compress::compress(&t, t.norm().powi(2), core, &mut rng::rng(1), None).unwrap();
         assert_eq!(tk.core.dims(), [rank; 3]);
         let norm_sq = t.norm().powi(2);
         assert!(tk.lost_sq <= 1e-12 * norm_sq, "{dims:?}: lost {}", tk.lost_sq);
