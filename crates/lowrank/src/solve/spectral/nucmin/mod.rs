@@ -14,13 +14,31 @@
 //! `w_e = (L R^T)_e - a_e + y_e / rho`.
 //!
 //! One iteration of the run (`step`) is one outer step: `phi` is minimized
-//! over the factors by L-BFGS to a relative gradient tolerance `omega` (a
-//! step costs `O(|Omega| r)`, no SVD of the full matrix), the multipliers
+//! over the factors by preconditioned L-BFGS (below) to a relative gradient
+//! tolerance `omega` (an iteration costs `O(|Omega| r + (m + n) r^2)`, no
+//! SVD of the full matrix), the multipliers
 //! take `y <- rho (w - proj(w))`, the factors are rebalanced through the SVD
 //! of `L R^T` computed from QR factors (`O((m + n) r^2)`; columns whose
 //! singular value vanished are dropped), and when the violation did not
 //! halve the penalty `rho` doubles; `omega` (from 1e-3) shrinks 0.3x per step
 //! (inexact ALM, Conn, Gould and Toint 1991).
+//!
+//! # Inner solver
+//! `phi`'s curvature in the factors is badly scaled: in a direction `dL`
+//! the penalty grows like `rho p ||dL R^T||^2` (sampling rate
+//! `p = |Omega| / (m n)`), i.e. with the squared singular values of `R`,
+//! which at the 2000-entry planted problem span 48 to 0.07 at rank 28, and
+//! with `rho`. Plain L-BFGS then runs into its iteration cap (500) on every
+//! outer step once `rho` has grown. The initial inverse Hessian of the
+//! two-loop recursion is therefore `gamma P` with the block-diagonal
+//! `P = diag((I + rho p R^T R)^{-1}, (I + rho p L^T L)^{-1})` acting on the
+//! rows of the two factors (the scaled gradient of Tong, Ma and Chi 2021;
+//! Mishra and Sepulchre 2016), fixed for one inner solve, and
+//! `gamma = s^T y / y^T P y` from the last curvature pair (Nocedal and
+//! Wright, eq. 7.20, in the metric of `P`). Setting `precondition = false`
+//! gives plain L-BFGS (`gamma = s^T y / y^T y`). The hot loops
+//! (`inner.rs`) run on AVX2 / AVX-512 with fused multiply-adds when the
+//! CPU has them.
 //!
 //! # Rank
 //! The factor rank `r` starts at `rank` (automatic by default: the number of
@@ -73,12 +91,11 @@
 //! Internally the data are divided by `max_e |a_e|` so that the defaults do
 //! not depend on the units; reported values are in data units.
 
-use std::collections::VecDeque;
-
 use faer::Mat;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
+use self::inner::Al;
 use super::linop::{SparseOp, mul};
 use super::svd::{RsvdOptions, Svd, orthonormalize, thin_qr, thin_svd};
 use crate::data::Ratings;
@@ -93,7 +110,7 @@ use crate::solve::registry::{
 use crate::solve::{IterState, Solver};
 
 /// Settings of `nuclear-min`.
-const KEYS: &[&str] = &["eps", "tol", "rank", "max_rank", "rho", "inner_iters", "memory"];
+const KEYS: &[&str] = &["eps", "tol", "rank", "max_rank", "rho", "inner_iters", "memory", "precondition"];
 
 /// Algorithms of this module, registered by name.
 pub static ALGOS: &[AlgoEntry] = &[AlgoEntry {
@@ -134,11 +151,26 @@ pub struct NuclearMin {
     pub inner_iters: usize,
     /// L-BFGS memory (default 10).
     pub memory: usize,
+    /// Precondition the inner L-BFGS with the factors' scaled-gradient
+    /// metric (module docs, "Inner solver"; default true). On the planted
+    /// 100 x 100 rank-5 problems it halves the L-BFGS iterations at 2000
+    /// entries and takes the 5000-entry run at `tol = 1e-6` from 160 outer
+    /// steps to 28; `false` gives plain L-BFGS.
+    pub precondition: bool,
 }
 
 impl Default for NuclearMin {
     fn default() -> Self {
-        NuclearMin { eps: 1e-3, tol: 1e-5, rank: 0, max_rank: 0, rho: 1.0, inner_iters: 500, memory: 10 }
+        NuclearMin {
+            eps: 1e-3,
+            tol: 1e-5,
+            rank: 0,
+            max_rank: 0,
+            rho: 1.0,
+            inner_iters: 500,
+            memory: 10,
+            precondition: true,
+        }
     }
 }
 
@@ -266,32 +298,6 @@ impl Pattern {
     }
 }
 
-/// `d += c x`, then [`dot`]`(z, d)` of the updated `d` in the same pass
-/// (0 when `z` is empty); the same bits as the two separate operations (the
-/// same eight lanes).
-fn axpy_dot(d: &mut [f64], c: f64, x: &[f64], z: &[f64]) -> f64 {
-    if z.is_empty() {
-        d.iter_mut().zip(x).for_each(|(a, b)| *a += c * b);
-        return 0.0;
-    }
-    let n = d.len();
-    assert!(x.len() >= n && z.len() >= n, "axpy_dot: lengths");
-    let mut acc = [0.0f64; 8];
-    let body = n / 8 * 8;
-    for ((dv, xv), zv) in d[..body].chunks_exact_mut(8).zip(x[..body].chunks_exact(8)).zip(z[..body].chunks_exact(8)) {
-        for t in 0..8 {
-            dv[t] += c * xv[t];
-            acc[t] += zv[t] * dv[t];
-        }
-    }
-    let mut s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
-    for i in body..n {
-        d[i] += c * x[i];
-        s += z[i] * d[i];
-    }
-    s
-}
-
 /// Solver state beyond the model (checkpointed).
 #[derive(Clone, Debug)]
 struct State {
@@ -412,153 +418,6 @@ pub fn nuclear_norm_min(data: &Ratings, params: NuclearMin, max_iters: usize) ->
     }
     let z = solver.dual_variable(data)?;
     Ok(NuclearMinResult { x: model.x, z, certificate: last, iterations, converged })
-}
-
-/// Augmented Lagrangian value and gradient at `x = (L, R)`; fills `g`, the
-/// entry values `xe = (L R^T)_e` and `ge = rho (w - proj(w))`.
-struct Al<'a> {
-    p: &'a Pattern,
-    r: usize,
-    y: &'a [f64],
-    rho: f64,
-    eps: f64,
-    xe: Vec<f64>,
-    ge: Vec<f64>,
-}
-
-impl Al<'_> {
-    fn eval(&mut self, x: &[f64], g: &mut [f64]) -> f64 {
-        let (p, r, rho, eps) = (self.p, self.r, self.rho, self.eps);
-        p.values(r, x, &mut self.xe);
-        let mut pen = 0.0;
-        for e in 0..p.a.len() {
-            let w = self.xe[e] - p.a[e] + self.y[e] / rho;
-            let d = w - w.clamp(-eps, eps);
-            pen += d * d;
-            self.ge[e] = rho * d;
-        }
-        let f = 0.5 * dot(x, x) + 0.5 * rho * pen;
-        g.copy_from_slice(x);
-        let (l, rr) = x.split_at(p.m * r);
-        let (gl, gr) = g.split_at_mut(p.m * r);
-        for i in 0..p.m {
-            let gi = &mut gl[i * r..][..r];
-            for e in p.row_ptr[i]..p.row_ptr[i + 1] {
-                let c = self.ge[e];
-                if c != 0.0 {
-                    let j = p.cols[e] as usize;
-                    gi.iter_mut().zip(&rr[j * r..][..r]).for_each(|(a, b)| *a += c * b);
-                }
-            }
-        }
-        for j in 0..p.n {
-            let gj = &mut gr[j * r..][..r];
-            for &e in &p.csc_to_csr[p.col_ptr[j]..p.col_ptr[j + 1]] {
-                let c = self.ge[e];
-                if c != 0.0 {
-                    let i = p.rows[e] as usize;
-                    gj.iter_mut().zip(&l[i * r..][..r]).for_each(|(a, b)| *a += c * b);
-                }
-            }
-        }
-        f
-    }
-}
-
-/// Minimize a C^1 function by L-BFGS (Nocedal and Wright, alg. 7.4) with an
-/// Armijo backtracking line search, until `||g|| <= gtol`, no decrease is
-/// possible, or `max_iter`; `gamma` is the initial inverse-Hessian scale
-/// (updated to the last one). Returns the iterations used.
-fn lbfgs(
-    x: &mut [f64],
-    mut fg: impl FnMut(&[f64], &mut [f64]) -> f64,
-    max_iter: usize,
-    memory: usize,
-    gtol: f64,
-    gamma: &mut f64,
-) -> usize {
-    let n = x.len();
-    let mut g = vec![0.0; n];
-    let mut f = fg(x, &mut g);
-    // (s, y, 1 / s^T y), oldest first; buffers are recycled
-    let mut hist: VecDeque<(Vec<f64>, Vec<f64>, f64)> = VecDeque::with_capacity(memory);
-    let mut alpha = vec![0.0; memory];
-    let mut d = vec![0.0; n];
-    let mut xn = vec![0.0; n];
-    let mut gn = vec![0.0; n];
-    for it in 0..max_iter {
-        if !f.is_finite() || dot(&g, &g).sqrt() <= gtol {
-            return it;
-        }
-        d.iter_mut().zip(&g).for_each(|(a, b)| *a = -b);
-        // the two-loop recursion; each update of `d` also takes the dot
-        // product the next one needs, in the same pass over `d` (the same
-        // values and summation order as a separate `dot`)
-        let k = hist.len();
-        if k > 0 {
-            let mut sd = dot(&hist[k - 1].0, &d);
-            for t in (0..k).rev() {
-                let (_, y, rho) = &hist[t];
-                alpha[t] = rho * sd;
-                let next = if t > 0 { &hist[t - 1].0[..] } else { &[][..] };
-                sd = axpy_dot(&mut d, -alpha[t], y, next);
-            }
-        }
-        d.iter_mut().for_each(|a| *a *= *gamma);
-        if k > 0 {
-            let mut yd = dot(&hist[0].1, &d);
-            for t in 0..k {
-                let (s, _, rho) = &hist[t];
-                let beta = rho * yd;
-                let next = if t + 1 < k { &hist[t + 1].1[..] } else { &[][..] };
-                yd = axpy_dot(&mut d, alpha[t] - beta, s, next);
-            }
-        }
-        let mut slope = dot(&g, &d);
-        if slope >= 0.0 || !slope.is_finite() {
-            // not a descent direction: restart from scaled steepest descent
-            hist.clear();
-            d.iter_mut().zip(&g).for_each(|(a, b)| *a = -*gamma * b);
-            slope = dot(&g, &d);
-        }
-        let mut step = 1.0;
-        let mut fnew;
-        let mut tries = 0;
-        loop {
-            xn.iter_mut().zip(x.iter().zip(&d)).for_each(|(a, (b, c))| *a = b + step * c);
-            fnew = fg(&xn, &mut gn);
-            if fnew <= f + 1e-4 * step * slope || tries >= 50 {
-                break;
-            }
-            step *= 0.5;
-            tries += 1;
-        }
-        if fnew.is_nan() || fnew > f {
-            return it;
-        }
-        let (mut s, mut y) = if hist.len() == memory {
-            let (s, y, _) = hist.pop_front().unwrap_or_default(); // ok: non-empty (len == memory >= 1)
-            (s, y)
-        } else {
-            (vec![0.0; n], vec![0.0; n])
-        };
-        s.iter_mut().zip(xn.iter().zip(x.iter())).for_each(|(a, (b, c))| *a = b - c);
-        y.iter_mut().zip(gn.iter().zip(&g)).for_each(|(a, (b, c))| *a = b - c);
-        let sy = dot(&s, &y);
-        let yy = dot(&y, &y);
-        if sy > 1e-12 * yy.max(f64::MIN_POSITIVE).sqrt() * dot(&s, &s).sqrt() && yy > 0.0 {
-            *gamma = sy / yy;
-            hist.push_back((s, y, 1.0 / sy));
-        }
-        x.copy_from_slice(&xn);
-        g.copy_from_slice(&gn);
-        let fold = f;
-        f = fnew;
-        if fold - f <= 1e-16 * fold.abs() {
-            return it + 1;
-        }
-    }
-    max_iter
 }
 
 /// Singular values, left and right factors of `L R^T` through thin QR of the
@@ -1200,11 +1059,17 @@ impl NuclearMinSolver {
             return Ok(());
         }
         // 1. inner solve
-        let mut al = Al { p, r: st.r, y: &st.y, rho: st.rho, eps, xe: vec![0.0; p.a.len()], ge: vec![0.0; p.a.len()] };
+        let mut al = Al::new(p, st.r, &st.y, st.rho, eps);
         let gtol = st.omega * dot(&st.x, &st.x).sqrt().max(1e-300);
         let mut x = st.x.clone();
         let mut gamma = st.gamma;
-        let inner = lbfgs(&mut x, |x, g| al.eval(x, g), self.params.inner_iters, self.params.memory, gtol, &mut gamma);
+        // the preconditioned solve starts from the plain scale of its `P`
+        let mut pre = if self.params.precondition { inner::Precond::new(p, st.r, &x, st.rho) } else { None };
+        if pre.is_some() {
+            gamma = 1.0;
+        }
+        let lim = inner::Limits { max_iter: self.params.inner_iters, memory: self.params.memory, gtol };
+        let inner = inner::minimize(inner::Isa::detect(), &mut al, pre.as_mut(), &mut x, lim, &mut gamma);
         let mut g = vec![0.0; x.len()];
         al.eval(&x, &mut g);
         let (xe, y_new) = (std::mem::take(&mut al.xe), std::mem::take(&mut al.ge));
@@ -1377,5 +1242,6 @@ fn run_on<'a>(mut req: FitRequest<'a>, solver: NuclearMinSolver, train: &'a Rati
     Ok(FitOutcome { model: FittedModel::Dense(model), summary: s, history: fit.history, termination: fit.termination })
 }
 
+mod inner;
 #[cfg(test)]
 mod tests;

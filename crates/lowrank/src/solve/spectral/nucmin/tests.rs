@@ -145,12 +145,16 @@ fn agrees_with_an_admm_reference() {
     }
     let eps = 1e-3;
     let reference = nuc(&admm(6, 5, &e, eps, 20000));
-    let res = nuclear_norm_min(&ratings(6, 5, &e), NuclearMin { eps, tol: 1e-8, ..Default::default() }, 300).unwrap();
-    assert!(res.converged, "{:?}", res.certificate);
-    let got = nuc(&res.x);
-    assert!((got - reference).abs() <= 1e-6 * reference, "ours {got} vs ADMM {reference}");
-    // and the certified bracket contains the reference
-    assert!(res.certificate.dual <= reference * (1.0 + 1e-9));
+    // both inner solvers: preconditioned (default) and plain L-BFGS
+    for precondition in [true, false] {
+        let params = NuclearMin { eps, tol: 1e-8, precondition, ..Default::default() };
+        let res = nuclear_norm_min(&ratings(6, 5, &e), params, 300).unwrap();
+        assert!(res.converged, "{precondition}: {:?}", res.certificate);
+        let got = nuc(&res.x);
+        assert!((got - reference).abs() <= 1e-6 * reference, "{precondition}: ours {got} vs ADMM {reference}");
+        // and the certified bracket contains the reference
+        assert!(res.certificate.dual <= reference * (1.0 + 1e-9));
+    }
 }
 
 #[test]
@@ -360,4 +364,143 @@ fn tangent_product_unrolled_agrees_with_the_generic_loop() {
         }
         assert_eq!(generic, unrolled, "k={k}");
     }
+}
+
+/// A small augmented Lagrangian with entries on both sides of the box and
+/// inside it, at a random point.
+fn small_al_problem() -> (Pattern, usize, Vec<f64>, Vec<f64>) {
+    let p = Pattern::new(&planted_completion(12, 2, 90, 3).unwrap().observed);
+    let r = 3;
+    let g = &mut rng::rng(11);
+    let x: Vec<f64> = (0..(p.m + p.n) * r).map(|_| 0.5 * rng::normal(g)).collect();
+    let y: Vec<f64> = (0..p.a.len()).map(|_| 0.3 * rng::normal(g)).collect();
+    (p, r, x, y)
+}
+
+/// The instruction sets this CPU can run.
+fn isas() -> Vec<inner::Isa> {
+    let mut v = vec![inner::Isa::Portable];
+    if crate::simd::has_avx2_fma() {
+        v.push(inner::Isa::Avx2);
+    }
+    v
+}
+
+#[test]
+fn augmented_lagrangian_gradient_matches_finite_differences() {
+    let (p, r, x, y) = small_al_problem();
+    let (rho, eps) = (5.0, 0.05);
+    for isa in isas() {
+        let mut al = Al::new(&p, r, &y, rho, eps);
+        let mut g = vec![0.0; x.len()];
+        let f = al.eval_on(isa, &x, &mut g);
+        // the pieces: the box holds some entries and not others
+        let inside = al.ge.iter().filter(|v| **v == 0.0).count();
+        assert!(inside > 0 && inside < p.a.len(), "{inside} of {}", p.a.len());
+        // the value from its definition
+        let mut pen = 0.0;
+        for e in 0..p.a.len() {
+            let (i, j) = (p.rows[e] as usize, p.cols[e] as usize);
+            let v: f64 = (0..r).map(|t| x[i * r + t] * x[(p.m + j) * r + t]).sum();
+            let w = v - p.a[e] + y[e] / rho;
+            pen += (w - w.clamp(-eps, eps)).powi(2);
+        }
+        let want = 0.5 * x.iter().map(|v| v * v).sum::<f64>() + 0.5 * rho * pen;
+        assert!((f - want).abs() <= 1e-12 * want, "{isa:?}: {f} vs {want}");
+        // central differences: phi is piecewise quadratic with a continuous
+        // gradient, so the O(h^2) error is zero on each piece and at most
+        // O(h rho |x|^2) across a box edge
+        let h = 1e-6;
+        let mut scratch = vec![0.0; x.len()];
+        for k in 0..x.len() {
+            let (mut xp, mut xm) = (x.clone(), x.clone());
+            xp[k] += h;
+            xm[k] -= h;
+            let fd = (al.eval_on(isa, &xp, &mut scratch) - al.eval_on(isa, &xm, &mut scratch)) / (2.0 * h);
+            assert!((fd - g[k]).abs() <= 1e-6 * g[k].abs().max(1.0), "{isa:?} coordinate {k}: {fd} vs {}", g[k]);
+        }
+    }
+}
+
+#[test]
+fn instruction_sets_agree() {
+    let (p, r, x0, y) = small_al_problem();
+    let (rho, eps) = (5.0, 0.05);
+    let mut out = vec![];
+    for isa in isas() {
+        let mut al = Al::new(&p, r, &y, rho, eps);
+        let mut g = vec![0.0; x0.len()];
+        let f = al.eval_on(isa, &x0, &mut g);
+        let mut x = x0.clone();
+        let mut gamma = 1.0;
+        let mut pre = inner::Precond::new(&p, r, &x, rho);
+        let lim = inner::Limits { max_iter: 2000, memory: 10, gtol: 1e-10 };
+        let iters = inner::minimize(isa, &mut al, pre.as_mut(), &mut x, lim, &mut gamma);
+        assert!(iters < 2000, "{isa:?}: not converged");
+        let fmin = al.eval_on(isa, &x, &mut vec![0.0; x.len()]);
+        out.push((isa, f, g, fmin));
+    }
+    let (_, f0, g0, m0) = &out[0];
+    for (isa, f, g, m) in &out[1..] {
+        // the same sums up to rounding (fused multiply-adds, other lanes)
+        assert!((f - f0).abs() <= 1e-13 * f0, "{isa:?}: {f} vs {f0}");
+        for (a, b) in g.iter().zip(g0) {
+            assert!((a - b).abs() <= 1e-12 * b.abs().max(1.0), "{isa:?}: {a} vs {b}");
+        }
+        // and the same minimum
+        assert!((m - m0).abs() <= 1e-9 * m0, "{isa:?}: {m} vs {m0}");
+    }
+}
+
+#[test]
+fn preconditioner_inverts_the_scaled_metric() {
+    let (p, r, x, _) = small_al_problem();
+    let rho = 7.0;
+    let mut pre = inner::Precond::new(&p, r, &x, rho).unwrap();
+    let g = &mut rng::rng(5);
+    let d0: Vec<f64> = (0..x.len()).map(|_| rng::normal(g)).collect();
+    let mut d = d0.clone();
+    pre.apply(&mut d);
+    // multiply back by I + rho p F^T F (F = R for the L rows, L for the R rows)
+    let c = rho * p.a.len() as f64 / (p.m * p.n) as f64;
+    let (l, rr) = x.split_at(p.m * r);
+    let gram = |f: &[f64], a: usize, b: usize| (0..f.len() / r).map(|k| f[k * r + a] * f[k * r + b]).sum::<f64>();
+    for (part, rows, f, off) in [(0, p.m, rr, 0), (1, p.n, l, p.m * r)] {
+        for i in 0..rows {
+            for a in 0..r {
+                let back: f64 =
+                    d[off + i * r + a] + c * (0..r).map(|b| gram(f, a, b) * d[off + i * r + b]).sum::<f64>();
+                let want = d0[off + i * r + a];
+                assert!((back - want).abs() <= 1e-10 * want.abs().max(1.0), "part {part} row {i}: {back} vs {want}");
+            }
+        }
+    }
+    // non-finite factors: no preconditioner (plain L-BFGS), not a panic
+    let mut bad = x.clone();
+    bad[0] = f64::NAN;
+    assert!(inner::Precond::new(&p, r, &bad, rho).is_none());
+}
+
+#[test]
+fn preconditioned_and_plain_lbfgs_reach_the_same_minimum() {
+    let (p, r, x0, y) = small_al_problem();
+    let (rho, eps) = (50.0, 0.01);
+    let mut mins = vec![];
+    for precondition in [false, true] {
+        let mut al = Al::new(&p, r, &y, rho, eps);
+        let mut x = x0.clone();
+        let mut pre = if precondition { inner::Precond::new(&p, r, &x, rho) } else { None };
+        let mut gamma = 1.0;
+        let lim = inner::Limits { max_iter: 20000, memory: 10, gtol: 1e-7 };
+        let iters = inner::minimize(inner::Isa::detect(), &mut al, pre.as_mut(), &mut x, lim, &mut gamma);
+        let mut g = vec![0.0; x.len()];
+        let f = al.eval(&x, &mut g);
+        let gn = g.iter().map(|v| v * v).sum::<f64>().sqrt();
+        // stationary to the rounding of phi (f ~ 10, |x| ~ 5)
+        assert!(gn <= 1e-6, "precondition {precondition}: |g| = {gn} after {iters}");
+        mins.push((f, iters));
+    }
+    // phi is not convex in the factors, but from the same start both find
+    // the same local minimum value here
+    assert!((mins[0].0 - mins[1].0).abs() <= 1e-9 * mins[0].0, "{mins:?}");
 }
