@@ -14,7 +14,7 @@ for d in completion completion5000; do
   for r in $(seq "$REP"); do
     "$PY" "$PEER" cvxpy-nuclear --train "$D/completion_train.tsv" --test "$D/completion_gt.npy" 2>/dev/null | tail -1 |
       "$PY" -c "import json,sys; d=json.loads(sys.stdin.read()); print('$d', 'cvxpy', 'rep $r', 'rel_err', d['rel_err'], 'fit_s', d['fit_s'])"
-    for set in "" "--set eps=1e-6 --set tol=1e-4"; do
+    for set in "" "--set eps=1e-6 --set tol=1e-4" "--set eps=1e-6 --set tol=1e-6"; do
       # shellcheck disable=SC2086
       "$BIN" fit --algo nuclear-min --data "$D/completion_train.tsv" --ids zero-based --truth "$D/completion_gt.npy" $set --json 2>/dev/null | tail -1 |
         "$PY" -c "import json,sys; d=json.loads(sys.stdin.read()); print('$d', 'ours[${set:-defaults}]', 'rep $r', 'rel_err', d['rel_error'], 'fit_s', d['fit_seconds'], 'gap', d['rel_gap'], 'viol', d['violation'], 'rank', d['rank'], 'erank', round(d['effective_rank'],2), 'iters', d['iterations'], d['termination'])"
