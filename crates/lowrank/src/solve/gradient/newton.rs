@@ -612,7 +612,8 @@ pub fn balance(theta: &mut [f64], m: usize, k: usize) {
 /// blocks (identity for a block that is not positive definite).
 struct BlockPrec {
     k: usize,
-    /// Lower Cholesky factors, row-major, one per block (or empty = identity).
+    /// Cholesky factors `R` (upper triangle, row-major, `A = R^T R`; the
+    /// blocks are symmetric), one per block; identity where `ok` is false.
     chol: Vec<f64>,
     ok: Vec<bool>,
 }
@@ -632,7 +633,7 @@ impl BlockPrec {
                 for s in 0..k {
                     a[s * k + s] += 1e-12 * tr;
                 }
-                cholesky_in_place(a, k)
+                crate::solve::als::linalg::cholesky(a, k)
             })
             .collect();
         BlockPrec { k, chol: blocks, ok }
@@ -643,50 +644,9 @@ impl BlockPrec {
         out.par_chunks_mut(k).zip(r.par_chunks(k)).enumerate().with_min_len(64).for_each(|(b, (o, r))| {
             o.copy_from_slice(r);
             if self.ok[b] {
-                chol_solve(&self.chol[b * k * k..(b + 1) * k * k], k, o);
+                crate::solve::als::linalg::cholesky_solve(&self.chol[b * k * k..(b + 1) * k * k], k, o);
             }
         });
-    }
-}
-
-/// In-place lower Cholesky of a row-major `k x k` matrix; false when not
-/// positive definite.
-fn cholesky_in_place(a: &mut [f64], k: usize) -> bool {
-    for j in 0..k {
-        let mut d = a[j * k + j];
-        for s in 0..j {
-            d -= a[j * k + s] * a[j * k + s];
-        }
-        if d.is_nan() || d <= 0.0 {
-            return false;
-        }
-        let d = d.sqrt();
-        a[j * k + j] = d;
-        for i in j + 1..k {
-            let mut x = a[i * k + j];
-            for s in 0..j {
-                x -= a[i * k + s] * a[j * k + s];
-            }
-            a[i * k + j] = x / d;
-        }
-    }
-    true
-}
-
-fn chol_solve(l: &[f64], k: usize, x: &mut [f64]) {
-    for i in 0..k {
-        let mut s = x[i];
-        for j in 0..i {
-            s -= l[i * k + j] * x[j];
-        }
-        x[i] = s / l[i * k + i];
-    }
-    for i in (0..k).rev() {
-        let mut s = x[i];
-        for j in i + 1..k {
-            s -= l[j * k + i] * x[j];
-        }
-        x[i] = s / l[i * k + i];
     }
 }
 
