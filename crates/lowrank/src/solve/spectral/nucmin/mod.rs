@@ -116,7 +116,7 @@ const KEYS: &[&str] = &["eps", "tol", "rank", "max_rank", "rho", "inner_iters", 
 pub static ALGOS: &[AlgoEntry] = &[AlgoEntry {
     name: "nuclear-min",
     about: "exact nuclear-norm minimization s.t. |X_ij - A_ij| <= eps on the observed entries \
-            (Burer-Monteiro augmented Lagrangian + L-BFGS, duality-gap certificate; dense model)",
+            (Burer-Monteiro augmented Lagrangian + preconditioned L-BFGS, duality-gap certificate; dense model)",
     keys: KEYS,
     run: run_nuclear_min,
     validate: |p| crate::solve::registry::parse_params::<NuclearMin>("nuclear-min", p, KEYS)?.check().map(drop),
