@@ -416,7 +416,8 @@ pub fn insert_test_summary<P: Predict + ?Sized>(
 }
 
 /// Put the closing keys of every summary: `fit_seconds`, `threads` (the pool
-/// size when 0 was asked), `seed`, `termination`, `params`.
+/// size when 0 was asked), `seed`, `termination`, `termination_message` (why
+/// a run stalled or was stopped, with what to change; only then), `params`.
 pub fn insert_run_summary(
     s: &mut Map<String, Value>,
     fit_seconds: f64,
@@ -429,6 +430,9 @@ pub fn insert_run_summary(
     s.insert("threads".into(), json!(if threads == 0 { rayon::current_num_threads() } else { threads }));
     s.insert("seed".into(), json!(seed));
     s.insert("termination".into(), json!(termination.name()));
+    if let Termination::Stalled { message } | Termination::Stopped { message } = termination {
+        s.insert("termination_message".into(), json!(message));
+    }
     s.insert("params".into(), Value::Object(params));
 }
 
@@ -510,6 +514,22 @@ fn run_baseline(req: FitRequest<'_>) -> Result<FitOutcome> {
 #[cfg(test)]
 mod param_tests {
     use super::*;
+
+    #[test]
+    fn summary_says_why_a_run_stalled_or_was_stopped() {
+        let message = "line search found no decrease: lower lr".to_string();
+        for (t, want) in [
+            (Termination::Stalled { message: message.clone() }, Some(message.as_str())),
+            (Termination::Stopped { message: message.clone() }, Some(message.as_str())),
+            (Termination::MaxIters, None),
+            (Termination::Converged, None),
+        ] {
+            let mut s = Map::new();
+            insert_run_summary(&mut s, 1.0, &t, 1, 0, Map::new());
+            assert_eq!(s["termination"], json!(t.name()));
+            assert_eq!(s.get("termination_message").and_then(|v| v.as_str()), want, "{}", t.name());
+        }
+    }
 
     #[test]
     fn a_setting_of_the_wrong_type_is_named() {

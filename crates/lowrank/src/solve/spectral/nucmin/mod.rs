@@ -415,6 +415,9 @@ pub fn nuclear_norm_min(data: &Ratings, params: NuclearMin, max_iters: usize) ->
             converged = true;
             break;
         }
+        if state.stalled.is_some() {
+            break;
+        }
     }
     let z = solver.dual_variable(data)?;
     Ok(NuclearMinResult { x: model.x, z, certificate: last, iterations, converged })
