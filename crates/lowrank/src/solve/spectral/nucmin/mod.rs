@@ -37,8 +37,7 @@
 //! `gamma = s^T y / y^T P y` from the last curvature pair (Nocedal and
 //! Wright, eq. 7.20, in the metric of `P`). Setting `precondition = false`
 //! gives plain L-BFGS (`gamma = s^T y / y^T y`). The hot loops
-//! (`inner.rs`) run on AVX2 / AVX-512 with fused multiply-adds when the
-//! CPU has them.
+//! (`inner.rs`) run on AVX2 with fused multiply-adds when the CPU has them.
 //!
 //! # Rank
 //! The factor rank `r` starts at `rank` (automatic by default: the number of
