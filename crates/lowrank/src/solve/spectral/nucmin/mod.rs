@@ -490,17 +490,7 @@ impl NuclearMinSolver {
         let (s, u, v) = factor_svd(p, st.r, &st.x)?;
         let top = s.first().copied().unwrap_or(0.0);
         let keep = s.iter().filter(|&&x| x > 1e-12 * top && x > 0.0).count().max(1);
-        let mut x = vec![0.0; (p.m + p.n) * keep];
-        for t in 0..keep {
-            let w = s[t].max(0.0).sqrt();
-            for i in 0..p.m {
-                x[i * keep + t] = u[(i, t)] * w;
-            }
-            for j in 0..p.n {
-                x[(p.m + j) * keep + t] = v[(j, t)] * w;
-            }
-        }
-        st.x = x;
+        st.x = balanced_rows(&s, &u, &v, keep);
         st.r = keep;
         Ok((s[..keep].to_vec(), u.subcols(0, keep).to_owned(), v.subcols(0, keep).to_owned()))
     }
@@ -575,16 +565,7 @@ impl NuclearMinSolver {
         let k0 = gap_rank(&s0);
         let mut trial = st.clone();
         trial.r = k0;
-        trial.x = vec![0.0; (p.m + p.n) * k0];
-        for t in 0..k0 {
-            let w = s0[t].max(0.0).sqrt();
-            for i in 0..p.m {
-                trial.x[i * k0 + t] = u0[(i, t)] * w;
-            }
-            for j in 0..p.n {
-                trial.x[(p.m + j) * k0 + t] = v0[(j, t)] * w;
-            }
-        }
+        trial.x = balanced_rows(&s0, &u0, &v0, k0);
         // feasible is enough: the data are f32 values, whose rank-r
         // interpolant is exact only to ~1e-8 relative
         let (sweeps, worst) = interpolate(p, trial.r, &mut trial.x, INTERPOLATION_SWEEPS, eps);
@@ -985,16 +966,8 @@ impl Solver for NuclearMinSolver {
         }
         .min(if self.params.max_rank == 0 { k } else { self.params.max_rank })
         .max(1);
-        let mut x = vec![0.0; (m + n) * r];
-        for t in 0..r.min(svd.s.len()) {
-            let w = (0.5 * svd.s[t]).sqrt();
-            for i in 0..m {
-                x[i * r + t] = svd.u[(i, t)] * w;
-            }
-            for j in 0..n {
-                x[(m + j) * r + t] = svd.v[(j, t)] * w;
-            }
-        }
+        let half: Vec<f64> = svd.s.iter().map(|s| 0.5 * s).collect();
+        let x = balanced_rows(&half, &svd.u, &svd.v, r);
         // sigma_1 of the plain zero-filled data (scaled), for the penalty
         let sigma = top * data.len() as f64 / (m * n) as f64;
         let rho = self.params.rho * 10.0 / sigma.max(1e-12);
@@ -1041,6 +1014,24 @@ impl Solver for NuclearMinSolver {
         }
         Ok(())
     }
+}
+
+/// The factor rows `[L; R]` (row-major, `r` columns) of `L = U S^1/2`,
+/// `R = V S^1/2` from the first `r` singular triplets (`s` clamped at 0;
+/// columns beyond `s.len()` stay zero).
+fn balanced_rows(s: &[f64], u: &Mat<f64>, v: &Mat<f64>, r: usize) -> Vec<f64> {
+    let (m, n) = (u.nrows(), v.nrows());
+    let mut x = vec![0.0; (m + n) * r];
+    for t in 0..r.min(s.len()) {
+        let w = s[t].max(0.0).sqrt();
+        for i in 0..m {
+            x[i * r + t] = u[(i, t)] * w;
+        }
+        for j in 0..n {
+            x[(m + j) * r + t] = v[(j, t)] * w;
+        }
+    }
+    x
 }
 
 /// `scale * L R^T`.
