@@ -416,10 +416,61 @@ pub fn read_truth(path: &Path, opts: &ReadOptions) -> Result<Mat<f64>> {
     Ok(a)
 }
 
+/// Where [`atomic_write`] puts its output.
+enum WriteTarget {
+    /// A regular file (existing or not), written through a temporary file.
+    Atomic(std::path::PathBuf),
+    /// A device, FIFO or socket (`/dev/null`, `/dev/stdout`), written directly.
+    Direct,
+}
+
+/// Follow `path`'s symbolic links to what the output should replace: the
+/// file a link points to (so the link stays a link), or, for anything that
+/// is not a regular file or a directory, a direct write.
+fn write_target(path: &Path) -> std::io::Result<WriteTarget> {
+    if let Ok(md) = std::fs::metadata(path) {
+        let ft = md.file_type();
+        if !ft.is_file() && !ft.is_dir() {
+            return Ok(WriteTarget::Direct);
+        }
+    }
+    let mut target = path.to_path_buf();
+    // a dangling link: the file it names will be created (at most 40 hops,
+    // as the kernel allows)
+    for _ in 0..40 {
+        match std::fs::symlink_metadata(&target) {
+            Ok(md) if md.file_type().is_symlink() => {
+                let next = std::fs::read_link(&target)?;
+                target = match target.parent() {
+                    Some(dir) if next.is_relative() => dir.join(next),
+                    _ => next,
+                };
+            }
+            _ => return Ok(WriteTarget::Atomic(target)),
+        }
+    }
+    Err(std::io::Error::other("too many levels of symbolic links"))
+}
+
 /// Write to `path` atomically: the content goes to a temporary file in the same
 /// directory, which is renamed over `path` only once fully written and synced.
-/// A failure leaves any existing `path` untouched.
+/// A failure leaves any existing `path` untouched. A symbolic link is followed
+/// (the file it points to is replaced, the link stays); a device, FIFO or
+/// socket (`/dev/null`, `/dev/stdout`) is written to directly, not replaced.
 pub fn atomic_write(path: &Path, body: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> Result<()> {
+    let path = match write_target(path).map_err(|e| Error::io(path, e))? {
+        WriteTarget::Atomic(p) => p,
+        WriteTarget::Direct => {
+            let direct = (|| -> std::io::Result<()> {
+                let f = std::fs::OpenOptions::new().write(true).open(path)?;
+                let mut w = BufWriter::with_capacity(1 << 20, f);
+                body(&mut w)?;
+                w.flush()
+            })();
+            return direct.map_err(|e| Error::io(path, e));
+        }
+    };
+    let path = path.as_path();
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => std::path::PathBuf::from("."),
@@ -483,6 +534,55 @@ pub fn write_triplets(path: &Path, r: &Ratings) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn write_text(path: &Path, text: &str) -> Result<()> {
+        atomic_write(path, |w| w.write_all(text.as_bytes()))
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn atomic_write_replaces_a_links_target_and_keeps_the_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let (target, link) = (dir.path().join("model.st"), dir.path().join("latest.st"));
+        std::fs::write(&target, "old").unwrap();
+        std::os::unix::fs::symlink("model.st", &link).unwrap();
+        write_text(&link, "new").unwrap();
+        assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "new");
+        // a dangling link: the file it names is created
+        let (gone, link2) = (dir.path().join("sub/made.st"), dir.path().join("dangling.st"));
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        std::os::unix::fs::symlink(&gone, &link2).unwrap();
+        write_text(&link2, "x").unwrap();
+        assert!(std::fs::symlink_metadata(&link2).unwrap().file_type().is_symlink());
+        assert_eq!(std::fs::read_to_string(&gone).unwrap(), "x");
+        // a link cycle is an error, not a hang
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        std::os::unix::fs::symlink(&b, &a).unwrap();
+        std::os::unix::fs::symlink(&a, &b).unwrap();
+        assert!(write_text(&a, "x").is_err());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn atomic_write_writes_into_a_fifo_instead_of_replacing_it() {
+        use std::os::unix::fs::FileTypeExt;
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("pipe");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        if !made.is_ok_and(|s| s.success()) {
+            eprintln!("skipped: mkfifo is not available");
+            return;
+        }
+        let reader = {
+            let fifo = fifo.clone();
+            std::thread::spawn(move || std::fs::read_to_string(fifo).unwrap())
+        };
+        write_text(&fifo, "through the pipe").unwrap();
+        // checked first: a replaced FIFO would leave the reader blocked
+        assert!(std::fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
+        assert_eq!(reader.join().unwrap(), "through the pipe");
+    }
 
     #[test]
     fn detection() {

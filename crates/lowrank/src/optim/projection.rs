@@ -48,8 +48,11 @@ pub fn simplex_threshold(v: &[f64], tau: f64) -> f64 {
         cum += uj;
         let t = (cum - tau) / (j + 1) as f64;
         // rho = the largest j with u_j - (cum_j - tau) / j > 0; the condition
-        // holds for a prefix of the sorted order, so the last hit wins.
-        if uj - t > 0.0 {
+        // holds for a prefix of the sorted order, so the last hit wins. It
+        // holds at j = 0 in exact arithmetic (u_0 - t = tau), also when
+        // rounding says otherwise (tau = 0, or tau below the spacing of the
+        // floats near u_0: theta 0 would skip the projection)
+        if j == 0 || uj - t > 0.0 {
             theta = t;
         } else {
             break;
@@ -132,7 +135,8 @@ impl SvdFactors {
 
     /// The nuclear norm (sum of the singular values).
     pub fn nuclear_norm(&self) -> f64 {
-        self.s.iter().sum()
+        // from +0.0: `Sum` of an empty f64 iterator is -0.0
+        self.s.iter().fold(0.0, |a, b| a + b)
     }
 }
 
@@ -203,6 +207,28 @@ mod tests {
             out.push(vec![0.0; n]);
         }
         out
+    }
+
+    #[test]
+    fn radii_at_and_below_the_rounding_of_the_entries_still_project() {
+        // tau = 0: the only point of the set is 0
+        let mut v = vec![3.0, -1.0, 2.0];
+        simplex(&mut v, 0.0).unwrap();
+        assert_eq!(v, vec![0.0; 3]);
+        let mut v = vec![3.0, -1.0, 2.0];
+        l1_ball(&mut v, 0.0).unwrap();
+        assert_eq!(v, vec![0.0; 3]);
+        // tau far below the spacing of the floats near the entries: within
+        // rounding of the exact projection (tau, 0, 0), inside the ball
+        for tau in [1e-16, 1e-100, 1e-320] {
+            let mut v = vec![10.0, 3.0, 0.5];
+            simplex_ball(&mut v, tau).unwrap();
+            assert!(v.iter().all(|&x| (0.0..=tau).contains(&x)), "{tau}: {v:?}");
+            assert!(v.iter().sum::<f64>() <= tau);
+            let mut w = vec![-10.0, 3.0, 0.5];
+            l1_ball(&mut w, tau).unwrap();
+            assert!(w.iter().map(|x| x.abs()).sum::<f64>() <= tau, "{tau}: {w:?}");
+        }
     }
 
     #[test]

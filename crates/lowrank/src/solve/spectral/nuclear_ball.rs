@@ -867,6 +867,15 @@ impl Solver for PgdNuclearSolver {
     fn init(&mut self, data: &Ratings, rng: &mut Rng) -> Result<FactorModel> {
         ensure!(!data.is_empty(), "the training data has no entries");
         let (m, n) = data.shape();
+        if self.p.svd == "full" {
+            // the iterate, its copy, and faer's dense SVD (factors and
+            // workspace: one 50 GB allocation, ~7 m n values, at 30000 x 30000)
+            crate::error::ensure_fits_in_memory(
+                8 * (m as u128) * (n as u128),
+                &format!("pgd-nuclear with svd = \"full\" on a {m} x {n} matrix (dense SVD every step)"),
+                "use svd = \"truncated\" (the default), which works on the observed entries",
+            )?;
+        }
         self.seed = rng::uniform(rng).to_bits();
         (self.mean, self.a) = ball_problem(data, &self.p.center);
         (self.tau, self.tau_pending) = (self.p.tau.unwrap_or(f64::NAN), self.p.tau.is_none());

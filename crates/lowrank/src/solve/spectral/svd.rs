@@ -264,6 +264,13 @@ impl SvdSolver {
         let op = SparseOp::new(data, shift);
         let total = op.frob_sq().unwrap_or(0.0);
         let svd = if self.params.method == "exact" {
+            // the filled matrix and faer's thin SVD (factors and workspace:
+            // one 50 GB allocation, ~7 m n values, at 30000 x 30000)
+            crate::error::ensure_fits_in_memory(
+                8 * (m as u128) * (n as u128),
+                &format!("svd with method = \"exact\" on a {m} x {n} matrix (the dense filled matrix)"),
+                "use method = \"randomized\" (the default), which works on the observed entries",
+            )?;
             let mut a = Mat::zeros(m, n);
             for (i, j, v) in data.iter() {
                 a[(i, j)] = v as f64 - shift;
