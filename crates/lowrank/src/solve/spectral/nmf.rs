@@ -544,6 +544,13 @@ impl NmfSolver {
         0.5 * sq(r.as_ref())
     }
 
+    /// The Frobenius loss of the zero model, `1/2 ||M o X||^2`.
+    fn loss_of_zero(&self, a: &Mat<f64>) -> f64 {
+        let masked =
+            Mat::from_fn(a.nrows(), a.ncols(), |i, j| a[(i, j)] * self.mask.as_ref().map_or(1.0, |k| k[(i, j)]));
+        0.5 * sq(masked.as_ref())
+    }
+
     fn reg_term(&self) -> f64 {
         0.5 * self.reg * (sq(self.w.as_ref()) + sq(self.ht.as_ref()))
     }
@@ -624,7 +631,7 @@ impl Solver for NmfSolver {
         let k = self.p.rank;
         let reg = self.reg;
         let mut sweeps = 0usize;
-        let loss = match (self.method, self.mask.clone()) {
+        let mut loss = match (self.method, self.mask.clone()) {
             (Method::Hals, None) => {
                 // Gillis-Glineur: rho = 1 + (cost of X H^T and H H^T) / (cost of a sweep)
                 let inner = |rows: usize, cols: usize| {
@@ -698,6 +705,27 @@ impl Solver for NmfSolver {
                 kl(&a, mk.as_ref(), &wh)
             }
         };
+        // all of W or all of H zero while the data has a positive entry: a
+        // fixed point of every update (no later step moves it), reached
+        // when the penalty outweighs the fit, or when the data span so many
+        // orders of magnitude that the residual's rounding swamps the small
+        // entries (one 1e25 among 1-5 ratings)
+        if (sq(self.w.as_ref()) == 0.0 || sq(self.ht.as_ref()) == 0.0) && a.norm_max() > 0.0 {
+            if self.method != Method::MuKl {
+                // exact (the masked residual kept by HALS may have lost it)
+                loss = self.loss_of_zero(&a);
+            }
+            let top = a.norm_max();
+            let least = (0..n).flat_map(|j| (0..m).map(move |i| (i, j))).fold(f64::INFINITY, |lo, (i, j)| {
+                let v = a[(i, j)];
+                if v > 0.0 && self.mask.as_ref().is_none_or(|k| k[(i, j)] > 0.0) { lo.min(v) } else { lo }
+            });
+            state.stalled = Some(format!(
+                "nmf: the factors became zero, a fixed point of the updates (no later iteration moves them); the \
+                 positive data span {least:.3e} to {top:.3e} and reg is {reg:.3e}: try a smaller reg, init = \
+                 \"random\", or rescale or clip the extreme values"
+            ));
+        }
         self.a = Some(a);
         let obj = loss + self.reg_term();
         *model = self.model();
@@ -782,6 +810,51 @@ mod tests {
 
     fn nonneg(m: &FactorModel) -> bool {
         m.u.iter().chain(&m.v).all(|&x| x >= 0.0)
+    }
+
+    /// Factors that became zero stop the run with a message (they are a
+    /// fixed point of every update) and the loss reported is the zero
+    /// model's, computed exactly: on 1-5 values with one 1e25 among them
+    /// (masked HALS: the residual's rounding swamps the small entries) and
+    /// on ordinary data with a penalty that outweighs the fit.
+    #[test]
+    fn factors_that_become_zero_stop_the_run_with_the_exact_loss() {
+        // 1-5 values, 42 % observed (as a MovieLens-like sample)
+        let (m, n) = (60, 40);
+        let mut a = noisy(m, n, 3, 7);
+        for j in 0..n {
+            for i in 0..m {
+                a[(i, j)] = if (7 * i + 13 * j) % 12 >= 5 { f64::NAN } else { 1.0 + (a[(i, j)] * 4.0 / 3.3).round() };
+            }
+        }
+        let zero_loss = |a: &Mat<f64>| {
+            0.5 * (0..n)
+                .flat_map(|j| (0..m).map(move |i| a[(i, j)]))
+                .filter(|v| !v.is_nan())
+                .map(|v| v * v)
+                .sum::<f64>()
+        };
+        let mut outlier = a.clone();
+        outlier[(3, 8)] = 1e25;
+        for (data, p) in [
+            (outlier, Nmf { rank: 2, ..Default::default() }),
+            (a.clone(), Nmf { rank: 2, reg: Some(1e6), ..Default::default() }),
+            (a.clone(), Nmf { rank: 2, reg: Some(1e6), method: "mu".into(), ..Default::default() }),
+        ] {
+            let (fit, losses) = fit(&data, p.clone(), 50);
+            let zero = fit.model.u.iter().all(|&x| x == 0.0) || fit.model.v.iter().all(|&x| x == 0.0);
+            assert!(zero, "{p:?}: expected the factors to vanish here");
+            match &fit.termination {
+                crate::solve::Termination::Stalled { message } => assert!(message.contains("became zero"), "{message}"),
+                t => panic!("{p:?}: {t:?}"),
+            }
+            let want = zero_loss(&data);
+            let got = *losses.last().unwrap();
+            assert!((got - want).abs() <= 1e-12 * want, "{p:?}: loss {got:e}, zero model {want:e}");
+        }
+        // ordinary data and settings do not stop this way
+        let (fit, _) = fit(&a, Nmf { rank: 2, ..Default::default() }, 20);
+        assert!(matches!(fit.termination, crate::solve::Termination::MaxIters), "{:?}", fit.termination);
     }
 
     /// The row-split HALS sweeps (two blocks in a 2-thread pool) equal the
