@@ -227,6 +227,13 @@ impl Dataset {
 
 /// Guess the format from the file name and the first bytes.
 pub fn detect(name: &str, head: &[u8]) -> Format {
+    detect_with(name, head, false)
+}
+
+/// [`detect`], deciding three or four numeric fields whose first two are
+/// not non-negative integers as triplets when `triplet_ids` (the reader was
+/// given index ids or a shape) and as a dense row otherwise.
+fn detect_with(name: &str, head: &[u8], triplet_ids: bool) -> Format {
     let lower = name.to_ascii_lowercase();
     if npy::is_npy(head) || lower.ends_with(".npy") {
         return Format::Npy;
@@ -296,6 +303,9 @@ pub fn detect(name: &str, head: &[u8]) -> Format {
         }
         return Format::Triplets;
     }
+    if triplet_ids && data_line.len() >= 3 {
+        return Format::Triplets;
+    }
     Format::Dense
 }
 
@@ -312,7 +322,11 @@ pub fn load(path: &Path, opts: &ReadOptions) -> Result<Dataset> {
             if !npy::is_npy(&head) && looks_binary(&head) {
                 return Err(Error::parse(path, 1, "binary data, not a text data file (use --format to force one)"));
             }
-            detect(&src.inner_name, &head)
+            // index ids or a declared shape only mean something for
+            // triplets: with them, three or four numeric fields are a
+            // triplet line (a `-1` id then gets the triplet reader's error
+            // instead of making a dense matrix)
+            detect_with(&src.inner_name, &head, opts.ids != IdMode::Map || opts.shape.is_some())
         }
         f => f,
     };
@@ -595,5 +609,23 @@ mod tests {
         assert_eq!(detect("a.csv", b"1,2,3,4,5\n"), Format::Dense);
         assert_eq!(detect("a.txt", b"%%MatrixMarket matrix coordinate real general\n"), Format::MatrixMarket);
         assert_eq!(detect("a", b"\x93NUMPY"), Format::Npy);
+        // a negative or fractional id: a dense row, unless index ids were asked for
+        assert_eq!(detect("a.tsv", b"-1\t1\t3\n1\t1\t2\n"), Format::Dense);
+        assert_eq!(detect_with("a.tsv", b"-1\t1\t3\n1\t1\t2\n", true), Format::Triplets);
+        assert_eq!(detect_with("a.csv", b"1,2,3,4,5\n", true), Format::Dense);
+    }
+
+    #[test]
+    fn index_ids_read_an_ambiguous_file_as_triplets_and_report_a_bad_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("negid.tsv");
+        std::fs::write(&path, "-1\t1\t3\n1\t1\t2\n").unwrap();
+        // without index ids: a 2 x 3 dense matrix
+        let Dataset::Dense(a) = load(&path, &ReadOptions::default()).unwrap() else { panic!("expected dense") };
+        assert_eq!((a.nrows(), a.ncols()), (2, 3));
+        // with them: the triplet reader, which names the line
+        let opts = ReadOptions { ids: IdMode::ZeroBased, ..Default::default() };
+        let e = load(&path, &opts).unwrap_err().to_string();
+        assert!(e.contains("negid.tsv:1"), "{e}");
     }
 }
