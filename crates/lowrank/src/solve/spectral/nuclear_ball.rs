@@ -675,7 +675,8 @@ pub struct PgdNuclear {
     /// Radius of the ball; `None` = [`default_tau`] of the values being fit
     /// (the centred ones with `center = "mean"`).
     pub tau: Option<f64>,
-    /// Step size.
+    /// Step size, in `(0, 2)` (default 1: the gradient is 1-Lipschitz, see
+    /// the module docs).
     pub lr: f64,
     /// `zero`, or `random`: `tau u v^T` for random unit vectors `u`, `v` (a
     /// point on the boundary, like the notebook's nearly rank-one start;
@@ -732,7 +733,12 @@ impl PgdNuclear {
     /// Validate into a solver.
     pub fn check(self) -> Result<PgdNuclearSolver> {
         check_ball_settings(self.tau, &self.center, &self.tau_rule)?;
-        ensure!(self.lr.is_finite() && self.lr > 0.0, "lr must be > 0, got {}", self.lr);
+        ensure!(
+            self.lr.is_finite() && self.lr > 0.0 && self.lr < 2.0,
+            "lr must be in (0, 2), got {}: the completion loss's gradient is 1-Lipschitz, so projected gradient \
+             converges for lr < 2 and decreases the loss at every step for lr <= 1 (the default)",
+            self.lr
+        );
         ensure!(self.init == "zero" || self.init == "random", "init must be 'zero' or 'random', got '{}'", self.init);
         ensure!(self.svd == "truncated" || self.svd == "full", "svd must be 'truncated' or 'full', got '{}'", self.svd);
         ensure!(self.margin >= 1, "margin must be >= 1, got {}", self.margin);
@@ -1671,6 +1677,13 @@ mod tests {
         assert!(PgdNuclear { tau: Some(-1.0), ..Default::default() }.check().is_err());
         assert!(PgdNuclear { tau: Some(f64::NAN), ..Default::default() }.check().is_err());
         assert!(PgdNuclear { lr: 0.0, ..Default::default() }.check().is_err());
+        // at and beyond 2 projected gradient need not converge (1e200 gave a
+        // zero model reported as converged)
+        for lr in [2.0, 1e200, f64::INFINITY] {
+            let e = PgdNuclear { lr, ..Default::default() }.check().unwrap_err().to_string();
+            assert!(e.contains("lr must be in (0, 2)"), "{e}");
+        }
+        assert!(PgdNuclear { lr: 1.9, ..Default::default() }.check().is_ok());
         assert!(PgdNuclear { init: "x".into(), ..Default::default() }.check().is_err());
         assert!(PgdNuclear { svd: "x".into(), ..Default::default() }.check().is_err());
         assert!(FrankWolfe { step: "x".into(), ..Default::default() }.check().is_err());
