@@ -319,6 +319,12 @@ fn usage_and_config_errors_exit_2() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("did you mean 'reg_user'"));
     let out = lowrank().args(["fit", "--bogus-flag"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
+    // a negative number is a value (then refused by the solver's range check,
+    // naming the setting), not taken for an unknown flag
+    let out = lowrank().args(["fit", "--algo", "sgd", "--set", "problem=planted", "--reg", "-1"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("reg") && !err.contains("unexpected argument"), "{err}");
 }
 
 #[test]

@@ -50,10 +50,10 @@ pub struct FitArgs {
     #[arg(long)]
     pub epochs: Option<usize>,
     /// Learning rate (gradient methods).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub lr: Option<f64>,
     /// Regularization strength.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub reg: Option<f64>,
     /// Random seed.
     #[arg(long)]

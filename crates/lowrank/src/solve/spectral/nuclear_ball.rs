@@ -735,7 +735,7 @@ impl PgdNuclear {
         check_ball_settings(self.tau, &self.center, &self.tau_rule)?;
         ensure!(
             self.lr.is_finite() && self.lr > 0.0 && self.lr < 2.0,
-            "lr must be in (0, 2), got {}: the completion loss's gradient is 1-Lipschitz, so projected gradient \
+            "lr must be in (0, 2), got {:e}: the completion loss's gradient is 1-Lipschitz, so projected gradient \
              converges for lr < 2 and decreases the loss at every step for lr <= 1 (the default)",
             self.lr
         );

@@ -1218,9 +1218,11 @@ fn run_on<'a>(mut req: FitRequest<'a>, solver: NuclearMinSolver, train: &'a Rati
     let model = fit.model;
     let last = fit.history.last().map(|r| r.values.clone()).unwrap_or_default();
     let get = |k: &str| last.get(k).map_or(Value::Null, |v| json!(v));
+    // counts as integers (the records hold every value as f64)
+    let count = |k: &str| last.get(k).map_or(Value::Null, |v| json!(*v as u64));
     let mut s = Map::new();
     s.insert("algo".into(), json!(algo));
-    s.insert("rank".into(), get("rank"));
+    s.insert("rank".into(), count("rank"));
     s.insert("epochs".into(), json!(fit.iterations));
     s.insert("iterations".into(), json!(fit.iterations));
     s.insert("train_rmse".into(), json!(metrics::rmse(&model, train)));
@@ -1228,9 +1230,10 @@ fn run_on<'a>(mut req: FitRequest<'a>, solver: NuclearMinSolver, train: &'a Rati
     if let Some(w) = truth.as_ref() {
         s.insert("rel_error".into(), json!(metrics::relative_error(&model, w)));
     }
-    for k in ["nuclear_norm", "violation", "rel_gap", "dual", "dual_norm", "effective_rank", "factor_rank"] {
+    for k in ["nuclear_norm", "violation", "rel_gap", "dual", "dual_norm", "effective_rank"] {
         s.insert(k.into(), get(k));
     }
+    s.insert("factor_rank".into(), count("factor_rank"));
     let inner: f64 = fit.history.iter().filter_map(|r| r.values.get("inner_iters")).sum();
     s.insert("inner_iters".into(), json!(inner as u64));
     s.insert("n_train".into(), json!(train.len()));

@@ -90,8 +90,8 @@ impl HardImputeParams {
     pub fn check(self) -> Result<HardImpute> {
         ensure!(self.rank >= 1, "rank must be >= 1, got {}", self.rank);
         ensure!(
-            self.lambda_frac >= 0.0 && self.lambda_frac.is_finite(),
-            "lambda_frac must be >= 0, got {}",
+            (0.0..=1.0).contains(&self.lambda_frac),
+            "lambda_frac must be in [0, 1] (a fraction of lambda_max, where the solution is already 0), got {:e}",
             self.lambda_frac
         );
         ensure!(self.tol > 0.0 && self.tol.is_finite(), "tol must be > 0, got {}", self.tol);

@@ -554,7 +554,10 @@ fn check_lambda(lambda: Option<f64>, lambda_frac: Option<f64>) -> Result<()> {
         ensure!(l >= 0.0 && l.is_finite(), "lambda must be >= 0 and finite, got {l}");
     }
     if let Some(f) = lambda_frac {
-        ensure!(f >= 0.0 && f.is_finite(), "lambda_frac must be >= 0 and finite, got {f}");
+        ensure!(
+            (0.0..=1.0).contains(&f),
+            "lambda_frac must be in [0, 1] (a fraction of lambda_max, where the solution is already 0), got {f:e}"
+        );
     }
     ensure!(
         lambda.is_none() || lambda_frac.is_none(),

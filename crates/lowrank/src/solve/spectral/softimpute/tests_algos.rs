@@ -322,6 +322,11 @@ fn invalid_settings_are_input_errors() {
         ("hard-impute", json!({"rank": 9})),
         ("hard-impute", json!({"tol": 0.0})),
         ("hard-impute", json!({"lambda_frac": -1.0})),
+        // beyond lambda_max the solution is 0; 1e308 overflowed lambda to inf
+        ("softimpute", json!({"lambda_frac": 1.5})),
+        ("softimpute", json!({"lambda_frac": 1e308})),
+        ("softimpute-als", json!({"lambda_frac": 1e308})),
+        ("hard-impute", json!({"lambda_frac": 1e308})),
     ];
     for (algo, params) in cases {
         let mut req = FitRequest::new(algo, &ds);
