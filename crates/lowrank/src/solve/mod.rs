@@ -367,12 +367,27 @@ impl<'a, S: Solver> Executor<'a, S> {
         write_checkpoint(path, &self.solver, model, iteration, history, meta)
     }
 
+    /// A numerical failure (a decomposition that did not converge, a
+    /// system that could not be solved) with the solver, where it happened
+    /// and the solver's hint; a message that already names the solver
+    /// carries its own context and is kept as it is.
+    fn in_context(&self, e: Error, when: &str) -> Error {
+        match e {
+            Error::Numerical(msg) if !msg.starts_with(self.solver.name()) => Error::Numerical(format!(
+                "{} ({when}): {msg}. This usually means extreme values in the data or the settings; {}",
+                self.solver.name(),
+                self.solver.divergence_hint()
+            )),
+            e => e,
+        }
+    }
+
     fn run_here(mut self) -> Result<Fit<S::Model>> {
         let mut rng = crate::rng::rng(self.seed);
         // setup (caches, a radius or lambda chosen from the data) counts in
         // the reported time and the time budget, like the iterations
         let setup_start = Instant::now();
-        let mut model = self.solver.init(self.data, &mut rng)?;
+        let mut model = self.solver.init(self.data, &mut rng).map_err(|e| self.in_context(e, "setup"))?;
         let mut history: Vec<Record> = Vec::new();
         let mut start_iter = 0usize;
         let mut start_objective: Option<f64> = None;
@@ -460,7 +475,9 @@ impl<'a, S: Solver> Executor<'a, S> {
                 break;
             }
             let mut state = IterState { iteration: it, max_iters: Some(self.max_iters), ..Default::default() };
-            self.solver.step(self.data, &mut model, &mut state)?;
+            if let Err(e) = self.solver.step(self.data, &mut model, &mut state) {
+                return Err(self.in_context(e, &format!("iteration {}", it + 1)));
+            }
             it += 1;
             let mut rec = std::mem::take(&mut state.record);
             rec.iteration = it;
@@ -685,5 +702,46 @@ mod thread_tests {
         let err = Executor::new(solver(), &data).threads(4 * cores + 1).max_iters(1).run().unwrap_err();
         assert!(err.is_input_error() && err.to_string().contains("use at most"), "{err}");
         assert!(Executor::new(solver(), &data).threads(cores).max_iters(1).run().is_ok());
+    }
+}
+
+#[cfg(test)]
+mod context_tests {
+    use super::*;
+    use crate::model::DenseModel;
+
+    /// Fails at its second step with a numerical error `msg`.
+    struct FailsAtStep2(&'static str);
+
+    impl Solver for FailsAtStep2 {
+        type Data = crate::Ratings;
+        type Model = DenseModel;
+        fn name(&self) -> &'static str {
+            "failing"
+        }
+        fn init(&mut self, data: &crate::Ratings, _rng: &mut Rng) -> Result<DenseModel> {
+            Ok(DenseModel { x: faer::Mat::zeros(data.nrows(), data.ncols()) })
+        }
+        fn step(&mut self, _: &crate::Ratings, _: &mut DenseModel, state: &mut IterState) -> Result<()> {
+            if state.iteration == 1 {
+                return Err(Error::Numerical(self.0.into()));
+            }
+            Ok(())
+        }
+        fn divergence_hint(&self) -> String {
+            "lower the knob".into()
+        }
+    }
+
+    #[test]
+    fn numerical_failures_name_the_solver_the_iteration_and_the_hint() {
+        let data = crate::data::synth::planted_completion(6, 1, 20, 1).unwrap().observed;
+        let e = Executor::new(FailsAtStep2("the SVD did not converge"), &data).max_iters(5).run().unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains("failing (iteration 2): the SVD did not converge"), "{msg}");
+        assert!(msg.contains("lower the knob"), "{msg}");
+        // a message that names the solver already is kept as it is
+        let e = Executor::new(FailsAtStep2("failing diverged: lower the knob"), &data).max_iters(5).run().unwrap_err();
+        assert_eq!(e.to_string().matches("lower the knob").count(), 1, "{e}");
     }
 }

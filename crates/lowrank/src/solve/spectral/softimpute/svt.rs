@@ -237,7 +237,9 @@ impl Solver for Svt {
     }
 
     fn divergence_hint(&self) -> String {
-        "lower delta (the step; the theory asks for delta < 2)".into()
+        "lower delta (the step; the theory asks for delta < 2), or check tau (the threshold; default 5 sqrt(m n) \
+         sd(a))"
+            .into()
     }
 
     fn save_state(&self) -> Result<Vec<u8>> {
