@@ -256,10 +256,21 @@ pub fn rising_objective(algo: &str, history: &[Record]) -> Option<String> {
     // the objective at the starting point when the solver reported it, else the first record's
     let start = history.iter().find_map(|r| r.get("start_objective")).or(objectives.first().copied());
     match (start, objectives.last()) {
-        (Some(first), Some(&last)) if objectives.len() > 1 && last > first => Some(format!(
-            "the objective rose from {first:.4e} to {last:.4e} over the run: the step is likely too large \
-             (lower lr or the method's step setting)"
-        )),
+        (Some(first), Some(&last)) if objectives.len() > 1 && last > first => {
+            let advice = match algo {
+                // the truncated projection stops at svd_tol: a rise at small lr is that error, not the step
+                "pgd-nuclear" => {
+                    "the step is too large (lower lr), or the truncated projection is too inexact (lower svd_tol, \
+                     raise svd_iters, or use svd = \"full\" on a small matrix)"
+                }
+                "frank-wolfe" => {
+                    "the linear oracle is too inexact (raise power_iters or lower power_tol), or the open-loop \
+                     step overshoots (use step = \"line-search\", the default)"
+                }
+                _ => "the step is likely too large (lower lr or the method's step setting)",
+            };
+            Some(format!("the objective rose from {first:.4e} to {last:.4e} over the run: {advice}"))
+        }
         _ => None,
     }
 }
@@ -556,6 +567,11 @@ mod param_tests {
         let rising = [rec(1759.0), rec(5e3), rec(6.7e5)];
         let w = rising_objective("pgd-nuclear", &rising).expect("flagged");
         assert!(w.contains("1.7590e3") && w.contains("6.7000e5"), "{w}");
+        // the advice fits the method: pgd-nuclear's projection, frank-wolfe's oracle
+        assert!(w.contains("lower lr") && w.contains("svd_tol"), "{w}");
+        let w = rising_objective("frank-wolfe", &rising).expect("flagged");
+        assert!(w.contains("power_iters") && !w.contains("lower lr"), "{w}");
+        assert!(rising_objective("gd", &rising).expect("flagged").contains("lower lr"));
         assert!(rising_objective("pgd-nuclear", &[rec(3.0), rec(5.0), rec(1.0)]).is_none());
         // the nuclear norm of nuclear-min grows by design
         assert!(rising_objective("nuclear-min", &rising).is_none());
