@@ -111,9 +111,9 @@ fn bad_inputs_give_one_clear_line_and_exit_2() {
     bad(&write(p, "4d.npy", &npy("<f8", "(1, 1, 1, 1)", false, &[0u8; 8])), &[], "dimensions");
     let vals = |x: [f64; 2]| [x[0].to_le_bytes(), x[1].to_le_bytes()].concat();
     let infv = npy("<f8", "(1, 2)", false, &vals([1.0, f64::INFINITY]));
-    bad(&write(p, "infv.npy", &infv), &[], "infv.npy:0: row 0, column 1 (0-based): the value inf is infinite");
+    bad(&write(p, "infv.npy", &infv), &[], "infv.npy: row 0, column 1 (0-based): the value inf is infinite");
     let bigv = npy("<f8", "(1, 2)", false, &vals([1e300, 1.0]));
-    bad(&write(p, "bigv.npy", &bigv), &[], "bigv.npy:0: row 0, column 0 (0-based): the value 1e300 is too large");
+    bad(&write(p, "bigv.npy", &bigv), &[], "bigv.npy: row 0, column 0 (0-based): the value 1e300 is too large");
     bad(&write(p, "ragged.csv", b"1.5,2.5,3.5,4.5,5.5\n1.5,2.5\n"), &[], "ragged.csv:2: ragged");
     bad(&write(p, "allnan.csv", b"nan,,nan,nan,nan\n,,,,\n"), &[], "no observed");
     let mut garbage = vec![0u8, 159, 146, 150, 0, 1, 2, 3];

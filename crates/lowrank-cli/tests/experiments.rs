@@ -196,7 +196,7 @@ fn outputs_never_overwrite_inputs() {
         .arg(&truth)
         .output()
         .unwrap();
-    usage_error(&out, "truth.csv:0: the ground truth is 2x2 but the data is 3x2");
+    usage_error(&out, "truth.csv: the ground truth is 2x2 but the data is 3x2");
     // --checkpoint-every without --checkpoint would silently do nothing
     let out = lowrank()
         .args(["fit", "--algo", "baseline", "--checkpoint-every", "2", "--data"])
@@ -208,7 +208,7 @@ fn outputs_never_overwrite_inputs() {
     let tensor = d.path().join("t.npy");
     ok(&lowrank().args(["gen", "tensor", "--dims", "4", "--rank", "2", "--out"]).arg(&tensor).output().unwrap());
     let out = lowrank().args(["fit", "--algo", "als", "--data"]).arg(&tensor).output().unwrap();
-    usage_error(&out, "t.npy:0: the file holds a 3-way tensor, but 'als' fits matrices");
+    usage_error(&out, "t.npy: the file holds a 3-way tensor, but 'als' fits matrices");
     let bad = d.path().join("bad.toml");
     std::fs::write(&bad, "algo = \"als\"\nrank = \n").unwrap();
     let out = lowrank().args(["fit", "--config"]).arg(&bad).output().unwrap();

@@ -33,6 +33,9 @@ pub fn report_error(e: &anyhow::Error) -> ExitCode {
         Some(lowrank::Error::Parse { path, .. }) if ext(path) == "safetensors" => {
             Some("the model file is damaged or not a lowrank model; save it again with --save-model")
         }
+        Some(lowrank::Error::Parse { reason, .. }) if reason.contains("checkpoint") => {
+            Some("resume with the checkpoint's data and settings, or delete the checkpoint to start over")
+        }
         Some(lowrank::Error::Parse { .. }) => {
             Some("check the file, or force a format with --format (see `lowrank fit --help`)")
         }

@@ -107,7 +107,7 @@ pub fn read(src: &mut Source, opts: &ReadOptions) -> Result<MatrixMarket> {
         let expected = if symmetric { n * (n + 1) / 2 } else { m * n };
         crate::error::ensure_fits_in_memory(
             2 * m as u128 * n as u128,
-            &format!("{}: the declared {m}x{n} dense matrix", path.display()),
+            &format!("the declared {m}x{n} dense matrix"),
             "",
         )
         .map_err(|e| perr(size_line, e.to_string()))?;
@@ -148,7 +148,7 @@ pub fn read(src: &mut Source, opts: &ReadOptions) -> Result<MatrixMarket> {
     // more than it has entries)
     crate::error::ensure_fits_in_memory(
         (m as u128 + n as u128) * 8,
-        &format!("{}: the ids of the declared {m}x{n} shape", path.display()),
+        &format!("the ids of the declared {m}x{n} shape"),
         "",
     )
     .map_err(|e| perr(size_line, e.to_string()))?;
