@@ -114,7 +114,9 @@ pub static ALGOS: &[AlgoEntry] = &[
         keys: hard::KEYS,
         run: run_hard,
         validate: |p| {
-            crate::solve::registry::parse_params::<HardImputeParams>("hard-impute", p, hard::KEYS)?.check().map(drop)
+            let params = crate::solve::registry::parse_params::<HardImputeParams>("hard-impute", p, hard::KEYS)?;
+            check_warm_start_keys(p, &params)?;
+            params.check().map(drop)
         },
     },
 ];
@@ -161,8 +163,23 @@ fn run_svt(req: FitRequest<'_>) -> Result<FitOutcome> {
     Ok(out)
 }
 
+/// `lambda_frac` and `warm_iters` shape hard-impute's SoftImpute warm start:
+/// set with `init = "zero"` they would do nothing, which is an error.
+fn check_warm_start_keys(given: &serde_json::Map<String, serde_json::Value>, p: &HardImputeParams) -> Result<()> {
+    if p.init == hard::HardInit::Zero {
+        let idle: Vec<&str> = ["lambda_frac", "warm_iters"].into_iter().filter(|k| given.contains_key(*k)).collect();
+        ensure!(
+            idle.is_empty(),
+            "{} only apply to the SoftImpute warm start: set init = \"softimpute\" as well, or leave them out",
+            idle.join(" and ")
+        );
+    }
+    Ok(())
+}
+
 fn run_hard(req: FitRequest<'_>) -> Result<FitOutcome> {
     let p: HardImputeParams = parse_params("hard-impute", &req.params, hard::KEYS)?;
+    check_warm_start_keys(&req.params, &p)?;
     let solver = p.check()?;
     let train = req.train_ratings()?;
     let (mut out, _) = run_factor_solver(req, solver, &train, hard::DEFAULT_EPOCHS, true)?;

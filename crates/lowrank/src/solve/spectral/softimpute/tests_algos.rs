@@ -322,6 +322,9 @@ fn invalid_settings_are_input_errors() {
         ("hard-impute", json!({"rank": 9})),
         ("hard-impute", json!({"tol": 0.0})),
         ("hard-impute", json!({"lambda_frac": -1.0})),
+        // settings of the warm start without it
+        ("hard-impute", json!({"lambda_frac": 0.1})),
+        ("hard-impute", json!({"warm_iters": 5, "init": "zero"})),
         // beyond lambda_max the solution is 0; 1e308 overflowed lambda to inf
         ("softimpute", json!({"lambda_frac": 1.5})),
         ("softimpute", json!({"lambda_frac": 1e308})),
