@@ -544,13 +544,6 @@ impl NmfSolver {
         0.5 * sq(r.as_ref())
     }
 
-    /// The Frobenius loss of the zero model, `1/2 ||M o X||^2`.
-    fn loss_of_zero(&self, a: &Mat<f64>) -> f64 {
-        let masked =
-            Mat::from_fn(a.nrows(), a.ncols(), |i, j| a[(i, j)] * self.mask.as_ref().map_or(1.0, |k| k[(i, j)]));
-        0.5 * sq(masked.as_ref())
-    }
-
     fn reg_term(&self) -> f64 {
         0.5 * self.reg * (sq(self.w.as_ref()) + sq(self.ht.as_ref()))
     }
@@ -710,12 +703,13 @@ impl Solver for NmfSolver {
         // when the penalty outweighs the fit, or when the data span so many
         // orders of magnitude that the residual's rounding swamps the small
         // entries (one 1e25 among 1-5 ratings)
-        if (sq(self.w.as_ref()) == 0.0 || sq(self.ht.as_ref()) == 0.0) && a.norm_max() > 0.0 {
+        let top = a.norm_max();
+        if (sq(self.w.as_ref()) == 0.0 || sq(self.ht.as_ref()) == 0.0) && top > 0.0 {
             if self.method != Method::MuKl {
-                // exact (the masked residual kept by HALS may have lost it)
-                loss = self.loss_of_zero(&a);
+                // exact, from the data (the masked residual kept by HALS may
+                // have lost it): W H = 0 here
+                loss = self.frob_loss(&a);
             }
-            let top = a.norm_max();
             let least = (0..n).flat_map(|j| (0..m).map(move |i| (i, j))).fold(f64::INFINITY, |lo, (i, j)| {
                 let v = a[(i, j)];
                 if v > 0.0 && self.mask.as_ref().is_none_or(|k| k[(i, j)] > 0.0) { lo.min(v) } else { lo }

@@ -89,11 +89,7 @@ impl HardImputeParams {
     /// Validate into a solver (the rank against the data in `init`).
     pub fn check(self) -> Result<HardImpute> {
         ensure!(self.rank >= 1, "rank must be >= 1, got {}", self.rank);
-        ensure!(
-            (0.0..=1.0).contains(&self.lambda_frac),
-            "lambda_frac must be in [0, 1] (a fraction of lambda_max, where the solution is already 0), got {:e}",
-            self.lambda_frac
-        );
+        super::check_lambda(None, Some(self.lambda_frac))?;
         ensure!(self.tol > 0.0 && self.tol.is_finite(), "tol must be > 0, got {}", self.tol);
         ensure!(self.bias_reg >= 0.0 && self.bias_reg.is_finite(), "bias_reg must be >= 0, got {}", self.bias_reg);
         Ok(HardImpute { params: self, st: None })
