@@ -364,7 +364,11 @@ fn orth_against(k: MatRef<'_, f64>, mut p: Mat<f64>) -> Mat<f64> {
 /// `Y^T Y K`. It stops when the residuals of the triplets up to the first one
 /// at or below `cut(s)` are `<= tol s_1`, where the last of them (the one
 /// that certifies the cut) also passes when `s + residual <= cut(s)`: it is
-/// only needed to lie below the cut. When the basis is full it restarts from
+/// only needed to lie below the cut, or when it is numerically zero (at or
+/// below `1e-12 s_1`, as in [`surviving`]: an operator of low rank). The
+/// values are counted after they are recomputed as `||Y K w||`: the Gram
+/// matrix's eigenvalues resolve singular values only down to about
+/// `sqrt(eps) s_1`. When the basis is full it restarts from
 /// `Y^T` of the top `max(b, need)` left Ritz vectors, at most `max_cycles`
 /// times in all. Returns those `max(b, need)` triplets (at most the basis
 /// size); `iters` counts blocks.
@@ -405,17 +409,12 @@ fn krylov_svd<O: LinOp + ?Sized>(
             cols += bw;
             if cols >= first_rr {
                 let img = image.subcols(0, cols);
-                let gram = pmul(img.transpose(), img);
-                let eig = gram.self_adjoint_eigen(faer::Side::Lower).map_err(|e| {
-                    Error::Numerical(format!("the Rayleigh-Ritz eigenproblem did not converge ({e:?})"))
-                })?;
-                let mut s: Vec<f64> = (0..cols).rev().map(|i| eig.S()[i].max(0.0).sqrt()).collect();
-                let need = (surviving(&s, cut(&s)) + 1).min(cols);
-                let width = need.max(b).min(cols);
-                let wm = Mat::from_fn(cols, width, |a, t| eig.U()[(a, cols - 1 - t)]);
-                let v = pmul(basis.subcols(0, cols), wm.as_ref());
-                let mut u = pmul(img, wm.as_ref());
-                let mut yu = pmul(back.subcols(0, cols), wm.as_ref());
+                let (mut s, w) = ritz_pairs(img)?;
+                let width = ((surviving(&s, cut(&s)) + 1).min(cols)).max(b).min(cols);
+                let wm = w.subcols(0, width);
+                let v = pmul(basis.subcols(0, cols), wm);
+                let mut u = pmul(img, wm);
+                let mut yu = pmul(back.subcols(0, cols), wm);
                 for t in 0..width {
                     let nu = u.col(t).norm_l2();
                     s[t] = nu;
@@ -424,11 +423,17 @@ fn krylov_svd<O: LinOp + ?Sized>(
                         yu.col_mut(t).iter_mut().for_each(|x| *x /= nu);
                     }
                 }
+                // the values from the Gram matrix resolve only `sqrt(eps) s_1`:
+                // count the needed triplets on the recomputed ones
                 let theta = cut(&s);
+                let need = (surviving(&s[..width], theta) + 1).min(width);
+                let floor = 1e-12 * s.first().copied().unwrap_or(0.0);
                 let mut resid = 0.0f64;
                 for i in 0..need {
                     let r = (0..n).map(|j| (yu[(j, i)] - s[i] * v[(j, i)]).powi(2)).sum::<f64>().sqrt();
-                    let certifies = i + 1 == need && i + 1 < cols && s[i] + r <= theta;
+                    // the last one certifies the cut by lying below it, or by
+                    // being numerically zero (the numerical rank, as `surviving`)
+                    let certifies = i + 1 == need && i + 1 < cols && (s[i] + r <= theta || s[i] <= floor);
                     if !certifies {
                         resid = resid.max(r);
                     }
@@ -446,6 +451,29 @@ fn krylov_svd<O: LinOp + ?Sized>(
             }
             let next = (cap - cols).min(b);
             blk = orth_against(basis.subcols(0, cols), p.subcols(0, next).to_owned());
+        }
+    }
+}
+
+/// Ritz values (decreasing) and right Ritz vectors (`cols x cols`, the
+/// coordinates in the basis) of the image block `Y K`: the eigenpairs of its
+/// Gram matrix, or, when that eigenproblem does not converge (faer's can
+/// fail on a large cluster of numerically zero eigenvalues, e.g. an operator
+/// of rank 2 and a basis of 270 columns), the right singular pairs of the
+/// block itself.
+fn ritz_pairs(img: MatRef<'_, f64>) -> Result<(Vec<f64>, Mat<f64>)> {
+    let cols = img.ncols();
+    let gram = pmul(img.transpose(), img);
+    match gram.self_adjoint_eigen(faer::Side::Lower) {
+        Ok(eig) => {
+            let s = (0..cols).rev().map(|i| eig.S()[i].max(0.0).sqrt()).collect();
+            Ok((s, Mat::from_fn(cols, cols, |a, t| eig.U()[(a, cols - 1 - t)])))
+        }
+        Err(_) => {
+            let sv = thin_svd(img).map_err(|e| {
+                Error::Numerical(format!("the Rayleigh-Ritz step did not converge (eigenproblem and SVD): {e}"))
+            })?;
+            Ok((sv.s, sv.v))
         }
     }
 }
@@ -1669,6 +1697,40 @@ mod tests {
             // the model is the same matrix
             let md = &model.u_dense() * model.v_dense().transpose();
             assert!((md - &x).norm_max() < 1e-6);
+        }
+    }
+
+    /// An operator of rank 2 on a large shape: the block Krylov basis grows
+    /// past the operator's rank, and the Gram matrix's cluster of
+    /// numerically zero eigenvalues used to count as surviving values (its
+    /// eigenvalues resolve only `sqrt(eps) s_1`) until faer's eigensolver
+    /// gave up ("Rayleigh-Ritz eigenproblem did not converge" at iteration
+    /// 2). The projection onto the ball of radius 0.5 of `diag(-0.5, 0.5)`
+    /// (the two centred entries) shrinks both singular values by 0.25, and
+    /// a radius from the data (>= 1, the data's nuclear norm) interpolates.
+    /// (Only the observed entries are unique: the unobserved ones of a
+    /// minimizer may be anything that keeps it in the ball.)
+    #[test]
+    fn rank_two_operator_on_a_large_shape() {
+        use crate::metrics::Predict;
+        let data = Ratings::new(1000, 1000, vec![0, 999], vec![0, 999], vec![1.0, 2.0]).unwrap();
+        for tau in [Some(0.5), None] {
+            let want = if tau.is_some() { [1.25, 1.75] } else { [1.0, 2.0] };
+            // from zero with lr 1 the first step is the projection of the data itself
+            let pgd =
+                PgdNuclear { tau, tau_rule: "spectral".into(), lr: 1.0, init: "zero".into(), ..Default::default() };
+            let fw = FrankWolfe { tau, tau_rule: "spectral".into(), ..Default::default() };
+            let models = [
+                Executor::new(pgd.check().unwrap(), &data).max_iters(50).run().unwrap().model,
+                Executor::new(fw.check().unwrap(), &data).max_iters(200).run().unwrap().model,
+            ];
+            for (name, m) in ["pgd", "fw"].iter().zip(&models) {
+                let got = [Predict::predict(m, 0, 0), Predict::predict(m, 999, 999)];
+                // the model keeps f32 factors: 1e-6 is a few of their ulps here
+                for (g, w) in got.iter().zip(want) {
+                    assert!((g - w).abs() < 1e-6, "{name} tau {tau:?}: {got:?} vs {want:?}");
+                }
+            }
         }
     }
 
