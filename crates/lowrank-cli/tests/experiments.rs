@@ -209,6 +209,19 @@ fn outputs_never_overwrite_inputs() {
     ok(&lowrank().args(["gen", "tensor", "--dims", "4", "--rank", "2", "--out"]).arg(&tensor).output().unwrap());
     let out = lowrank().args(["fit", "--algo", "als", "--data"]).arg(&tensor).output().unwrap();
     usage_error(&out, "t.npy: the file holds a 3-way tensor, but 'als' fits matrices");
+    // nmf names the file and the first negative value, dense (positions as in the file) or triplets (ids)
+    let neg = d.path().join("neg.csv");
+    std::fs::write(&neg, "1,2,3\n4,-5,6\n7,8,-9\n").unwrap();
+    let out = lowrank()
+        .args(["fit", "--algo", "nmf", "--rank", "1", "--format", "dense", "--data"])
+        .arg(&neg)
+        .output()
+        .unwrap();
+    usage_error(&out, "neg.csv: nmf needs non-negative data: row 2, column 2 (counting from 1) is -5 (2 values");
+    let neg = d.path().join("neg.tsv");
+    std::fs::write(&neg, "u1\ti1\t3\nu1\ti2\t-2\nu2\ti1\t1\n").unwrap();
+    let out = lowrank().args(["fit", "--algo", "nmf", "--rank", "1", "--data"]).arg(&neg).output().unwrap();
+    usage_error(&out, "neg.tsv: nmf needs non-negative data: the entry of row 'u1', column 'i2' is -2;");
     let bad = d.path().join("bad.toml");
     std::fs::write(&bad, "algo = \"als\"\nrank = \n").unwrap();
     let out = lowrank().args(["fit", "--config"]).arg(&bad).output().unwrap();

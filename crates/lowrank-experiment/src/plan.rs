@@ -281,6 +281,12 @@ impl FitPlan {
                         }
                     }
                 }
+                // nmf's one requirement on the values, reported with the file's name
+                if self.algo == "nmf"
+                    && let Some(why) = lowrank::solve::spectral::nmf::negative_values(&train)
+                {
+                    return Err(Error::parse(data, 0, why));
+                }
                 let mut train = train;
                 let truth = match truth {
                     None => None,

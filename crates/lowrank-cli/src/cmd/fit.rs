@@ -82,7 +82,8 @@ pub struct FitArgs {
     /// Write one JSON record per iteration to this file.
     #[arg(long)]
     pub trace: Option<PathBuf>,
-    /// Stop after this many seconds.
+    /// Stop after this many seconds (checked between iterations: the one
+    /// running when the budget runs out finishes, then the run checkpoints).
     #[arg(long)]
     pub time_budget: Option<f64>,
     /// Early stopping: iterations without test RMSE improvement.

@@ -97,22 +97,59 @@ fn run_nmf(req: FitRequest<'_>) -> Result<FitOutcome> {
     Ok(out)
 }
 
+/// Why `data` cannot be factorized by `nmf`, when it holds a negative or
+/// infinite value: the first such entry in reading order (a dense matrix by
+/// rows, positions counted from 1 as in its file; ratings by their ids), how
+/// many there are, and what to do. `None` when every (observed) value is
+/// finite and `>= 0` (and for a tensor, which `nmf` refuses anyway). The
+/// front end prefixes the file's name.
+pub fn negative_values(data: &Dataset) -> Option<String> {
+    match data {
+        Dataset::Dense(x) => dense_negatives(x.as_ref()),
+        Dataset::Ratings(r) => ratings_negatives(r),
+        Dataset::Tensor(_) => None,
+    }
+}
+
+/// [`negative_values`] of a NaN-masked dense matrix (NaN = missing).
+fn dense_negatives(x: MatRef<'_, f64>) -> Option<String> {
+    let bad = |i: usize, j: usize| {
+        let v = x[(i, j)];
+        !(v.is_nan() || (v.is_finite() && v >= 0.0))
+    };
+    let (m, n) = (x.nrows(), x.ncols());
+    let count = (0..n).map(|j| (0..m).filter(|&i| bad(i, j)).count()).sum::<usize>();
+    let (i, j) = (0..m).flat_map(|i| (0..n).map(move |j| (i, j))).find(|&(i, j)| bad(i, j))?;
+    Some(not_nonnegative(&format!("row {}, column {} (counting from 1) is {}", i + 1, j + 1, x[(i, j)]), count))
+}
+
+/// [`negative_values`] of ratings.
+fn ratings_negatives(r: &Ratings) -> Option<String> {
+    let bad = |v: f32| !(v.is_finite() && v >= 0.0);
+    let count = r.values().iter().filter(|&&v| bad(v)).count();
+    let (i, j, v) = r.iter().find(|&(_, _, v)| bad(v))?;
+    Some(not_nonnegative(
+        &format!("the entry of row '{}', column '{}' is {v}", r.row_ids.id(i), r.col_ids.id(j)),
+        count,
+    ))
+}
+
+fn not_nonnegative(first: &str, count: usize) -> String {
+    let more = if count > 1 { format!(" ({count} values are negative or not finite)") } else { String::new() };
+    format!(
+        "nmf needs non-negative data: {first}{more}; shift or clip the data, or use a factorization that allows \
+         signs (svd, als)"
+    )
+}
+
 /// A NaN-masked dense matrix as (values with missing = 0, mask if any missing).
 pub fn dense_input(x: &Mat<f64>) -> Result<(Mat<f64>, Option<Mat<f64>>)> {
     let (m, n) = (x.nrows(), x.ncols());
     ensure!(m > 0 && n > 0, "nmf needs a non-empty matrix");
-    let mut missing = false;
-    for j in 0..n {
-        for i in 0..m {
-            let v = x[(i, j)];
-            if v.is_nan() {
-                missing = true;
-            } else {
-                ensure!(v.is_finite(), "nmf needs finite data: entry (row {i}, column {j}) is {v}");
-                ensure!(v >= 0.0, "nmf needs non-negative data: entry (row {i}, column {j}) is {v}");
-            }
-        }
+    if let Some(why) = dense_negatives(x.as_ref()) {
+        return Err(Error::invalid(why));
     }
+    let missing = x.col_iter().any(|c| c.iter().any(|v| v.is_nan()));
     let a = Mat::from_fn(m, n, |i, j| if x[(i, j)].is_nan() { 0.0 } else { x[(i, j)] });
     let mask = missing.then(|| Mat::from_fn(m, n, |i, j| if x[(i, j)].is_nan() { 0.0 } else { 1.0 }));
     ensure!(!missing || mask.as_ref().is_some_and(|k| k.sum() > 0.0), "nmf: every entry is missing");
@@ -122,12 +159,8 @@ pub fn dense_input(x: &Mat<f64>) -> Result<(Mat<f64>, Option<Mat<f64>>)> {
 /// Sparse ratings as (values with missing = 0, mask unless complete).
 pub fn ratings_input(r: &Ratings) -> Result<(Mat<f64>, Option<Mat<f64>>)> {
     ensure!(!r.is_empty(), "the training data has no entries");
-    if let Some((i, j, v)) = r.iter().find(|(_, _, v)| v.is_nan() || *v < 0.0 || !v.is_finite()) {
-        return Err(Error::invalid(format!(
-            "nmf needs non-negative data: the entry of row '{}', column '{}' is {v}",
-            r.row_ids.id(i),
-            r.col_ids.id(j)
-        )));
+    if let Some(why) = ratings_negatives(r) {
+        return Err(Error::invalid(why));
     }
     let (m, n) = r.shape();
     let a = crate::data::dense::filled_dense(r, 0.0);
@@ -250,7 +283,12 @@ impl NmfSolver {
                 if mask.as_ref().is_some_and(|k| k[(i, j)] == 0.0) {
                     continue;
                 }
-                ensure!(v.is_finite() && v >= 0.0, "nmf needs non-negative data: entry (row {i}, column {j}) is {v}");
+                ensure!(
+                    v.is_finite() && v >= 0.0,
+                    "nmf needs non-negative data: row {}, column {} (counting from 1) is {v}",
+                    i + 1,
+                    j + 1
+                );
             }
         }
         let mut a = a;
@@ -1076,12 +1114,32 @@ mod tests {
         a[(2, 3)] = -0.5;
         let ds = Dataset::Dense(a);
         let e = crate::solve::registry::fit(FitRequest::new("nmf", &ds).set("rank", 2)).unwrap_err().to_string();
-        assert!(e.contains("row 2, column 3") && e.contains("-0.5"), "{e}");
+        // positions counted from 1, as in a dense file
+        assert!(e.contains("row 3, column 4 (counting from 1) is -0.5;"), "{e}");
+        check_first_bad_value_and_count();
         let r = Ratings::new(2, 2, vec![0, 1], vec![0, 1], vec![1.0, -2.0]).unwrap();
         let ds = Dataset::Ratings(r);
         let e = crate::solve::registry::fit(FitRequest::new("nmf", &ds).set("rank", 1)).unwrap_err().to_string();
         assert!(e.contains("-2"), "{e}");
         let e = crate::solve::registry::fit(FitRequest::new("nmf", &ds).set("rnak", 1)).unwrap_err();
         assert!(matches!(e, Error::Config(_)));
+    }
+
+    /// The first bad value in reading order (by rows), and how many there are;
+    /// missing (NaN) entries of a dense matrix are not bad.
+    fn check_first_bad_value_and_count() {
+        let x = Mat::from_fn(3, 3, |i, j| match (i, j) {
+            (0, 2) => f64::NAN,
+            (1, 0) => -1.0,
+            (0, 1) => f64::INFINITY,
+            (2, 2) => -3.0,
+            _ => 1.0,
+        });
+        let why = negative_values(&Dataset::Dense(x)).unwrap();
+        assert!(why.contains("row 1, column 2 (counting from 1) is inf (3 values"), "{why}");
+        assert_eq!(
+            negative_values(&Dataset::Dense(Mat::from_fn(2, 2, |i, _| if i == 0 { f64::NAN } else { 0.0 }))),
+            None
+        );
     }
 }

@@ -724,7 +724,10 @@ pub struct PgdNuclear {
     pub svd_tol: f64,
     /// Block Krylov cycles (restarts) at most per projection.
     pub svd_iters: usize,
-    /// Stop when `||X_{t+1} - X_t||_F <= tol ||X_{t+1}||_F` (0 = never).
+    /// Stop when `||X_{t+1} - X_t||_F <= tol ||X_{t+1}||_F` (0 = never);
+    /// when the gradient step `lr ||grad||` is itself that small while the
+    /// gradient is not (`> sqrt(tol)` times the data's norm), the run stops
+    /// as stalled, with a message to raise `lr`, instead of converged.
     pub tol: f64,
     /// `mean` (default): fit `X` to the observed values minus their mean, and
     /// predict `mean + X` (the ball then holds the deviations: on ratings,
@@ -955,6 +958,8 @@ impl Solver for PgdNuclearSolver {
         }
         let lr = self.p.lr;
         let vals: Vec<f64> = self.x_obs.iter().zip(&self.a).map(|(x, a)| -lr * (x - a)).collect();
+        // the gradient's norm, ||P_Omega(X - A)||, before the step
+        let grad_norm = (2.0 * half_sq(&self.x_obs, &self.a)).sqrt();
         let opts = TruncatedOptions { margin: self.p.margin, tol: self.p.svd_tol, max_iters: self.p.svd_iters };
         let mut g = rng::stream(self.seed, state.iteration as u64);
         let warm = (!self.x.s.is_empty()).then(|| self.x.v.as_ref());
@@ -1011,6 +1016,21 @@ impl Solver for PgdNuclearSolver {
         r.values.insert("svd_full".into(), if info.full { 1.0 } else { 0.0 });
         if self.p.tol > 0.0 && moved <= self.p.tol * size.max(f64::MIN_POSITIVE) {
             state.converged = true;
+            // a step too small to move the iterate passes the test too: the
+            // gradient step itself below the tolerance while the gradient is
+            // not small (an interior optimum has a zero gradient; one on the
+            // boundary, a gradient step the projection undoes, not a tiny one)
+            let scale = size.max(self.a.iter().map(|a| a * a).sum::<f64>().sqrt());
+            if lr * grad_norm <= self.p.tol * size && grad_norm > self.p.tol.sqrt() * scale {
+                state.converged = false;
+                state.stalled = Some(format!(
+                    "the gradient step lr ||grad|| = {:.3e} is below tol ||X|| = {:.3e} while the gradient \
+                     ||grad|| = {grad_norm:.3e} is not small: lr = {lr:e} is too small to make progress; raise lr \
+                     (1, the default, always converges: the gradient is 1-Lipschitz)",
+                    lr * grad_norm,
+                    self.p.tol * size
+                ));
+            }
         }
         Ok(())
     }
@@ -1463,6 +1483,27 @@ mod tests {
                 assert!(r.values["nuclear_norm"] <= 0.8 * (1.0 + 1e-9));
             }
         }
+    }
+
+    /// A step size so small that the step cannot move the iterate used to
+    /// pass the step-length test and report convergence after one step; it
+    /// stalls with a message, while a default run converges to the same
+    /// test on the same problem (its gradient steps are not tiny).
+    #[test]
+    fn pgd_with_a_vanishing_step_stalls_instead_of_converging() {
+        use crate::solve::Termination;
+        let (_, data) = problem(40, 30, 2, 0.5, 13);
+        for lr in [1e-300, 1e-12] {
+            let p = PgdNuclear { tau: Some(0.8), lr, init: "random".into(), ..Default::default() };
+            let fit = Executor::new(p.check().unwrap(), &data).max_iters(20).run().unwrap();
+            match &fit.termination {
+                Termination::Stalled { message } => assert!(message.contains("raise lr"), "{message}"),
+                t => panic!("lr {lr}: {t:?}"),
+            }
+        }
+        let p = PgdNuclear { tau: Some(0.8), init: "random".into(), tol: 1e-8, ..Default::default() };
+        let fit = Executor::new(p.check().unwrap(), &data).max_iters(5000).run().unwrap();
+        assert_eq!(fit.termination, Termination::Converged, "{:?}", fit.termination);
     }
 
     #[test]
