@@ -225,7 +225,12 @@ impl Dataset {
     }
 }
 
-/// Guess the format from the file name and the first bytes.
+/// Guess the format from the file name and the first bytes: a name or
+/// magic first; then the first data line (after a header) and up to 20
+/// more: three or four fields whose first two are ids (non-negative
+/// integers or non-numbers) on all of them are triplets; more fields, a
+/// missing cell, or a fractional or negative number in an id position
+/// make a dense matrix.
 pub fn detect(name: &str, head: &[u8]) -> Format {
     detect_with(name, head, false)
 }
@@ -297,7 +302,12 @@ fn detect_with(name: &str, head: &[u8], triplet_ids: bool) -> Format {
         return Format::Dense;
     }
     let id_like = |s: &str| !is_num(s) || s.parse::<u64>().is_ok();
-    if data_line.len() >= 3 && id_like(&data_line[0]) && id_like(&data_line[1]) {
+    // every sampled line, not only the first: a dense matrix whose first row
+    // happens to start with two integers (`1,2,3` then `4.5,0.2,1`) is not
+    // a triplet file whose later ids are `4.5`
+    let ids_like = |l: &[String]| l.len() < 2 || (id_like(&l[0]) && id_like(&l[1]));
+    let later_ids_like = lines.take(20).all(|l| ids_like(&split(l)));
+    if data_line.len() >= 3 && ids_like(&data_line) && later_ids_like {
         if lower.ends_with(".csv") && !f.iter().all(|s| is_num(s)) && f[0].eq_ignore_ascii_case("userid") {
             return Format::MovielensCsv;
         }
@@ -613,6 +623,11 @@ mod tests {
         assert_eq!(detect("a.tsv", b"-1\t1\t3\n1\t1\t2\n"), Format::Dense);
         assert_eq!(detect_with("a.tsv", b"-1\t1\t3\n1\t1\t2\n", true), Format::Triplets);
         assert_eq!(detect_with("a.csv", b"1,2,3,4,5\n", true), Format::Dense);
+        // a later line's fractional or negative "id" makes it a dense matrix
+        assert_eq!(detect("a.csv", b"1,2,3\n4,5,6\n7,8.5,9\n"), Format::Dense);
+        assert_eq!(detect("a.tsv", b"1\t2\t3\n-4\t5\t6\n"), Format::Dense);
+        assert_eq!(detect("a.csv", b"1,2,3\n4,5,6\n7,8,9\n"), Format::Triplets);
+        assert_eq!(detect("a.csv", b"user,item,rating\n1,2,3\nalice,bob,4\n"), Format::Triplets);
     }
 
     #[test]
