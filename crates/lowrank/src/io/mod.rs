@@ -301,7 +301,9 @@ fn detect_with(name: &str, head: &[u8], triplet_ids: bool) -> Format {
     if data_line.len() > 4 || data_line.iter().any(|s| is_missing(s)) {
         return Format::Dense;
     }
-    let id_like = |s: &str| !is_num(s) || s.parse::<u64>().is_ok();
+    // (an integer id beyond u64 is still an id: kept as a string)
+    let id_like =
+        |s: &str| !is_num(s) || s.parse::<u64>().is_ok() || (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()));
     // every sampled line, not only the first: a dense matrix whose first row
     // happens to start with two integers (`1,2,3` then `4.5,0.2,1`) is not
     // a triplet file whose later ids are `4.5`
@@ -628,6 +630,7 @@ mod tests {
         assert_eq!(detect("a.tsv", b"1\t2\t3\n-4\t5\t6\n"), Format::Dense);
         assert_eq!(detect("a.csv", b"1,2,3\n4,5,6\n7,8,9\n"), Format::Triplets);
         assert_eq!(detect("a.csv", b"user,item,rating\n1,2,3\nalice,bob,4\n"), Format::Triplets);
+        assert_eq!(detect("a.csv", b"u,i,r\na,x1,3\n99999999999999999999999,x1,4\n"), Format::Triplets);
     }
 
     #[test]
