@@ -21,7 +21,10 @@
 //! entries, so that the default does not depend on the data's units (the
 //! paper's test matrices, products of standard normal factors of rank `r`,
 //! have `sd ~ sqrt(r)`: this threshold is `sqrt(r)` times theirs there);
-//! the paper's `delta = 1.2 m n / |Omega|`, `tol = 1e-4`, `rank_step = 5`;
+//! the paper's `delta = 1.2 m n / |Omega|` (when it diverges, as with few
+//! observed entries, where it exceeds the theory's `delta < 2` by far: the
+//! residual overshoots to twice the data's, or does not halve in 50
+//! iterations), the run starts over with half the step, down to 1.9), `tol = 1e-4`, `rank_step = 5`;
 //! no centring (the paper fits the raw matrix). A checkpoint keeps the
 //! run's `tau` and `delta`.
 
@@ -55,7 +58,11 @@ pub struct SvtParams {
     /// deviation of the fitted entries, or their root mean square when they
     /// are all equal: the paper's `5 sqrt(m n)` in the data's units).
     pub tau: Option<f64>,
-    /// Step size (default `1.2 m n / |Omega|`).
+    /// Step size (default `1.2 m n / |Omega|`, the paper's; when that
+    /// overshoots (an observed residual twice the data's) or stalls (it does
+    /// not halve in 50 iterations), the run starts over with half the step, down to 1.9,
+    /// within the theory's `delta < 2`; a given `delta` is kept, and its
+    /// divergence is an error).
     pub delta: Option<f64>,
     /// Stop when the relative residual on the observed entries is `<= tol`.
     pub tol: f64,
@@ -118,11 +125,43 @@ struct State {
     yk: Vec<f64>,
     /// `X^k` (`s` = shrunk singular values).
     x: LowRank,
+    /// `||P_Omega(M)||_2` (the kicking start's scale).
+    norm2: f64,
+    /// The last `STALL_WINDOW` relative residuals since the (re)start.
+    recent: std::collections::VecDeque<f64>,
     tau: f64,
     delta: f64,
     cap: usize,
     seed: u64,
 }
+
+/// The paper's kicking start `Y^0 = k0 delta P_Omega(M)`, `k0 = ceil(tau /
+/// (delta ||P_Omega(M)||_2))`: the first iterates below the threshold are
+/// skipped.
+fn kicked_start(y: &[f64], norm2: f64, tau: f64, delta: f64) -> Vec<f64> {
+    let k0 = if norm2 > 0.0 { (tau / (delta * norm2)).ceil() } else { 0.0 };
+    y.iter().map(|&e| k0 * delta * e).collect()
+}
+
+/// The step a run with the default `delta` restarts with after diverging:
+/// half the last one, and `SAFE_DELTA` (within the theory's `delta < 2`)
+/// once that is below 2.
+fn backed_off(delta: f64) -> f64 {
+    if delta / 2.0 > SAFE_DELTA { delta / 2.0 } else { SAFE_DELTA }
+}
+
+/// A relative residual above this, twice that of the zero matrix, is an
+/// overshoot of a default step above 2: such a step may oscillate at this
+/// level for ever without growing (it is outside the theory's range), so
+/// the run starts over with a smaller one.
+const OVERSHOT_RESIDUAL: f64 = 2.0;
+
+/// Iterations in which a default step above 2 must halve the residual (an
+/// oscillating step neither converges nor grows).
+const STALL_WINDOW: usize = 50;
+
+/// The last step of the default's back-off (Theorem 4.2 needs `delta < 2`).
+const SAFE_DELTA: f64 = 1.9;
 
 /// The validated `svt` solver.
 #[derive(Clone, Debug)]
@@ -176,11 +215,10 @@ impl Solver for Svt {
         let tau = self.params.tau.unwrap_or(5.0 * ((m * n) as f64).sqrt() * size);
         let delta = self.params.delta.unwrap_or(1.2 * (m * n) as f64 / data.len() as f64);
         let norm2 = sigma_max(data, &y, seed)?;
-        let k0 = if norm2 > 0.0 { (tau / (delta * norm2)).ceil() } else { 0.0 };
-        let yk = y.iter().map(|&e| k0 * delta * e).collect();
+        let yk = kicked_start(&y, norm2, tau, delta);
         let x = LowRank::zero(m, n);
         let model = x.model(&off);
-        self.st = Some(State { off, y, norm_y, yk, x, tau, delta, cap, seed });
+        self.st = Some(State { off, y, norm_y, norm2, recent: Default::default(), yk, x, tau, delta, cap, seed });
         Ok(model)
     }
 
@@ -211,6 +249,31 @@ impl Solver for Svt {
         let rel = if st.norm_y > 0.0 { rsq.sqrt() / st.norm_y } else { rsq.sqrt() };
         // the iterates stay finite for a long time while the step overshoots:
         // a residual ten thousand times the data is a blow-up, not progress
+        // progress of a default step above 2: the residual halves within
+        // `STALL_WINDOW` iterations, or the step is too large
+        let stalled = st.recent.len() == STALL_WINDOW && st.recent.front().is_some_and(|&old| rel > 0.5 * old);
+        st.recent.push_back(rel);
+        if st.recent.len() > STALL_WINDOW {
+            st.recent.pop_front();
+        }
+        if (rel > OVERSHOT_RESIDUAL || stalled) && self.params.delta.is_none() && st.delta > SAFE_DELTA {
+            st.recent.clear();
+            // the paper's default step overshoots (few entries observed, or
+            // an uneven pattern): start over with a smaller one, down to the
+            // theory's range
+            st.delta = backed_off(st.delta);
+            st.yk = kicked_start(&st.y, st.norm2, st.tau, st.delta);
+            st.x = LowRank::zero(st.x.u.nrows(), st.x.v.nrows());
+            let rec = &mut state.record;
+            rec.values.insert("rel_residual".into(), 1.0);
+            rec.values.insert("tau".into(), st.tau);
+            rec.values.insert("delta".into(), st.delta);
+            rec.values.insert("z_rank".into(), 0.0);
+            rec.values.insert("restarted".into(), 1.0);
+            rec.objective = Some(0.0);
+            *model = st.x.model(&st.off);
+            return Ok(());
+        }
         if rel > DIVERGED_RESIDUAL {
             return Err(Error::Numerical(format!(
                 "svt diverged at iteration {}: the relative residual grew to {rel:.1e}; lower delta (now {:.3}; the \

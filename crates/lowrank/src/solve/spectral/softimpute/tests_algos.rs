@@ -215,12 +215,24 @@ fn svt_with_a_step_too_large_stops_with_an_error_naming_delta() {
     let cols: Vec<u32> = vec![0, 1, 2, 3, 4, 0, 5, 6, 7, 8, 9];
     let vals: Vec<f32> = vec![5.0, 3.0, 4.0, 1.0, 2.0, 5.0, 3.0, 2.0, 4.0, 5.0, 1.0];
     let data = Ratings::new(10, 10, rows, cols, vals).unwrap();
-    let e = Executor::new(SvtParams::default().check().unwrap(), &data).max_iters(200).run().unwrap_err();
+    let paper = 1.2 * 100.0 / 11.0;
+    let s = SvtParams { delta: Some(paper), ..Default::default() }.check().unwrap();
+    let e = Executor::new(s, &data).max_iters(200).run().unwrap_err();
     let msg = e.to_string();
     assert!(msg.contains("svt diverged") && msg.contains("lower delta"), "{msg}");
     // within the theory's range the same data converges (or stops) normally
     let s = SvtParams { delta: Some(1.0), ..Default::default() }.check().unwrap();
     assert!(Executor::new(s, &data).max_iters(200).run().is_ok());
+    // the default (that same step) starts over with smaller ones, down to
+    // 1.9, and converges: every observed entry fitted to the tolerance
+    let fit = Executor::new(SvtParams::default().check().unwrap(), &data).max_iters(2000).run().unwrap();
+    assert_eq!(fit.termination, crate::solve::Termination::Converged, "{} iterations", fit.iterations);
+    let deltas: Vec<f64> = fit.history.iter().map(|r| r.values["delta"]).collect();
+    assert!((deltas[0] - paper).abs() < 1e-12 && *deltas.last().unwrap() < 2.0, "{deltas:?}");
+    assert!(deltas.windows(2).all(|w| w[1] <= w[0]), "the step only shrinks: {deltas:?}");
+    use crate::metrics::Predict;
+    let worst = data.iter().map(|(i, j, v)| (fit.model.predict(i, j) - v as f64).abs()).fold(0.0, f64::max);
+    assert!(worst < 1e-3 * 5.0, "largest residual {worst}");
 }
 
 #[test]
