@@ -285,7 +285,10 @@ impl Solver for SoftImputeAls {
         let z = LowRank::read(&mut r, st.z.u.nrows(), st.z.v.nrows())?;
         st.off.read(&mut r)?;
         r.done()?;
-        st.finished = finished;
+        // a lambda given now takes effect (from the checkpoint's iterate)
+        let given = self.params.lambda.is_some() || self.params.lambda_frac.is_some();
+        let (path, retargeted) = path.resumed(&st.path, given);
+        st.finished = finished && !retargeted;
         st.path = path;
         st.z = z;
         st.res.clear();

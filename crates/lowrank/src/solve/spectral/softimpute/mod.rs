@@ -558,6 +558,20 @@ impl PathState {
         ensure!(stage < lambdas.len(), "the checkpoint's path stage is out of range");
         Ok(PathState { lambdas, lambda_max, stage, stage_iter })
     }
+
+    /// The path a resumed run follows: the checkpoint's (`self`), unless the
+    /// settings now `given` (`lambda` or `lambda_frac`) make another target
+    /// than its last `lambda`; then that target (of `fresh`, the path the
+    /// settings make on this data), warm-started from the checkpoint's
+    /// iterate. Returns whether the target changed.
+    fn resumed(self, fresh: &PathState, given: bool) -> (PathState, bool) {
+        let (was, now) = (self.lambdas[self.lambdas.len() - 1], fresh.lambdas[fresh.lambdas.len() - 1]);
+        if given && (was - now).abs() > 1e-12 * was.abs().max(now.abs()) {
+            (PathState { lambdas: vec![now], lambda_max: self.lambda_max, stage: 0, stage_iter: 0 }, true)
+        } else {
+            (self, false)
+        }
+    }
 }
 
 /// The target `lambda` from the absolute or relative setting.

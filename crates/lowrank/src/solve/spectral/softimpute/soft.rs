@@ -284,7 +284,9 @@ impl Solver for SoftImpute {
         st.off.read(&mut r)?;
         r.done()?;
         st.seed = seed;
-        st.path = path;
+        // a lambda given now takes effect (from the checkpoint's iterate)
+        let given = self.params.lambda.is_some() || self.params.lambda_frac.is_some();
+        st.path = path.resumed(&st.path, given).0;
         st.z = z;
         // the residual depends on the data: recomputed by the next step
         st.res.clear();

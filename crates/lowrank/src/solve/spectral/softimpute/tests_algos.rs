@@ -389,3 +389,41 @@ fn checkpoint_resume_equals_straight_run_for_every_algorithm() {
         assert_eq!(straight.history.last().unwrap().objective, resumed.history.last().unwrap().objective, "{algo}");
     }
 }
+
+/// A `lambda` given on resume takes effect (it used to be ignored while the
+/// summary echoed it): the resumed run ends at the new `lambda`, at the
+/// same solution as a straight run at it (the problem is convex and both
+/// runs converge, so the two solutions agree to the tolerance's order).
+#[test]
+fn a_lambda_given_on_resume_takes_effect() {
+    let p = planted_completion(20, 2, 200, 4).unwrap();
+    let ds = Dataset::Ratings(p.observed);
+    let dir = tempfile::tempdir().unwrap();
+    for algo in ["softimpute", "softimpute-als"] {
+        let ck = dir.path().join(format!("{algo}.ckpt"));
+        let fit = |lambda: f64, epochs: usize, ckpt: Option<bool>| {
+            let mut req = FitRequest::new(algo, &ds).set("rank", 6).set("lambda", lambda).set("tol", 1e-10);
+            req.epochs = Some(epochs);
+            req.seed = 3;
+            if let Some(resume) = ckpt {
+                req.checkpoint = Some((ck.clone(), 1));
+                req.resume = resume;
+            }
+            registry::fit(req).unwrap()
+        };
+        let straight = fit(2.0, 3000, None);
+        let _ = fit(8.0, 3, Some(false));
+        let resumed = fit(2.0, 3000, Some(true));
+        for f in [&straight, &resumed] {
+            assert_eq!(f.termination, crate::solve::Termination::Converged, "{algo}");
+            assert_eq!(f.history.last().unwrap().values["lambda"], 2.0, "{algo}");
+        }
+        let (FittedModel::Factor(a), FittedModel::Factor(b)) = (&straight.model, &resumed.model) else {
+            panic!("{algo}: not a factor model");
+        };
+        use crate::metrics::Predict;
+        let db = Mat::from_fn(20, 20, |i, j| b.predict(i, j));
+        let diff = relative_error(a, &db);
+        assert!(diff < 1e-4, "{algo}: resumed at the new lambda differs from a straight run by {diff:e}");
+    }
+}
