@@ -198,11 +198,31 @@ fn inner(x: &SvdFactors, y: &SvdFactors) -> f64 {
     t
 }
 
-/// `||X - Y||_F` for two iterates in SVD form (orthonormal factors).
+/// `||X - Y||_F` for two iterates in SVD form, to about `eps ||X||`. The
+/// expansion `||X||^2 + ||Y||^2 - 2 <X, Y>` (`O((m + n) r_x r_y)`) has an
+/// absolute error of `eps ||X||^2`: it serves while the distance is above
+/// `1e-6 ||X||` (then within `5e-5` relative); below, where it cancels
+/// down to `sqrt(eps) ||X||` (and so hid the convergence of `pgd-nuclear`
+/// below about `1e-8` relative), the distance is `||A R^T||_F` for `X - Y =
+/// A B^T`, `A = [U_x S_x, -U_y S_y]`, `B = [V_x, V_y] = Q R`
+/// (`O((m + n) (r_x + r_y)^2)`).
 fn frob_dist(x: &SvdFactors, y: &SvdFactors) -> f64 {
+    let (m, n) = (x.u.nrows(), x.v.nrows());
+    let (rx, ry) = (x.s.len(), y.s.len());
+    if rx + ry == 0 {
+        return 0.0;
+    }
     let nx: f64 = x.s.iter().map(|s| s * s).sum();
     let ny: f64 = y.s.iter().map(|s| s * s).sum();
-    (nx + ny - 2.0 * inner(x, y)).max(0.0).sqrt()
+    let cheap = (nx + ny - 2.0 * inner(x, y)).max(0.0).sqrt();
+    if cheap > 1e-6 * nx.max(ny).sqrt() {
+        return cheap;
+    }
+    let b = Mat::from_fn(n, rx + ry, |j, t| if t < rx { x.v[(j, t)] } else { y.v[(j, t - rx)] });
+    let (_, r) = super::svd::thin_qr(b.as_ref());
+    let a =
+        Mat::from_fn(m, rx + ry, |i, t| if t < rx { x.u[(i, t)] * x.s[t] } else { -y.u[(i, t - rx)] * y.s[t - rx] });
+    pmul(a.as_ref(), r.transpose()).norm_l2()
 }
 
 /// The balanced factor model `(U sqrt(s), V sqrt(s))` plus the offset `mean`.
@@ -1483,6 +1503,34 @@ mod tests {
                 assert!(r.values["nuclear_norm"] <= 0.8 * (1.0 + 1e-9));
             }
         }
+    }
+
+    /// `frob_dist` against the dense difference, for iterates far apart and
+    /// for nearly equal ones (where the old expansion through `<X, Y>` was
+    /// off by `sqrt(eps) ||X||`), and for iterates of different ranks.
+    #[test]
+    fn frob_dist_is_accurate_for_nearly_equal_iterates() {
+        let svd_of = |a: &Mat<f64>| {
+            let sv = thin_svd(a.as_ref()).unwrap();
+            SvdFactors { u: sv.u, s: sv.s, v: sv.v }
+        };
+        let a = &randm(3, 30, 4) * randm(4, 20, 4).transpose();
+        for (scale, rank_b) in [(1.0, 4), (1e-9, 4), (1e-12, 4), (1e-3, 2)] {
+            let mut b = &a + scale * (&randm(5, 30, rank_b) * randm(6, 20, rank_b).transpose());
+            if rank_b == 2 {
+                b = &randm(7, 30, 2) * randm(8, 20, 2).transpose();
+            }
+            let (x, y) = (svd_of(&a), svd_of(&b));
+            // the dense difference of the two factored forms (not of a, b:
+            // their SVDs carry their own rounding)
+            let want = (dense_of(&x) - dense_of(&y)).norm_l2();
+            let got = frob_dist(&x, &y);
+            let norm = a.norm_l2();
+            assert!((got - want).abs() <= 1e-13 * norm, "scale {scale}: {got:e} vs {want:e} (|X| {norm})");
+        }
+        let x = svd_of(&a);
+        assert!(frob_dist(&x, &x) <= 1e-14 * a.norm_l2());
+        assert_eq!(frob_dist(&zero_iterate(30, 20), &zero_iterate(30, 20)), 0.0);
     }
 
     /// A step size so small that the step cannot move the iterate used to
