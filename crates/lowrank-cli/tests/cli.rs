@@ -256,6 +256,46 @@ fn fit_json_contract_and_model_round_trip() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let e: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!((e["rmse"].as_f64().unwrap() - test_rmse).abs() < 1e-9, "{e} vs {test_rmse}");
+    // ... and so it does by default, for clipping and uncentred algorithms
+    // alike (the model keeps the fit's clipping range and its prediction for
+    // unseen ids, the training mean); --no-clip scores the raw predictions
+    let test_with_unseen = p.join("unseen.tsv");
+    let mut text = std::fs::read_to_string(p.join("r.test.tsv")).unwrap();
+    text.push_str("new-user\t0\t3\n0\tnew-item\t5\n");
+    std::fs::write(&test_with_unseen, text).unwrap();
+    for algo in ["als", "svt", "nmf", "hard-impute"] {
+        let model = p.join(format!("{algo}.safetensors"));
+        let out = lowrank()
+            .args(["fit", "--algo", algo, "--rank", "3", "--epochs", "20", "--json", "-q", "--data"])
+            .arg(p.join("r.tsv"))
+            .arg("--test")
+            .arg(&test_with_unseen)
+            .arg("--save-model")
+            .arg(&model)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{algo}: {}", String::from_utf8_lossy(&out.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let eval = |extra: &[&str]| {
+            let out = lowrank()
+                .args(["eval", "--json"])
+                .args(extra)
+                .arg("--model")
+                .arg(&model)
+                .arg("--data")
+                .arg(&test_with_unseen)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{algo}: {}", String::from_utf8_lossy(&out.stderr));
+            serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+        };
+        let e = eval(&[]);
+        assert_eq!(e["unseen"], 2, "{algo}: {e}");
+        let (got, want) = (e["rmse"].as_f64().unwrap(), v["test_rmse"].as_f64().unwrap());
+        assert!((got - want).abs() < 1e-9, "{algo}: eval {got} vs fit {want}");
+        let raw = eval(&["--no-clip"])["rmse"].as_f64().unwrap();
+        assert!(raw >= got - 1e-12, "{algo}: clipping to the data's range cannot hurt: {raw} < {got}");
+    }
     // recommend for a known user, excluding seen items
     let out = lowrank()
         .args(["recommend", "--user", "0", "-n", "5", "--json", "--model"])

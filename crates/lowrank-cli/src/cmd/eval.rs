@@ -23,9 +23,14 @@ pub struct EvalArgs {
     pub data: PathBuf,
     #[command(flatten)]
     read: super::ReadArgs,
-    /// Clip predictions to this range, e.g. 1,5 (default: no clipping).
-    #[arg(long, value_delimiter = ',')]
+    /// Clip predictions to this range, e.g. 1,5 (default: the range the fit
+    /// clipped to, saved with the model by the rating algorithms, so that
+    /// eval scores as `fit --test` did; none for the others).
+    #[arg(long, value_delimiter = ',', conflicts_with = "no_clip")]
     pub clip: Option<Vec<f64>>,
+    /// Score the raw predictions, without the model's saved clipping range.
+    #[arg(long)]
+    pub no_clip: bool,
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -45,6 +50,7 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
     let (n, unseen, rmse, mae) = match lowrank::model::load_any(&a.model)? {
         ModelFile::Factor(model) => {
             let data = lowrank::io::read_ratings(&a.data, &opts)?;
+            let clip = if a.no_clip { None } else { clip.or(model.clip) };
             eval_factor(&model, &data, clip)?
         }
         ModelFile::Dense(x) => {
@@ -125,7 +131,8 @@ fn shape_error(a: &EvalArgs, model: (usize, usize), data: (usize, usize)) -> low
 }
 
 /// Evaluate a factor model on ratings matched by external ids; entries with
-/// an unseen user or item are predicted by the model's global mean.
+/// an unseen user or item are predicted as the fit's scores did (the
+/// training mean, saved with the model; the global mean for older files).
 fn eval_factor(
     model: &FactorModel,
     data: &lowrank::Ratings,
@@ -134,7 +141,7 @@ fn eval_factor(
     // express the model's id space as ratings to align the test set
     let ids_only = lowrank::Ratings::with_ids(vec![], vec![], vec![], model.row_ids.clone(), model.col_ids.clone())?;
     let mut t = TestSet::new(&ids_only, data);
-    let mu = model.global_mean;
+    let mu = model.unseen_value.unwrap_or(model.global_mean);
     let (mut sq, mut ab) = (0.0, 0.0);
     if t.unseen > 0 {
         let mut rm = model.row_ids.clone();

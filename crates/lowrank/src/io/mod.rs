@@ -308,10 +308,12 @@ fn detect_with(name: &str, head: &[u8], triplet_ids: bool) -> Format {
     // happens to start with two integers (`1,2,3` then `4.5,0.2,1`) is not
     // a triplet file whose later ids are `4.5`
     let ids_like = |l: &[String]| l.len() < 2 || (id_like(&l[0]) && id_like(&l[1]));
-    // (and a missing cell on any of them makes a dense matrix, as on the first)
+    // (and a missing cell in an id position makes a dense matrix; one in the
+    // value position is left to the triplet reader, which refuses a NaN
+    // rating with its line)
     let later_ids_like = lines.take(20).all(|l| {
         let f = split(l);
-        ids_like(&f) && !f.iter().any(|s| is_missing(s))
+        ids_like(&f) && !f.iter().take(2).any(|s| is_missing(s))
     });
     if data_line.len() >= 3 && ids_like(&data_line) && later_ids_like {
         if lower.ends_with(".csv") && !f.iter().all(|s| is_num(s)) && f[0].eq_ignore_ascii_case("userid") {
@@ -635,6 +637,8 @@ mod tests {
         assert_eq!(detect("a.csv", b"1,2,3\n4,5,6\n7,8,9\n"), Format::Triplets);
         assert_eq!(detect("a.csv", b"1,2,3\n4,NA,6\n7,8,9\n"), Format::Dense);
         assert_eq!(detect("a.csv", b"1,2,3\n4,,6\n7,8,9\n"), Format::Dense);
+        // a NaN rating stays a triplet line (and its reader's error)
+        assert_eq!(detect("a.tsv", b"1\t2\t3\n4\t5\tnan\n"), Format::Triplets);
         assert_eq!(detect("a.csv", b"user,item,rating\n1,2,3\nalice,bob,4\n"), Format::Triplets);
         assert_eq!(detect("a.csv", b"u,i,r\na,x1,3\n99999999999999999999999,x1,4\n"), Format::Triplets);
     }

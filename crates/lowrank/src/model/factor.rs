@@ -38,6 +38,14 @@ pub struct FactorModel {
     pub solver: String,
     /// The solver's parameters (for the record).
     pub params: Value,
+    /// The range the fit clipped the predictions it scored to (the training
+    /// values' `(min, max)`; the rating algorithms do), so that `lowrank
+    /// eval` scores the saved model as the fit did; `None`: no clipping.
+    /// [`Predict::predict`] does not apply it.
+    pub clip: Option<(f64, f64)>,
+    /// The prediction the fit's scoring gave an entry whose row or column
+    /// it had not seen (the training mean); `None`: `global_mean`.
+    pub unseen_value: Option<f64>,
 }
 
 impl FactorModel {
@@ -54,6 +62,8 @@ impl FactorModel {
             col_ids: IdMap::identity(ncols),
             solver: String::new(),
             params: Value::Null,
+            clip: None,
+            unseen_value: None,
         }
     }
 

@@ -4,7 +4,9 @@
 //! `safetensors.numpy.load_file(path)` (the arrays) and
 //! `safetensors.safe_open(path, "np").metadata()` (a string map: `format`,
 //! `format_version`, `kind`, `solver`, `params` as JSON, `global_mean`,
-//! `row_ids` and `col_ids` as JSON arrays of strings).
+//! `row_ids` and `col_ids` as JSON arrays of strings, and, when the fit
+//! used them, `clip` (`lo,hi`: the range its scores clipped predictions to)
+//! and `unseen_value` (its prediction for an unseen row or column)).
 //!
 //! Arrays: `user_factors` (`m x k`, f32), `item_factors` (`n x k`, f32),
 //! optional `user_bias` (`m`), `item_bias` (`n`); a dense model has `x`
@@ -115,6 +117,12 @@ pub(crate) fn factor_to_bytes(m: &FactorModel) -> Result<Vec<u8>> {
     meta.insert("rank".into(), m.rank.to_string());
     meta.insert("row_ids".into(), ids_json(&m.row_ids));
     meta.insert("col_ids".into(), ids_json(&m.col_ids));
+    if let Some((lo, hi)) = m.clip {
+        meta.insert("clip".into(), format!("{lo:?},{hi:?}"));
+    }
+    if let Some(u) = m.unseen_value {
+        meta.insert("unseen_value".into(), format!("{u:?}"));
+    }
     let mut t = vec![
         ("user_factors".to_string(), Dtype::F32, vec![m.nrows(), m.rank], f32_bytes(&m.u)),
         ("item_factors".to_string(), Dtype::F32, vec![m.ncols(), m.rank], f32_bytes(&m.v)),
@@ -193,6 +201,25 @@ pub(crate) fn from_bytes(bytes: &[u8], origin: &str) -> Result<ModelFile> {
                 None => 0.0,
                 Some(s) => s.parse().map_err(|_| bad(format!("global_mean '{s}' is not a number")))?,
             };
+            let number = |key: &str, s: &str| -> Result<f64> {
+                s.trim()
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|x| x.is_finite())
+                    .ok_or_else(|| bad(format!("{key} '{s}' is not a finite number")))
+            };
+            let clip = match meta.get("clip") {
+                None => None,
+                Some(s) => {
+                    let (lo, hi) = s.split_once(',').ok_or_else(|| bad(format!("clip '{s}' is not 'lo,hi'")))?;
+                    let (lo, hi) = (number("clip", lo)?, number("clip", hi)?);
+                    if lo > hi {
+                        return Err(bad(format!("clip '{s}': lo > hi")));
+                    }
+                    Some((lo, hi))
+                }
+            };
+            let unseen_value = meta.get("unseen_value").map(|s| number("unseen_value", s)).transpose()?;
             let (u, v) = (f32s(&ub), f32s(&vb));
             let all_finite = |x: &[f32]| x.iter().all(|t| t.is_finite());
             if !global_mean.is_finite()
@@ -218,6 +245,8 @@ pub(crate) fn from_bytes(bytes: &[u8], origin: &str) -> Result<ModelFile> {
                 col_ids,
                 solver: meta.get("solver").cloned().unwrap_or_default(),
                 params,
+                clip,
+                unseen_value,
             }))
         }
         Some("dense") => {
@@ -293,6 +322,11 @@ mod tests {
         m.save(&p).unwrap();
         let back = FactorModel::load(&p).unwrap();
         assert_eq!(back, m);
+        // the fit's scoring conventions round-trip exactly
+        let mut scored = m.clone();
+        (scored.clip, scored.unseen_value) = (Some((1.0, 5.0)), Some(3.0 + 1.0 / 3.0));
+        scored.save(&p).unwrap();
+        assert_eq!(FactorModel::load(&p).unwrap(), scored);
         std::fs::write(&p, b"garbage").unwrap();
         assert!(FactorModel::load(&p).is_err());
         assert!(FactorModel::load(&dir.path().join("missing")).is_err());

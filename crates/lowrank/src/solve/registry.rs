@@ -490,6 +490,9 @@ where
     model.col_ids = train.col_ids.clone();
     model.solver = algo.clone();
     model.params = Value::Object(params.clone());
+    // how the scores below treat predictions, kept for `lowrank eval`
+    model.clip = range;
+    model.unseen_value = Some(train.mean());
     let mut summary = Map::new();
     summary.insert("algo".into(), json!(algo));
     summary.insert("rank".into(), json!(model.rank));
