@@ -548,6 +548,47 @@ fn tensor_text_format_and_eval_of_cp_and_dense_models() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // a dense model fit to triplets keeps their ids: rows '1' and '3' (no
+    // '2') are rows 0 and 1 of the model, and a test entry of row '2' is
+    // unseen, with or without --ids (it used to be scored with row '3''s
+    // value under --ids one-based); eval agrees with fit --test
+    let gap = write(p, "gap.tsv", b"1\t1\t1\n1\t2\t2\n3\t1\t10\n3\t2\t20\n");
+    let gap_test = write(p, "gap.test.tsv", b"2\t1\t5\n3\t2\t20\n");
+    let gm = p.join("gap.safetensors");
+    let out = lowrank()
+        .args(["fit", "--algo", "nuclear-min", "--json", "-q", "--data"])
+        .arg(&gap)
+        .arg("--test")
+        .arg(&gap_test)
+        .arg("--save-model")
+        .arg(&gm)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let fit: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for ids in [&[][..], &["--ids", "one-based"][..]] {
+        let out = lowrank()
+            .args(["eval", "--json"])
+            .args(ids)
+            .arg("--model")
+            .arg(&gm)
+            .arg("--data")
+            .arg(&gap_test)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{ids:?}: {}", String::from_utf8_lossy(&out.stderr));
+        let e: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!((e["n"].as_u64(), e["unseen"].as_u64()), (Some(2), Some(1)), "{ids:?}: {e}");
+        // the unseen entry gets the training mean 8.25 (error 3.25), the seen one 20 within eps 1e-3
+        let want = ((3.25f64 * 3.25) / 2.0).sqrt();
+        let got = e["rmse"].as_f64().unwrap();
+        assert!((got - want).abs() < 1e-3, "{ids:?}: {got} vs {want}");
+        assert!(
+            (got - fit["test_rmse"].as_f64().unwrap()).abs() < 1e-12,
+            "{ids:?}: eval {got} vs fit {}",
+            fit["test_rmse"]
+        );
+    }
 }
 
 #[test]

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::Args;
 use lowrank::FactorModel;
 use lowrank::io::Dataset;
-use lowrank::model::{DenseModel, ModelFile};
+use lowrank::model::ModelFile;
 use lowrank::solve::registry::TestSet;
 use serde_json::json;
 
@@ -36,10 +36,11 @@ pub struct EvalArgs {
     pub json: bool,
 }
 
-/// `lowrank eval`: factor models are matched by external ids; a dense model
-/// (e.g. `nuclear-min`) by position, so its data must be a dense matrix of the
-/// model's shape (NaN = missing) or triplets read with `--ids zero-based` /
-/// `one-based`; a CP model needs a tensor of the model's shape.
+/// `lowrank eval`: factor models are matched by external ids; so is a dense
+/// model (e.g. `nuclear-min`) fit to ratings (it keeps their ids); one fit
+/// to a dense matrix is matched by position, so its data must be a dense
+/// matrix of the model's shape (NaN = missing) or triplets read with `--ids
+/// zero-based` / `one-based`; a CP model needs a tensor of the model's shape.
 pub fn run(a: EvalArgs) -> anyhow::Result<()> {
     let clip = match a.clip.as_deref() {
         None => None,
@@ -53,7 +54,8 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
             let clip = if a.no_clip { None } else { clip.or(model.clip) };
             eval_factor(&model, &data, clip)?
         }
-        ModelFile::Dense(x) => {
+        ModelFile::Dense(dm) => {
+            let x = &dm.x;
             let data = match lowrank::io::load(&a.data, &opts)? {
                 Dataset::Dense(d) => {
                     if d.shape() != x.shape() {
@@ -62,9 +64,16 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
                     lowrank::data::dense::ratings_from_masked(&d)?
                 }
                 Dataset::Ratings(r) => {
+                    // fit to ratings: the model knows their ids, and entries are matched by id
+                    if let Some((rows, cols)) = &dm.ids {
+                        let fallback = dm.unseen_value.unwrap_or(0.0);
+                        let result = eval_by_ids(&dm, rows, cols, fallback, &r, clip)?;
+                        return print_eval(&a, result);
+                    }
                     if opts.ids == lowrank::io::IdMode::Map {
                         return Err(lowrank::Error::invalid(format!(
-                            "{}: a dense model is indexed by position; pass a dense matrix, or read triplets with --ids zero-based or --ids one-based",
+                            "{}: this dense model was fit to a dense matrix and is indexed by position; pass a dense \
+                             matrix, or read triplets whose ids are positions with --ids zero-based or --ids one-based",
                             a.model.display()
                         ))
                         .into());
@@ -82,9 +91,8 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
                     .into());
                 }
             };
-            let model = DenseModel { x };
             let t = TestSet::new(&data, &data);
-            let (r, m) = t.evaluate(&model, clip);
+            let (r, m) = t.evaluate(&dm, clip);
             (t.total, 0, r, m)
         }
         ModelFile::Cp(model) => {
@@ -108,6 +116,11 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
         }
         _ => return Err(lowrank::Error::invalid("unsupported model kind").into()),
     };
+    print_eval(&a, (n, unseen, rmse, mae))
+}
+
+/// Print `(entries, unseen, rmse, mae)`, as JSON with `--json`.
+fn print_eval(a: &EvalArgs, (n, unseen, rmse, mae): (usize, usize, f64, f64)) -> anyhow::Result<()> {
     let out = json!({"model": a.model.display().to_string(), "data": a.data.display().to_string(),
         "n": n, "unseen": unseen, "rmse": rmse, "mae": mae});
     if a.json {
@@ -138,14 +151,29 @@ fn eval_factor(
     data: &lowrank::Ratings,
     clip: Option<(f64, f64)>,
 ) -> anyhow::Result<(usize, usize, f64, f64)> {
+    let fallback = model.unseen_value.unwrap_or(model.global_mean);
+    eval_by_ids(model, &model.row_ids, &model.col_ids, fallback, data, clip)
+}
+
+/// Evaluate a model whose rows and columns carry the ids `rows`, `cols` on
+/// ratings matched by those ids; an entry with an unseen user or item is
+/// predicted as `fallback`.
+fn eval_by_ids<P: lowrank::metrics::Predict + ?Sized>(
+    model: &P,
+    rows: &lowrank::IdMap,
+    cols: &lowrank::IdMap,
+    fallback: f64,
+    data: &lowrank::Ratings,
+    clip: Option<(f64, f64)>,
+) -> anyhow::Result<(usize, usize, f64, f64)> {
     // express the model's id space as ratings to align the test set
-    let ids_only = lowrank::Ratings::with_ids(vec![], vec![], vec![], model.row_ids.clone(), model.col_ids.clone())?;
+    let ids_only = lowrank::Ratings::with_ids(vec![], vec![], vec![], rows.clone(), cols.clone())?;
     let mut t = TestSet::new(&ids_only, data);
-    let mu = model.unseen_value.unwrap_or(model.global_mean);
+    let mu = fallback;
     let (mut sq, mut ab) = (0.0, 0.0);
     if t.unseen > 0 {
-        let mut rm = model.row_ids.clone();
-        let mut cm = model.col_ids.clone();
+        let mut rm = rows.clone();
+        let mut cm = cols.clone();
         for (i, j, v) in data.iter() {
             if rm.lookup(&data.row_ids.id(i)).is_none() || cm.lookup(&data.col_ids.id(j)).is_none() {
                 sq += (v as f64 - mu).powi(2);

@@ -72,7 +72,7 @@ fn matrix_panels(run: &std::path::Path) -> anyhow::Result<Vec<plot::Panel>> {
             panels.push(("U".to_string(), m.u_dense()));
             panels.push(("V^T".to_string(), m.v_dense().transpose().to_owned()));
         }
-        lowrank::model::ModelFile::Dense(x) => panels.push(("reconstruction".to_string(), x)),
+        lowrank::model::ModelFile::Dense(m) => panels.push(("reconstruction".to_string(), m.x)),
         _ => return Err(lowrank::Error::invalid("unsupported model kind for heatmaps").into()),
     }
     Ok(panels)

@@ -20,7 +20,7 @@ use std::path::Path;
 use faer::Mat;
 use safetensors::tensor::{Dtype, TensorView};
 
-use super::FactorModel;
+use super::{DenseModel, FactorModel};
 use crate::data::IdMap;
 use crate::error::{Error, Result};
 
@@ -35,7 +35,7 @@ pub enum ModelFile {
     /// A factor model.
     Factor(FactorModel),
     /// A dense matrix model.
-    Dense(Mat<f64>),
+    Dense(DenseModel),
     /// A CP tensor model (`cp-als`).
     Cp(crate::solve::tensor::CpModel),
 }
@@ -136,7 +136,8 @@ pub(crate) fn factor_to_bytes(m: &FactorModel) -> Result<Vec<u8>> {
     serialize(t, meta)
 }
 
-pub(crate) fn dense_to_bytes(x: &Mat<f64>) -> Result<Vec<u8>> {
+pub(crate) fn dense_to_bytes(model: &DenseModel) -> Result<Vec<u8>> {
+    let x = &model.x;
     let (m, n) = (x.nrows(), x.ncols());
     let mut data = Vec::with_capacity(m * n * 8);
     for i in 0..m {
@@ -144,7 +145,15 @@ pub(crate) fn dense_to_bytes(x: &Mat<f64>) -> Result<Vec<u8>> {
             data.extend_from_slice(&x[(i, j)].to_le_bytes());
         }
     }
-    serialize(vec![("x".into(), Dtype::F64, vec![m, n], data)], base_meta("dense"))
+    let mut meta = base_meta("dense");
+    if let Some((rows, cols)) = &model.ids {
+        meta.insert("row_ids".into(), ids_json(rows));
+        meta.insert("col_ids".into(), ids_json(cols));
+    }
+    if let Some(u) = model.unseen_value {
+        meta.insert("unseen_value".into(), format!("{u:?}"));
+    }
+    serialize(vec![("x".into(), Dtype::F64, vec![m, n], data)], meta)
 }
 
 /// Parse model bytes; `origin` names the file in error messages.
@@ -263,7 +272,35 @@ pub(crate) fn from_bytes(bytes: &[u8], origin: &str) -> Result<ModelFile> {
                     "the model holds NaN or infinite numbers (a damaged file, or one saved after divergence)".into(),
                 ));
             }
-            Ok(ModelFile::Dense(Mat::from_fn(s[0], s[1], |i, j| v[i * s[1] + j])))
+            let x = Mat::from_fn(s[0], s[1], |i, j| v[i * s[1] + j]);
+            let ids = match (meta.get("row_ids"), meta.get("col_ids")) {
+                (Some(r), Some(c)) => {
+                    let (rows, cols) = (ids_from_json(r, "row ids", origin)?, ids_from_json(c, "column ids", origin)?);
+                    if (rows.len(), cols.len()) != (s[0], s[1]) {
+                        return Err(bad(format!(
+                            "{} row ids and {} column ids for a {} x {} matrix",
+                            rows.len(),
+                            cols.len(),
+                            s[0],
+                            s[1]
+                        )));
+                    }
+                    Some((rows, cols))
+                }
+                (None, None) => None,
+                _ => return Err(bad("row ids without column ids, or the reverse".into())),
+            };
+            let unseen_value = match meta.get("unseen_value") {
+                None => None,
+                Some(u) => Some(
+                    u.trim()
+                        .parse::<f64>()
+                        .ok()
+                        .filter(|x| x.is_finite())
+                        .ok_or_else(|| bad(format!("unseen_value '{u}' is not a finite number")))?,
+                ),
+            };
+            Ok(ModelFile::Dense(DenseModel { x, ids, unseen_value }))
         }
         Some("cp") => {
             let m = crate::solve::tensor::CpModel::from_bytes_named(bytes, origin)?;

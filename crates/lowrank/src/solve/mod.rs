@@ -720,7 +720,7 @@ mod context_tests {
             "failing"
         }
         fn init(&mut self, data: &crate::Ratings, _rng: &mut Rng) -> Result<DenseModel> {
-            Ok(DenseModel { x: faer::Mat::zeros(data.nrows(), data.ncols()) })
+            Ok(DenseModel::new(faer::Mat::zeros(data.nrows(), data.ncols())))
         }
         fn step(&mut self, _: &crate::Ratings, _: &mut DenseModel, state: &mut IterState) -> Result<()> {
             if state.iteration == 1 {

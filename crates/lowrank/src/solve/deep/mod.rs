@@ -218,6 +218,8 @@ where
     let algo = req.algo.clone();
     let params = req.params.clone();
     let (seed, threads) = (req.seed, req.threads);
+    // ratings carry ids: the saved model keeps them (a dense input is positional)
+    let with_ids = matches!(req.train, crate::io::Dataset::Ratings(_));
     let ex = req.executor(solver, train, iters);
     let fit: Fit<S::Model> = ex.run()?;
     let e = e2e(&fit.model);
@@ -259,7 +261,10 @@ where
     s.insert("n_train".into(), json!(train.len()));
     insert_run_summary(&mut s, fit.seconds, &fit.termination, threads, seed, params);
     Ok(FitOutcome {
-        model: FittedModel::Dense(crate::model::DenseModel { x: e }),
+        model: FittedModel::Dense({
+            let m = crate::model::DenseModel::new(e);
+            if with_ids { m.labelled(train) } else { m }
+        }),
         summary: s,
         history: fit.history,
         termination: fit.termination,

@@ -250,7 +250,7 @@ impl DeepModel {
 
     /// The end-to-end matrix as a [`DenseModel`].
     pub fn to_dense(&self) -> DenseModel {
-        DenseModel { x: self.end_to_end() }
+        DenseModel::new(self.end_to_end())
     }
 }
 

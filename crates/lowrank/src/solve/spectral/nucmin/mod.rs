@@ -981,7 +981,7 @@ impl Solver for NuclearMinSolver {
             gamma: 1.0 / (1.0 + rho),
             seed,
         };
-        let model = DenseModel { x: dense_of(&p, &st) };
+        let model = DenseModel::new(dense_of(&p, &st));
         self.st = Some((p, st));
         Ok(model)
     }
@@ -1198,6 +1198,8 @@ fn run_on<'a>(mut req: FitRequest<'a>, solver: NuclearMinSolver, train: &'a Rati
     let (test, truth) = eval_sets(&req, train)?;
     let (seed, threads, algo, params, eval_every) =
         (req.seed, req.threads, req.algo.clone(), req.params.clone(), req.eval_every);
+    // ratings carry ids: the saved model keeps them (a dense input is positional)
+    let with_ids = matches!(req.train, crate::io::Dataset::Ratings(_));
     let mut ex = req.executor(solver, train, 500);
     if test.is_some() || truth.is_some() {
         let (t2, w2) = (test.clone(), truth.clone());
@@ -1238,6 +1240,7 @@ fn run_on<'a>(mut req: FitRequest<'a>, solver: NuclearMinSolver, train: &'a Rati
     s.insert("inner_iters".into(), json!(inner as u64));
     s.insert("n_train".into(), json!(train.len()));
     insert_run_summary(&mut s, fit.seconds, &fit.termination, threads, seed, params);
+    let model = if with_ids { model.labelled(train) } else { model };
     Ok(FitOutcome { model: FittedModel::Dense(model), summary: s, history: fit.history, termination: fit.termination })
 }
 

@@ -72,7 +72,7 @@ fn rank_one_planted_is_recovered_exactly() {
     assert!(e.len() >= 70, "{}", e.len());
     let res =
         nuclear_norm_min(&ratings(12, 10, &e), NuclearMin { eps: 1e-7, tol: 1e-7, ..Default::default() }, 300).unwrap();
-    let err = relative_error(&DenseModel { x: res.x.clone() }, &w);
+    let err = relative_error(&DenseModel::new(res.x.clone()), &w);
     assert!(res.converged, "{:?}", res.certificate);
     assert!(err < 1e-5, "relative error {err}");
     assert_eq!(res.certificate.rank, 1);
@@ -165,7 +165,7 @@ fn recovers_planted_low_rank_and_satisfies_constraints() {
     let tol = 1e-5;
     let res = nuclear_norm_min(&p.observed, NuclearMin { tol, ..Default::default() }, 500).unwrap();
     let c = &res.certificate;
-    let err = relative_error(&DenseModel { x: res.x.clone() }, &p.truth);
+    let err = relative_error(&DenseModel::new(res.x.clone()), &p.truth);
     assert!(res.converged, "{c:?}");
     assert!(c.violation <= tol * 4.0);
     assert!(c.rel_gap.abs() <= tol);
@@ -200,7 +200,7 @@ fn exact_recovery_is_certified_in_one_step_from_the_interpolant() {
     assert!((bound - c.dual).abs() <= 1e-9 * c.dual, "{bound} vs {}", c.dual);
     assert!(nuc(&res.x) <= bound * (1.0 + tol), "{} vs {bound}", nuc(&res.x));
     // the truth, to the precision of the f32 data
-    let err = relative_error(&DenseModel { x: res.x.clone() }, &p.truth);
+    let err = relative_error(&DenseModel::new(res.x.clone()), &p.truth);
     assert!(err < 1e-6, "relative error {err}");
     // the full run, for comparison: the same optimum to the tolerance
     let mut solver = params.check().unwrap();
