@@ -269,8 +269,10 @@ fn choose_tau(data: &Ratings, values: &[f64], rule: &str, center: &str, seed: u6
     if rule == "spectral" || (rule == "auto" && !partial) {
         return default_tau_of(data, values, seed);
     }
+    // (the zero-filled data have rank <= |Omega|: a larger cap only costs,
+    // O((m + n) rank^2) per iteration on a huge, nearly empty shape)
     let p = SoftImputeParams {
-        rank: 100.min(m.min(n)),
+        rank: 100.min(m.min(n)).min(data.len()),
         center: if center == "mean" { Center::Mean } else { Center::None },
         ..Default::default()
     };
