@@ -75,6 +75,12 @@ fn bad_inputs_give_one_clear_line_and_exit_2() {
         "complex",
     );
     bad(&write(p, "pattern.mtx", b"%%MatrixMarket matrix coordinate pattern general\n1 1 1\n1 1\n"), &[], "pattern");
+    // a bad banner word is the banner's line, not the size line's
+    bad(
+        &write(p, "layout.mtx", b"%%MatrixMarket matrix foo real general\n2 2 1\n1 1 1\n"),
+        &[],
+        "layout.mtx:1: unknown layout 'foo'",
+    );
     let sym = b"%%MatrixMarket matrix coordinate real symmetric\n2 3 1\n2 1 1\n";
     bad(&write(p, "sym.mtx", sym), &[], "sym.mtx:2: a symmetric matrix must be square");
     let int = b"%%MatrixMarket matrix coordinate integer general\n2 2 1\n2 1 1.5\n";

@@ -1,6 +1,7 @@
 //! Dense matrices as CSV/TSV/space-separated text. Missing entries are empty
 //! cells or `NaN`/`nan`/`NA`; an optional first line of column names (no
-//! cell of it a number) is skipped.
+//! cell of it a number) is skipped; a separator ending every row (`1,2,3,`)
+//! ends the row, it is not an empty last column.
 
 use faer::Mat;
 
@@ -40,6 +41,9 @@ pub fn read(src: &mut Source, opts: &ReadOptions) -> Result<Mat<f64>> {
     let mut data: Vec<f64> = Vec::new();
     let mut nrows = 0usize;
     let mut first = true;
+    // every data row ends with a separator (`1,2,3,`): that ends the line,
+    // it does not add an all-missing last column
+    let mut trailing = true;
     while let Some((no, line)) = lines.next_line()? {
         if line.trim_ascii().is_empty() || line.first() == Some(&b'#') {
             continue;
@@ -81,6 +85,7 @@ pub fn read(src: &mut Source, opts: &ReadOptions) -> Result<Mat<f64>> {
             }
             _ => {}
         }
+        trailing &= row.len() > 1 && fields.last().is_some_and(|f| f.trim_ascii().is_empty());
         data.extend_from_slice(&row);
         nrows += 1;
     }
@@ -90,7 +95,8 @@ pub fn read(src: &mut Source, opts: &ReadOptions) -> Result<Mat<f64>> {
     if !data.iter().any(|v| !v.is_nan()) {
         return Err(Error::parse(&path, 0, format!("the {nrows}x{w} matrix has no observed (non-missing) entry")));
     }
-    Ok(Mat::from_fn(nrows, w, |i, j| data[i * w + j]))
+    let cols = if trailing { w - 1 } else { w };
+    Ok(Mat::from_fn(nrows, cols, |i, j| data[i * w + j]))
 }
 
 #[cfg(test)]
@@ -116,5 +122,16 @@ mod tests {
         // a non-number further down names its line
         let e = read_str("1,2,3\n4,5,oops\n").unwrap_err().to_string();
         assert!(e.contains(":2") && e.contains("'oops'"), "{e}");
+    }
+
+    #[test]
+    fn a_separator_ending_every_row_adds_no_column() {
+        let m = read_str("1.5,2,3,\n4,,6,\n").unwrap();
+        assert_eq!((m.nrows(), m.ncols()), (2, 3));
+        assert!(m[(1, 1)].is_nan() && m[(1, 2)] == 6.0);
+        // one row without it: the last column is data (missing where empty)
+        let m = read_str("1.5,2,3,\n4,5,6,7\n").unwrap();
+        assert_eq!((m.nrows(), m.ncols()), (2, 4));
+        assert!(m[(0, 3)].is_nan() && m[(1, 3)] == 7.0);
     }
 }

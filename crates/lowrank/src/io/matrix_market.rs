@@ -41,6 +41,9 @@ pub fn read(src: &mut Source, opts: &ReadOptions) -> Result<MatrixMarket> {
         return Err(perr(no, format!("malformed banner '{}'", clip(&banner))));
     }
     let (layout, field, symmetry) = (words[2], words[3], words[4]);
+    if !matches!(layout, "coordinate" | "array") {
+        return Err(perr(no, format!("unknown layout '{layout}' (coordinate or array)")));
+    }
     match field {
         "real" | "double" | "integer" => {}
         "complex" => return Err(perr(no, "complex matrices are not supported (real or integer only)".into())),
@@ -81,8 +84,7 @@ pub fn read(src: &mut Source, opts: &ReadOptions) -> Result<MatrixMarket> {
                 (Some(a), Some(b)) => break (a, b, a.saturating_mul(b), no),
                 _ => return Err(perr(no, format!("bad size line '{}'", clip(t)))),
             },
-            ("coordinate" | "array", _) => return Err(perr(no, format!("bad size line '{}'", clip(t)))),
-            (other, _) => return Err(perr(no, format!("unknown layout '{other}' (coordinate or array)"))),
+            _ => return Err(perr(no, format!("bad size line '{}'", clip(t)))),
         }
     };
     if m == 0 || n == 0 {

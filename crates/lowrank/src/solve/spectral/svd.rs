@@ -221,11 +221,35 @@ pub struct SvdParams {
     /// Randomized SVD power iterations.
     pub power_iters: usize,
     /// Subtract the mean of the observed values first (missing entries then
-    /// stand for the mean).
+    /// stand for the mean). Also given as `"mean"` / `"none"`, the words the
+    /// other spectral algorithms take.
+    #[serde(deserialize_with = "mean_or_none")]
     pub center: bool,
     /// `randomized` (any size) or `exact` (dense thin SVD of the filled
     /// matrix; small problems).
     pub method: String,
+}
+
+/// `center` of [`SvdParams`]: a boolean, or `"mean"` (true) / `"none"`
+/// (false); `"biases"` is refused with what to use instead.
+fn mean_or_none<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<bool, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        Flag(bool),
+        Word(String),
+    }
+    match Either::deserialize(d)? {
+        Either::Flag(b) => Ok(b),
+        Either::Word(w) => match w.as_str() {
+            "mean" => Ok(true),
+            "none" => Ok(false),
+            other => Err(serde::de::Error::custom(format!(
+                "center must be true/\"mean\" or false/\"none\" for svd, got \"{other}\" (biases: softimpute, \
+                 hard-impute)"
+            ))),
+        },
+    }
 }
 
 impl Default for SvdParams {
@@ -328,6 +352,26 @@ impl Solver for SvdSolver {
 mod tests {
     use super::*;
     use crate::solve::Executor;
+
+    /// `center` takes the booleans and the words of the other spectral
+    /// algorithms; `biases` (which svd does not fit) is a config error.
+    #[test]
+    fn center_takes_a_boolean_or_mean_or_none() {
+        use crate::solve::registry::parse_params;
+        let keys = crate::solve::spectral::ALGOS[0].keys;
+        let parse = |v: serde_json::Value| {
+            let p = serde_json::json!({ "center": v });
+            parse_params::<SvdParams>("svd", p.as_object().unwrap(), keys)
+        };
+        for (v, want) in [(serde_json::json!(true), true), (serde_json::json!("mean"), true)] {
+            assert_eq!(parse(v).unwrap().center, want);
+        }
+        for v in [serde_json::json!(false), serde_json::json!("none")] {
+            assert!(!parse(v).unwrap().center);
+        }
+        let e = parse(serde_json::json!("biases")).unwrap_err().to_string();
+        assert!(e.contains("center") && e.contains("biases"), "{e}");
+    }
 
     fn randm(seed: u64, m: usize, n: usize) -> Mat<f64> {
         gaussian(&mut rng::rng(seed), m, n)

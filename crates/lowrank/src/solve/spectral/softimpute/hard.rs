@@ -12,7 +12,8 @@
 //! iterations at `lambda_frac` of `sigma_max`, with the same rank cap).
 //! Stops when `||Z_new - Z_old||_F^2 / ||Z_old||_F^2 < tol`.
 //!
-//! Defaults: `rank` 10, cold start from 0, bias centring, `tol` 1e-5.
+//! Defaults: `rank` 10, cold start from 0, mean centring (`center = "none"`
+//! for an exactly low-rank matrix: the mean adds a rank-one part), `tol` 1e-5.
 
 use serde::{Deserialize, Serialize};
 
