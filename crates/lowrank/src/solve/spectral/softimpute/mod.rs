@@ -565,7 +565,9 @@ impl PathState {
     /// settings make on this data), warm-started from the checkpoint's
     /// iterate. Returns whether the target changed.
     fn resumed(self, fresh: &PathState, given: bool) -> (PathState, bool) {
-        let (was, now) = (self.lambdas[self.lambdas.len() - 1], fresh.lambdas[fresh.lambdas.len() - 1]);
+        let (Some(&was), Some(&now)) = (self.lambdas.last(), fresh.lambdas.last()) else {
+            return (self, false);
+        };
         if given && (was - now).abs() > 1e-12 * was.abs().max(now.abs()) {
             (PathState { lambdas: vec![now], lambda_max: self.lambda_max, stage: 0, stage_iter: 0 }, true)
         } else {
