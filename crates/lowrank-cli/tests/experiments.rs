@@ -281,6 +281,7 @@ fn sweep_runs_the_grid_skips_finished_runs_and_tabulates() {
     // value, an axis given twice
     for (grid, needle) in [
         (&["--grid", "reg_item=a,b"][..], "setting 'reg_item' = \"a\""),
+        (&["--grid", "reg_item=a,b"][..], "(from --grid)"),
         (&["--grid", "reg_item=1,,2"][..], "no empty value"),
         (&["--grid", "reg_item=1", "--grid", "reg-item=2"][..], "given twice"),
     ] {

@@ -174,8 +174,10 @@ pub fn interrupt_flag() -> Arc<AtomicBool> {
                 std::process::exit(130);
             }
             // (stderr may be a pipe whose reader is gone: never fail here)
-            let _ =
-                writeln!(std::io::stderr(), "\ninterrupted: finishing the current iteration (Ctrl-C again to abort)");
+            let _ = writeln!(
+                std::io::stderr(),
+                "\ninterrupted: finishing the current iteration (interrupt again to abort)"
+            );
         });
         f
     })

@@ -135,6 +135,10 @@ pub fn run(a: SweepArgs) -> anyhow::Result<()> {
         let mut sets = a.sets.clone();
         sets.extend(c.iter().map(|(k, v)| format!("{k}={v}")));
         let mut raw = RawConfig::layered(&a.configs, &sets)?;
+        // (the grid's values travel as --set overrides: errors name --grid)
+        for (k, _) in c {
+            raw.origin.insert(k.replace('-', "_"), "--grid".into());
+        }
         if !raw.table.contains_key("threads") {
             raw.table.insert("threads".into(), toml::Value::Integer(threads_each as i64));
             sets.push(format!("threads={threads_each}"));
