@@ -31,6 +31,23 @@ pub fn parse_value(text: &str) -> Value {
     }
 }
 
+/// A TOML parse error at its line (1 + the newlines before the span: a span
+/// at the start of a line is on that line), naming the key of a duplicate.
+fn toml_error(path: &Path, text: &str, e: &toml::de::Error) -> Error {
+    let span = e.span().map(|s| s.start.min(text.len())..s.end.min(text.len()));
+    let line = span.as_ref().map_or(0, |s| 1 + text.as_bytes()[..s.start].iter().filter(|&&b| b == b'\n').count());
+    let mut msg = format!("invalid TOML: {}", e.message().trim_end());
+    if let Some(s) = span
+        && msg.contains("duplicate")
+    {
+        let what = text.get(s).unwrap_or_default().trim();
+        if !what.is_empty() && what.len() <= 60 && !what.contains('\n') {
+            msg.push_str(&format!(" '{what}'"));
+        }
+    }
+    Error::parse(path, line as u64, msg)
+}
+
 impl RawConfig {
     /// Merge `files` (in order) and then the `key=value` overrides.
     pub fn layered(files: &[impl AsRef<Path>], sets: &[String]) -> Result<RawConfig> {
@@ -48,10 +65,7 @@ impl RawConfig {
     /// one level (`[params] lr = 1` is the same as `lr = 1`).
     pub fn merge_file(&mut self, path: &Path) -> Result<()> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let table: Table = text.parse().map_err(|e: toml::de::Error| {
-            let line = e.span().map_or(0, |s| text[..s.start.min(text.len())].lines().count().max(1) as u64);
-            Error::parse(path, line, format!("invalid TOML: {}", e.message()))
-        })?;
+        let table: Table = text.parse().map_err(|e: toml::de::Error| toml_error(path, &text, &e))?;
         for (k, v) in table {
             match v {
                 Value::Table(inner) if k == "params" => {
@@ -168,5 +182,13 @@ mod tests {
         let e = RawConfig::layered(&[&a], &[]).unwrap_err().to_string();
         assert!(e.contains("a.toml:1"), "{e}");
         assert!(RawConfig::layered(&[&b], &["nokey".to_string()]).is_err());
+        // a duplicate key: its second line (a span at a line's start is on
+        // that line, not the one before), and its name
+        std::fs::write(&a, "# comment\nalgo = \"als\"\n\nrank = 10\nrank = 20\n").unwrap();
+        let e = RawConfig::layered(&[&a], &[]).unwrap_err().to_string();
+        assert!(e.contains("a.toml:5: invalid TOML: duplicate key 'rank'"), "{e}");
+        std::fs::write(&a, "[params]\nlr = 1\n[params]\nlr = 2\n").unwrap();
+        let e = RawConfig::layered(&[&a], &[]).unwrap_err().to_string();
+        assert!(e.contains("a.toml:3:") && e.contains("params"), "{e}");
     }
 }

@@ -96,7 +96,7 @@ fn lab_loop(
             return Err(Error::Diverged {
                 iteration: epoch,
                 what: "the factors".into(),
-                hint: format!("lower the learning rate (lr = {lr}; try {})", lr / 10.0),
+                hint: format!("lower the learning rate (lr = {lr}; try {})", (lr / 10.0).min(LAB_LR)),
             });
         }
     }
@@ -292,7 +292,8 @@ impl Solver for LabSgdSolver {
             "the updates blew up in epoch {}: lower lr (now {}; try {})",
             self.epoch,
             self.params.lr,
-            self.params.lr / 10.0
+            // a tenth of it, but no more than the default
+            (self.params.lr / 10.0).min(LAB_LR)
         )
     }
 

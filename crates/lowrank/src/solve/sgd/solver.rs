@@ -302,11 +302,11 @@ impl Solver for SgdSolver {
     fn divergence_hint(&self) -> String {
         let lr = self.params.lr;
         let extra = if self.params.schedule == LrSchedule::Adaptive { "" } else { ", or schedule=adaptive" };
-        format!(
-            "the SGD updates overflowed in epoch {}: use a smaller lr (now {lr}; try {}){extra}",
-            self.epoch,
-            lr / 10.0
-        )
+        // a tenth of it, but no more than the default (from lr = 1e6, ten
+        // tries of a tenth each would still diverge)
+        let default = Sgd::default().lr;
+        let try_lr = if lr / 10.0 > default { format!("{default}, the default") } else { format!("{}", lr / 10.0) };
+        format!("the SGD updates overflowed in epoch {}: use a smaller lr (now {lr}; try {try_lr}){extra}", self.epoch)
     }
 
     fn save_state(&self) -> Result<Vec<u8>> {

@@ -567,6 +567,8 @@ fn too_large_a_rate_diverges_naming_the_epoch() {
             let Error::Diverged { iteration, ref hint, .. } = e else { unreachable!() };
             assert!((1..=20).contains(&iteration));
             assert!(hint.contains(&format!("epoch {iteration}")) && hint.contains("smaller lr"), "{e}");
+            // from far above it the suggestion is the default, not a tenth (1e3 diverges too)
+            assert!(hint.contains(&format!("try {}, the default", Sgd::default().lr)), "{e}");
         }
         other => panic!("expected Diverged, got {:?}", other.map(|o| o.summary)),
     }
