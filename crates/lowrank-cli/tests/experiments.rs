@@ -289,6 +289,17 @@ fn sweep_runs_the_grid_skips_finished_runs_and_tabulates() {
         usage_error(&out, needle);
     }
     assert_eq!(std::fs::read_dir(logs.join("s")).unwrap().filter(|e| e.as_ref().unwrap().path().is_dir()).count(), 4);
+    // one sweep at a time per directory: while a live process (this test)
+    // holds its lock, a second sweep is refused and starts nothing
+    let lock = logs.join("s").join("sweep.lock");
+    assert!(!lock.exists(), "the lock is removed when a sweep ends");
+    std::fs::write(&lock, format!("{}\n", std::process::id())).unwrap();
+    let out = sweep(&["--grid", "reg_item=3"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("being run by another process"), "{err}");
+    assert_eq!(std::fs::read_dir(logs.join("s")).unwrap().filter(|e| e.as_ref().unwrap().path().is_dir()).count(), 4);
+    std::fs::remove_file(&lock).unwrap();
 }
 
 #[test]

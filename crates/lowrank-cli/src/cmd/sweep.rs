@@ -148,6 +148,17 @@ pub fn run(a: SweepArgs) -> anyhow::Result<()> {
     }
     let dir = a.log_dir.join(&a.name);
     super::ensure_dir(&dir)?;
+    // one sweep at a time per directory: a second one would not see the
+    // first one's points (not finished yet) and run each again
+    let busy = |pid: u32| {
+        format!(
+            "sweep '{}' in {} is being run by another process ({pid}); wait for it to end (then run the same \
+             command to start what is left), or give this sweep another --name",
+            a.name,
+            a.log_dir.display()
+        )
+    };
+    let _lock = lowrank::solve::ProcessLock::acquire(&dir.join("sweep.lock"), &busy)?;
     let (done, resumable) = earlier_runs(&dir);
     let same = |runs: &[(PathBuf, RawConfig)], p: &Point| {
         runs.iter().find(|(_, r)| r.table == p.raw.table).map(|(d, _)| d.clone())

@@ -17,7 +17,8 @@ use crate::error::{Error, Result};
 /// The exclusive use of one checkpoint file, released on drop.
 #[derive(Debug)]
 pub(crate) struct CheckpointLock {
-    path: PathBuf,
+    /// Held for its `Drop`, which removes the lock file.
+    _held: ProcessLock,
 }
 
 impl CheckpointLock {
@@ -25,45 +26,65 @@ impl CheckpointLock {
     pub(crate) fn acquire(ckpt: &Path) -> Result<CheckpointLock> {
         let mut name = ckpt.file_name().map(|s| s.to_os_string()).unwrap_or_else(|| "checkpoint".into());
         name.push(".lock");
-        let path = ckpt.with_file_name(name);
+        let busy = |pid: u32| {
+            format!(
+                "checkpoint {} is in use by another run (process {pid}); wait for it to end, or give this run another \
+                 checkpoint file",
+                ckpt.display()
+            )
+        };
+        ProcessLock::acquire(&ckpt.with_file_name(name), &busy).map(|held| CheckpointLock { _held: held })
+    }
+}
+
+/// A lock file held by this process (its id inside, created exclusively),
+/// removed on drop: one process at a time on a checkpoint, a sweep
+/// directory, and the like. A lock whose process no longer exists (it was
+/// killed) is taken over; where that cannot be checked (not Linux) the error
+/// says which file to delete.
+#[derive(Debug)]
+pub struct ProcessLock {
+    path: PathBuf,
+}
+
+impl ProcessLock {
+    /// Take the lock file `path`, or fail with `busy(owner pid)` (plus, off
+    /// Linux, which file to delete if that process is gone).
+    pub fn acquire(path: &Path, busy: &dyn Fn(u32) -> String) -> Result<ProcessLock> {
         // a stale lock is removed and the creation tried once more
         for _ in 0..2 {
-            match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+            match std::fs::OpenOptions::new().write(true).create_new(true).open(path) {
                 Ok(mut f) => {
                     let me = std::process::id();
-                    f.write_all(format!("{me}\n").as_bytes()).map_err(|e| Error::io(&path, e))?;
-                    return Ok(CheckpointLock { path });
+                    f.write_all(format!("{me}\n").as_bytes()).map_err(|e| Error::io(path, e))?;
+                    return Ok(ProcessLock { path: path.to_path_buf() });
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    let owner = std::fs::read_to_string(&path).ok().and_then(|s| s.trim().parse::<u32>().ok());
+                    let owner = std::fs::read_to_string(path).ok().and_then(|s| s.trim().parse::<u32>().ok());
                     match owner {
                         Some(pid) if process_exists(pid) => {
-                            return Err(Error::invalid(format!(
-                                "checkpoint {} is in use by another run (process {pid}); wait for it to end, or \
-                                 give this run another checkpoint file{}",
-                                ckpt.display(),
-                                if cfg!(target_os = "linux") {
-                                    String::new()
-                                } else {
-                                    format!(" (if that process is gone, delete {})", path.display())
-                                }
-                            )));
+                            let hint = if cfg!(target_os = "linux") {
+                                String::new()
+                            } else {
+                                format!(" (if that process is gone, delete {})", path.display())
+                            };
+                            return Err(Error::invalid(format!("{}{hint}", busy(pid))));
                         }
                         // its process is gone (or the file is not a lock
                         // this program wrote whole): take it over
                         _ => {
-                            let _ = std::fs::remove_file(&path);
+                            let _ = std::fs::remove_file(path);
                         }
                     }
                 }
-                Err(e) => return Err(Error::io(&path, e)),
+                Err(e) => return Err(Error::io(path, e)),
             }
         }
-        Err(Error::invalid(format!("cannot take the lock {} of checkpoint {}", path.display(), ckpt.display())))
+        Err(Error::invalid(format!("cannot take the lock {}", path.display())))
     }
 }
 
-impl Drop for CheckpointLock {
+impl Drop for ProcessLock {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
     }

@@ -17,6 +17,7 @@
 pub mod als;
 pub mod baseline;
 mod checkpoint_lock;
+pub use checkpoint_lock::ProcessLock;
 pub mod deep;
 pub mod gradient;
 pub mod registry;
