@@ -67,6 +67,16 @@ fn runs_get_numbered_directories_with_all_outputs() {
     usage_error(&out, "epochs");
     let out = lowrank().args(["run", "--config"]).arg(&cfg).args(["--set", "=3"]).output().unwrap();
     usage_error(&out, "key=value");
+    // a model path the run would ignore (it writes RUN_DIR/model.safetensors)
+    let out = lowrank()
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .args(["--set", "save_model=m.safetensors", "--log-dir"])
+        .arg(d.path().join("new"))
+        .output()
+        .unwrap();
+    usage_error(&out, "save_model (from --set) applies to `lowrank fit`");
+    assert!(!d.path().join("new").exists());
     // a log dir that cannot be created
     let out = lowrank().args(["run", "--config"]).arg(&cfg).arg("--log-dir").arg(cfg.join("sub")).output().unwrap();
     usage_error(&out, "sub");

@@ -102,6 +102,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<()> {
     if a.print_config {
         eprintln!("{}", raw.to_toml());
     }
+    refuse_save_model(&raw)?;
     let mut plan = FitPlan::resolve(&raw)?;
     // everything is validated and loaded before any output is created
     let data = plan.load_data(crate::progress::Progress::loader(a.quiet || a.json))?;
@@ -148,5 +149,17 @@ pub fn run(a: RunArgs) -> anyhow::Result<()> {
         super::fit::print_summary(&summary);
     }
     super::fit::exit_if_interrupted(&out.termination);
+    Ok(())
+}
+
+/// A run writes its model in its directory: a `save_model` it would ignore
+/// is an error (for `run` and, before any run starts, `sweep`).
+pub fn refuse_save_model(raw: &RawConfig) -> lowrank::Result<()> {
+    if raw.table.contains_key("save_model") {
+        return Err(lowrank::Error::Config(format!(
+            "save_model{} applies to `lowrank fit`; a run writes its model to RUN_DIR/model.safetensors",
+            raw.from("save_model")
+        )));
+    }
     Ok(())
 }

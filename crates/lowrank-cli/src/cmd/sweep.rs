@@ -139,6 +139,7 @@ pub fn run(a: SweepArgs) -> anyhow::Result<()> {
         for (k, _) in c {
             raw.origin.insert(k.replace('-', "_"), "--grid".into());
         }
+        super::run::refuse_save_model(&raw)?;
         if !raw.table.contains_key("threads") {
             raw.table.insert("threads".into(), toml::Value::Integer(threads_each as i64));
             sets.push(format!("threads={threads_each}"));
