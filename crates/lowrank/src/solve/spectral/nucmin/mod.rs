@@ -68,7 +68,9 @@
 //! above `tol sigma_1`), `effective_rank` (Roy and Vetterli 2007),
 //! `factor_rank`, `rho`, `inner_iters`; the certificate (a dense SVD) is
 //! computed once the violation is within `10 tol`, before that `rel_gap` is
-//! absent.
+//! absent. `rel_gap` is recorded signed, `(||X||_* - d) / ||X||_*`: a value
+//! slightly below zero (about `-tol` at most) is an `X` slightly outside the
+//! box, whose norm is below the feasible optimum that `d` bounds.
 //!
 //! # Exact-recovery shortcut
 //! When the box is within the tolerance (`eps <= tol max|a|`) and the
