@@ -21,12 +21,12 @@
 //! entries, so that the default does not depend on the data's units (the
 //! paper's test matrices, products of standard normal factors of rank `r`,
 //! have `sd ~ sqrt(r)`: this threshold is `sqrt(r)` times theirs there);
-//! the paper's `delta = 1.2 m n / |Omega|` (when it diverges, as with few
+//! the paper's `delta = 1.2 m n / |Omega|` (when it fails, as with few
 //! observed entries, where it exceeds the theory's `delta < 2` by far: the
 //! residual overshoots to twice the data's, or does not halve in 50
-//! iterations), the run starts over with half the step, down to 1.9), `tol = 1e-4`, `rank_step = 5`;
-//! no centring (the paper fits the raw matrix). A checkpoint keeps the
-//! run's `tau` and `delta`.
+//! iterations, the run starts over with half the step, down to 1.9),
+//! `tol = 1e-4`, `rank_step = 5`; no centring (the paper fits the raw
+//! matrix). A checkpoint keeps the run's `tau` and `delta`.
 
 use faer::Mat;
 use serde::{Deserialize, Serialize};
@@ -59,10 +59,10 @@ pub struct SvtParams {
     /// are all equal: the paper's `5 sqrt(m n)` in the data's units).
     pub tau: Option<f64>,
     /// Step size (default `1.2 m n / |Omega|`, the paper's; when that
-    /// overshoots (an observed residual twice the data's) or stalls (it does
-    /// not halve in 50 iterations), the run starts over with half the step, down to 1.9,
-    /// within the theory's `delta < 2`; a given `delta` is kept, and its
-    /// divergence is an error).
+    /// overshoots (an observed residual twice the data's) or stalls (it
+    /// does not halve in 50 iterations), the run starts over with half the
+    /// step, down to 1.9, within the theory's `delta < 2`; a given `delta`
+    /// is kept, and its divergence is an error).
     pub delta: Option<f64>,
     /// Stop when the relative residual on the observed entries is `<= tol`.
     pub tol: f64,
@@ -247,8 +247,6 @@ impl Solver for Svt {
             *yk += st.delta * r;
         }
         let rel = if st.norm_y > 0.0 { rsq.sqrt() / st.norm_y } else { rsq.sqrt() };
-        // the iterates stay finite for a long time while the step overshoots:
-        // a residual ten thousand times the data is a blow-up, not progress
         // progress of a default step above 2: the residual halves within
         // `STALL_WINDOW` iterations, or the step is too large
         let stalled = st.recent.len() == STALL_WINDOW && st.recent.front().is_some_and(|&old| rel > 0.5 * old);
@@ -274,6 +272,8 @@ impl Solver for Svt {
             *model = st.x.model(&st.off);
             return Ok(());
         }
+        // the iterates stay finite for a long time while the step overshoots:
+        // a residual ten thousand times the data is a blow-up, not progress
         if rel > DIVERGED_RESIDUAL {
             return Err(Error::Numerical(format!(
                 "svt diverged at iteration {}: the relative residual grew to {rel:.1e}; lower delta (now {:.3}; the \
