@@ -294,6 +294,9 @@ fn sweep_runs_the_grid_skips_finished_runs_and_tabulates() {
         (&["--grid", "reg_item=a,b"][..], "(from --grid)"),
         (&["--grid", "reg_item=1,,2"][..], "no empty value"),
         (&["--grid", "reg_item=1", "--grid", "reg-item=2"][..], "given twice"),
+        // a --set of a grid key would silently lose to the grid
+        (&["--set", "reg-user=3"][..], "--set reg_user=... and --grid both give 'reg_user'"),
+        (&["--set", "seed=3"][..], "and --seeds both give 'seed'"),
     ] {
         let out = sweep(grid);
         usage_error(&out, needle);

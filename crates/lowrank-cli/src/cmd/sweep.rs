@@ -114,6 +114,17 @@ pub fn run(a: SweepArgs) -> anyhow::Result<()> {
     if let Some(n) = a.seeds {
         axes.push(("seed".into(), (0..n).map(|s| s.to_string()).collect()));
     }
+    // a --set of a grid's key would silently lose to the grid
+    for set in &a.sets {
+        let key = set.split_once('=').map_or(set.as_str(), |(k, _)| k).trim().replace('-', "_");
+        if axes.iter().any(|(k, _)| *k == key) {
+            let by = if key == "seed" && a.seeds.is_some() { "--seeds" } else { "--grid" };
+            return Err(lowrank::Error::Config(format!(
+                "--set {key}=... and {by} both give '{key}' (the grid's values would win): drop one"
+            ))
+            .into());
+        }
+    }
     // cartesian product
     let mut combos: Vec<Vec<(String, String)>> = vec![vec![]];
     for (k, vals) in &axes {
@@ -171,8 +182,15 @@ pub fn run(a: SweepArgs) -> anyhow::Result<()> {
     let total = points.len();
     let exe = std::env::current_exe()?;
     let resumed = (0..total).filter(|&i| run_of[i].is_none() && resume_of[i].is_some()).count();
+    // the threads the runs use: the config's when it sets them, else the share of the cores
+    let mut per_run: Vec<i64> = points.iter().filter_map(|p| p.raw.table.get("threads")?.as_integer()).collect();
+    per_run.dedup();
+    let threads = match per_run.as_slice() {
+        [t] => format!("{t} thread(s) each"),
+        _ => "threads as each run's config says".to_string(),
+    };
     eprintln!(
-        "sweep '{}': {total} runs ({skipped} already finished, {resumed} to resume), {} at a time, {threads_each} thread(s) each",
+        "sweep '{}': {total} runs ({skipped} already finished, {resumed} to resume), {} at a time, {threads}",
         a.name, a.jobs
     );
     let mut queue: Vec<usize> = (0..total).filter(|&i| run_of[i].is_none()).collect();
