@@ -169,15 +169,14 @@ fn eval_by_ids<P: lowrank::metrics::Predict + ?Sized>(
     // express the model's id space as ratings to align the test set
     let ids_only = lowrank::Ratings::with_ids(vec![], vec![], vec![], rows.clone(), cols.clone())?;
     let mut t = TestSet::new(&ids_only, data);
-    let mu = fallback;
     let (mut sq, mut ab) = (0.0, 0.0);
     if t.unseen > 0 {
         let mut rm = rows.clone();
         let mut cm = cols.clone();
         for (i, j, v) in data.iter() {
             if rm.lookup(&data.row_ids.id(i)).is_none() || cm.lookup(&data.col_ids.id(j)).is_none() {
-                sq += (v as f64 - mu).powi(2);
-                ab += (v as f64 - mu).abs();
+                sq += (v as f64 - fallback).powi(2);
+                ab += (v as f64 - fallback).abs();
             }
         }
     }

@@ -120,9 +120,7 @@ pub(crate) fn factor_to_bytes(m: &FactorModel) -> Result<Vec<u8>> {
     if let Some((lo, hi)) = m.clip {
         meta.insert("clip".into(), format!("{lo:?},{hi:?}"));
     }
-    if let Some(u) = m.unseen_value {
-        meta.insert("unseen_value".into(), format!("{u:?}"));
-    }
+    put_unseen_value(&mut meta, m.unseen_value);
     let mut t = vec![
         ("user_factors".to_string(), Dtype::F32, vec![m.nrows(), m.rank], f32_bytes(&m.u)),
         ("item_factors".to_string(), Dtype::F32, vec![m.ncols(), m.rank], f32_bytes(&m.v)),
@@ -150,10 +148,31 @@ pub(crate) fn dense_to_bytes(model: &DenseModel) -> Result<Vec<u8>> {
         meta.insert("row_ids".into(), ids_json(rows));
         meta.insert("col_ids".into(), ids_json(cols));
     }
-    if let Some(u) = model.unseen_value {
+    put_unseen_value(&mut meta, model.unseen_value);
+    serialize(vec![("x".into(), Dtype::F64, vec![m, n], data)], meta)
+}
+
+/// A finite number from the metadata value `s` of `key`, or an error naming
+/// the file `origin`.
+fn finite_number(key: &str, s: &str, origin: &str) -> Result<f64> {
+    s.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|x| x.is_finite())
+        .ok_or_else(|| Error::parse(origin, 0, format!("{key} '{s}' is not a finite number")))
+}
+
+/// The `unseen_value` metadata of a factor or dense model (written by
+/// [`put_unseen_value`]), if any.
+fn unseen_value_of(meta: &HashMap<String, String>, origin: &str) -> Result<Option<f64>> {
+    meta.get("unseen_value").map(|s| finite_number("unseen_value", s, origin)).transpose()
+}
+
+/// Record a model's prediction for unseen ids (exactly: `{:?}` round-trips).
+fn put_unseen_value(meta: &mut HashMap<String, String>, value: Option<f64>) {
+    if let Some(u) = value {
         meta.insert("unseen_value".into(), format!("{u:?}"));
     }
-    serialize(vec![("x".into(), Dtype::F64, vec![m, n], data)], meta)
 }
 
 /// Parse model bytes; `origin` names the file in error messages.
@@ -210,13 +229,7 @@ pub(crate) fn from_bytes(bytes: &[u8], origin: &str) -> Result<ModelFile> {
                 None => 0.0,
                 Some(s) => s.parse().map_err(|_| bad(format!("global_mean '{s}' is not a number")))?,
             };
-            let number = |key: &str, s: &str| -> Result<f64> {
-                s.trim()
-                    .parse::<f64>()
-                    .ok()
-                    .filter(|x| x.is_finite())
-                    .ok_or_else(|| bad(format!("{key} '{s}' is not a finite number")))
-            };
+            let number = |key: &str, s: &str| finite_number(key, s, origin);
             let clip = match meta.get("clip") {
                 None => None,
                 Some(s) => {
@@ -228,7 +241,7 @@ pub(crate) fn from_bytes(bytes: &[u8], origin: &str) -> Result<ModelFile> {
                     Some((lo, hi))
                 }
             };
-            let unseen_value = meta.get("unseen_value").map(|s| number("unseen_value", s)).transpose()?;
+            let unseen_value = unseen_value_of(&meta, origin)?;
             let (u, v) = (f32s(&ub), f32s(&vb));
             let all_finite = |x: &[f32]| x.iter().all(|t| t.is_finite());
             if !global_mean.is_finite()
@@ -290,16 +303,7 @@ pub(crate) fn from_bytes(bytes: &[u8], origin: &str) -> Result<ModelFile> {
                 (None, None) => None,
                 _ => return Err(bad("row ids without column ids, or the reverse".into())),
             };
-            let unseen_value = match meta.get("unseen_value") {
-                None => None,
-                Some(u) => Some(
-                    u.trim()
-                        .parse::<f64>()
-                        .ok()
-                        .filter(|x| x.is_finite())
-                        .ok_or_else(|| bad(format!("unseen_value '{u}' is not a finite number")))?,
-                ),
-            };
+            let unseen_value = unseen_value_of(&meta, origin)?;
             Ok(ModelFile::Dense(DenseModel { x, ids, unseen_value }))
         }
         Some("cp") => {
@@ -364,6 +368,14 @@ mod tests {
         (scored.clip, scored.unseen_value) = (Some((1.0, 5.0)), Some(3.0 + 1.0 / 3.0));
         scored.save(&p).unwrap();
         assert_eq!(FactorModel::load(&p).unwrap(), scored);
+        // a dense model fit to ratings keeps their ids and its unseen value
+        let mut rows = IdMap::new();
+        rows.get_or_insert("u1");
+        let dense =
+            DenseModel { x: faer::mat![[1.5, -2.0]], ids: Some((rows, IdMap::identity(2))), unseen_value: Some(0.25) };
+        crate::io::atomic_write(&p, |w| std::io::Write::write_all(w, &dense_to_bytes(&dense).unwrap())).unwrap();
+        let Ok(ModelFile::Dense(back)) = load_any(&p) else { panic!("not a dense model") };
+        assert_eq!(back, dense);
         std::fs::write(&p, b"garbage").unwrap();
         assert!(FactorModel::load(&p).is_err());
         assert!(FactorModel::load(&dir.path().join("missing")).is_err());
